@@ -261,14 +261,16 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Keras `fit` settings. The validation split drives early stopping and the best
-    checkpoint; the eval split is evaluated once at the end."""
+    """Keras `fit` settings. The validation split (if any) drives early stopping and
+    the best checkpoint; the eval split is evaluated once, at the end, and reported.
+    Without a validation split, early stopping and the checkpoint follow the training
+    loss."""
 
     epochs: int = 10
     learning_rate: float = 1e-3
     early_stopping_patience: int = 3
     train_split: str = "train"
-    validation_split: Optional[str] = "eval"
+    validation_split: Optional[str] = None
     eval_split: str = "eval"
     seed: int = 0
     dir: Optional[str] = None

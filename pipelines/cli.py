@@ -1,0 +1,217 @@
+"""The `tfstream` command.
+
+    tfstream preprocess --config C [--output DIR] [-- BEAM OPTIONS]
+    tfstream train      --config C [--dataset DIR] [--model-dir DIR] [--epochs N]
+    tfstream run        --config C [--workdir DIR] [-- BEAM OPTIONS]   # preprocess, then train
+    tfstream inspect    DATASET_DIR [--json]
+    tfstream summary    RUN_DIR [RUN_DIR ...]
+
+Beam options after ``--`` (or any option the command does not know) go to Beam's
+`PipelineOptions` unchanged, e.g. ``-- --runner=DataflowRunner --project=P --region=R
+--temp_location=gs://B/tmp --setup_file=./setup.py``. Exit status: 0 on success, 2 for a
+problem with the input (config, source, dataset), 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+from typing import Optional, Sequence
+
+_log = logging.getLogger("tfstream")
+
+
+def _quiet() -> None:
+    """Silence TensorFlow's and Beam's start-up chatter; keep tfstream's own log lines."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"keras\..*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    logging.getLogger().setLevel(logging.ERROR)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("tfstream: %(message)s"))
+    _log.addHandler(handler)
+    _log.setLevel(logging.INFO)
+    _log.propagate = False
+    try:
+        import absl.logging
+
+        absl.logging.set_verbosity(absl.logging.ERROR)
+    except ImportError:
+        pass
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with the process's stderr pointed at /dev/null.
+
+    TensorFlow 2.21 prints its start-up lines (oneDNN, CUDA probing) through absl before
+    any log level applies, so TF_CPP_MIN_LOG_LEVEL cannot hide them. A failed import
+    still raises, and Python prints that error after stderr is back.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tfstream",
+        description="Stream raw data through Apache Beam into sharded TFRecords, and back through tf.data "
+                    "into Keras fit.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's and Beam's own logs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("preprocess", help="raw source -> sharded TFRecords + manifest (Apache Beam)")
+    p.add_argument("--config", required=True, help="job config (YAML)")
+    p.add_argument("--output", help="dataset directory (default: output.dir, then runs/<name>/dataset)")
+
+    p = sub.add_parser("train", help="fit the reference model on a dataset, evaluate, save and export")
+    p.add_argument("--config", required=True, help="job config (YAML)")
+    p.add_argument("--dataset", help="dataset directory (default: output.dir, then runs/<name>/dataset)")
+    p.add_argument("--model-dir", help="model directory (default: train.dir, then runs/<name>/model)")
+    p.add_argument("--epochs", type=int, help="override train.epochs")
+
+    p = sub.add_parser("run", help="preprocess, then train: the whole job")
+    p.add_argument("--config", required=True, help="job config (YAML)")
+    p.add_argument("--workdir", help="writes WORKDIR/dataset and WORKDIR/model (default: runs/<name>)")
+    p.add_argument("--epochs", type=int, help="override train.epochs")
+
+    p = sub.add_parser("inspect", help="print a dataset's manifest as tables")
+    p.add_argument("dataset", help="dataset directory")
+    p.add_argument("--json", action="store_true", help="print the raw manifest.json")
+
+    p = sub.add_parser("summary", help="one table of the results of finished runs")
+    p.add_argument("runs", nargs="+", help="run directories (holding model/metrics.json) or model directories")
+    return parser
+
+
+def _with_epochs(config, epochs: Optional[int]):
+    if epochs is None:
+        return config
+    import dataclasses
+
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs))
+
+
+def _preprocess(config, output: Optional[str], beam_args: Sequence[str]):
+    from tfstream.pipelines.preprocess import preprocess
+
+    _log.info("preprocess %r with Apache Beam (%s)", config.name,
+              next((a.split("=", 1)[1] for a in beam_args if a.startswith("--runner=")), "DirectRunner"))
+    manifest = preprocess(config, output_dir=output, beam_args=beam_args)
+    src = manifest.data["source"]
+    _log.info("dataset: %s  (%s rows read, %s written, %s dropped)", manifest.root, f"{src['rows_read']:,}",
+              f"{src['rows_written']:,}", f"{src['rows_dropped']:,}")
+    for split in manifest.split_names:
+        n = manifest.num_examples(split)
+        _log.info("  %-6s %9s records in %d shard(s)", split, f"{n:,}", len(manifest.shards(split)))
+        if n == 0:
+            _log.warning("  split %r is empty: check split.fractions and the source", split)
+    return manifest
+
+
+def _train(config, dataset: Optional[str], model_dir: Optional[str]):
+    from tfstream.training.trainer import train
+
+    _log.info("train %r: %s model, %d epoch(s) at most", config.name, config.model.type, config.train.epochs)
+    metrics = train(config, dataset_dir=dataset, model_dir=model_dir)
+    b = metrics["baseline"]
+    if metrics["task"] == "regression":
+        _log.info("eval mse %.4g (baseline %s %.4g)", metrics["eval"]["loss"], b["name"], b["mse"] or float("nan"))
+    else:
+        _log.info("eval accuracy %.4f (baseline %s %.4f)", metrics["eval"]["accuracy"], b["name"],
+                  b["accuracy"] or float("nan"))
+    _log.info("model: %s/model.keras", metrics["model_dir"])
+    _log.info("export (serves raw features): %s", metrics["export_dir"])
+    _log.info("metrics: %s/metrics.json", metrics["model_dir"])
+    return metrics
+
+
+def _metrics_path(run: str) -> str:
+    for candidate in (os.path.join(run, "model", "metrics.json"), os.path.join(run, "metrics.json")):
+        if os.path.exists(candidate):
+            return candidate
+    raise FileNotFoundError(f"{run}: no metrics.json (looked in {run}/model and {run}); run `tfstream run` first")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    beam_args: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, beam_args = argv[:cut], argv[cut + 1:]
+    args, unknown = _parser().parse_known_args(argv)
+    if unknown:
+        if args.command not in ("preprocess", "run"):
+            _parser().error(f"unrecognized arguments: {' '.join(unknown)}")
+        beam_args = unknown + beam_args
+    if not args.verbose:
+        _quiet()
+        if args.command in ("preprocess", "train", "run"):
+            _import_tensorflow_quietly()
+    else:
+        logging.basicConfig(level=logging.INFO)
+
+    from tfstream.pipelines.config import ConfigError, load_config
+    from tfstream.pipelines.manifest import ManifestError
+    from tfstream.pipelines.sources import SourceError
+
+    try:
+        if args.command == "inspect":
+            from tfstream.pipelines.manifest import load_manifest
+            from tfstream.pipelines.report import format_manifest
+
+            manifest = load_manifest(args.dataset)
+            print(json.dumps(manifest.data, indent=1) if args.json else format_manifest(manifest))
+        elif args.command == "summary":
+            from tfstream.pipelines.report import format_summary
+
+            runs = []
+            for run in args.runs:
+                with open(_metrics_path(run), encoding="utf-8") as f:
+                    runs.append((os.path.basename(os.path.normpath(run)), json.load(f)))
+            print(format_summary(runs))
+        else:
+            config = _with_epochs(load_config(args.config), getattr(args, "epochs", None))
+            if args.command == "preprocess":
+                _preprocess(config, args.output, beam_args)
+            elif args.command == "train":
+                _train(config, args.dataset, args.model_dir)
+            else:
+                workdir = args.workdir or os.path.join("runs", config.name)
+                manifest = _preprocess(config, os.path.join(workdir, "dataset"), beam_args)
+                _train(config, manifest.root, os.path.join(workdir, "model"))
+                from tfstream.pipelines.report import format_summary
+
+                with open(_metrics_path(workdir), encoding="utf-8") as f:
+                    print(format_summary([(config.name, json.load(f))]))
+    except (ConfigError, SourceError, ManifestError, FileNotFoundError) as e:
+        print(f"tfstream {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - one clear line, the traceback only with -v
+        from tfstream.pipelines.preprocess import PreprocessError
+
+        if args.verbose:
+            raise
+        code = 2 if isinstance(e, PreprocessError) else 1
+        print(f"tfstream {args.command}: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

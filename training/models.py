@@ -1,0 +1,164 @@
+"""Reference Keras 3 models, built from a dataset's schema and training-split statistics.
+
+Preprocessing lives inside the model: `Normalization` with the full-pass mean and
+variance, `StringLookup` with the training vocabulary. The saved and exported model
+therefore takes raw feature values and applies exactly the training-time preprocessing
+(no training/serving skew).
+
+* `build_dense`: tabular data; numeric features normalized, categorical features
+  looked up and embedded, then a stack of Dense layers.
+* `build_lstm`: variable-length sequences, right-padded; a mask from the
+  ``<name>_length`` input hides the padding (right padding keeps the fused cuDNN
+  kernel usable on a GPU).
+
+The head follows the label: sigmoid for binary, softmax for multiclass, linear for
+regression.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import keras
+from keras import layers, ops
+
+from tfstream.transforms.schema import Feature, Label, Schema, length_key
+
+# Categorical vocabularies larger than this keep their most frequent tokens; the rest
+# map to the out-of-vocabulary bucket.
+MAX_MODEL_VOCABULARY = 10_000
+
+
+@keras.saving.register_keras_serializable(package="tfstream")
+class LengthMask(layers.Layer):
+    """``[batch]`` lengths and a ``[batch, time, dim]`` padded sequence → a boolean
+    ``[batch, time]`` mask that is True on real steps."""
+
+    def call(self, sequence, lengths):
+        steps = ops.arange(ops.shape(sequence)[1], dtype="int64")
+        return ops.less(ops.expand_dims(steps, 0), ops.expand_dims(ops.cast(lengths, "int64"), 1))
+
+    def compute_output_shape(self, sequence_shape, lengths_shape):
+        return tuple(sequence_shape[:2])
+
+
+def _input(feature: Feature) -> keras.KerasTensor:
+    if feature.kind == "sequence":
+        return keras.Input(shape=(None, feature.size), dtype=feature.dtype, name=feature.name)
+    return keras.Input(shape=feature.shape, dtype=feature.dtype, name=feature.name)
+
+
+def _normalize(x, feature: Feature, stats: Mapping[str, Any]):
+    mean, var = stats["mean"], stats["variance"]
+    if not feature.shape:  # a scalar: [batch] → [batch, 1]
+        x = layers.Reshape((1,), name=f"{feature.name}_as_column")(x)
+        mean, var = [mean], [var]
+    return layers.Normalization(mean=mean, variance=var, name=f"{feature.name}_normalized")(x)
+
+
+def _embed(x, feature: Feature, stats: Mapping[str, Any], embedding_dim: int):
+    vocabulary = [token for token, _ in stats["vocabulary"][:MAX_MODEL_VOCABULARY]]
+    if not vocabulary:
+        raise ValueError(f"feature {feature.name!r}: the training split has no vocabulary to build a lookup from")
+    ids = layers.StringLookup(vocabulary=vocabulary, num_oov_indices=1, name=f"{feature.name}_lookup")(x)
+    dim = min(embedding_dim, len(vocabulary) + 1)
+    return layers.Embedding(len(vocabulary) + 1, dim, name=f"{feature.name}_embedding")(ids)
+
+
+def _head(x, label: Label):
+    if label.task == "binary":
+        return layers.Dense(1, activation="sigmoid", name=label.name)(x)
+    if label.task == "multiclass":
+        return layers.Dense(label.num_classes, activation="softmax", name=label.name)(x)
+    return layers.Dense(1, name=label.name)(x)
+
+
+def compile_for(model: keras.Model, label: Label, learning_rate: float) -> keras.Model:
+    """Compile with the loss and metrics of the label's task."""
+    if label.task == "binary":
+        loss = keras.losses.BinaryCrossentropy()
+        metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
+    elif label.task == "multiclass":
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    else:
+        loss = keras.losses.MeanSquaredError()
+        metrics = [keras.metrics.MeanAbsoluteError(name="mae")]
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
+    return model
+
+
+def build_dense(schema: Schema, stats: Mapping[str, Any], *, hidden_units=(64, 32), dropout: float = 0.0,
+                embedding_dim: int = 8) -> keras.Model:
+    """A Dense network over numeric and categorical features.
+
+    Args:
+        schema: the dataset schema (no sequence features).
+        stats: the training split's statistics (``manifest.statistics("train")``).
+
+    Example:
+        >>> m = load_manifest("runs/flights/dataset")                        # doctest: +SKIP
+        >>> model = build_dense(m.schema, m.statistics("train"))             # doctest: +SKIP
+    """
+    if schema.sequence_features:
+        raise ValueError("build_dense: the schema has sequence features; use build_lstm")
+    inputs, parts = {}, []
+    for feature in schema.features:
+        x = inputs[feature.name] = _input(feature)
+        fstats = stats["features"][feature.name]
+        if feature.kind == "categorical":
+            parts.append(_embed(x, feature, fstats, embedding_dim))
+        else:
+            parts.append(_normalize(x, feature, fstats))
+    x = layers.Concatenate(name="features")(parts) if len(parts) > 1 else parts[0]
+    for i, units in enumerate(hidden_units):
+        x = layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    return keras.Model(inputs, _head(x, schema.label), name="tfstream_dense")
+
+
+def build_lstm(schema: Schema, stats: Mapping[str, Any], *, lstm_units=(64,), hidden_units=(64,),
+               dropout: float = 0.0, bidirectional: bool = False) -> keras.Model:
+    """An LSTM over one variable-length sequence feature, masked by its length.
+
+    Inputs: the padded sequence ``[batch, time, dim]`` and ``<name>_length`` ``[batch]``.
+    """
+    sequences = schema.sequence_features
+    if len(sequences) != 1 or len(schema.features) != 1:
+        raise ValueError(
+            f"build_lstm: expects exactly one feature, of kind sequence; got {[f.name for f in schema.features]}"
+        )
+    feature = sequences[0]
+    if feature.dtype != "float32":
+        raise ValueError(f"build_lstm: feature {feature.name!r} holds {feature.dtype}; expected float32 steps")
+    seq = _input(feature)
+    lengths = keras.Input(shape=(), dtype="int64", name=length_key(feature.name))
+    mask = LengthMask(name="mask")(seq, lengths)
+    fstats = stats["features"][feature.name]
+    x = layers.Normalization(mean=fstats["mean"], variance=fstats["variance"], name=f"{feature.name}_normalized")(seq)
+    for i, units in enumerate(lstm_units):
+        last = i == len(lstm_units) - 1
+        rnn = layers.LSTM(units, return_sequences=not last, name=f"lstm_{i}")
+        if bidirectional:
+            rnn = layers.Bidirectional(rnn, name=f"bidirectional_{i}")
+        x = rnn(x, mask=mask)
+        if dropout:
+            x = layers.Dropout(dropout, name=f"lstm_dropout_{i}")(x)
+    for i, units in enumerate(hidden_units):
+        x = layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    inputs = {feature.name: seq, length_key(feature.name): lengths}
+    return keras.Model(inputs, _head(x, schema.label), name="tfstream_lstm")
+
+
+def build_model(schema: Schema, stats: Mapping[str, Any], model_config, learning_rate: float) -> keras.Model:
+    """The reference model a `ModelConfig` names, compiled for the label's task."""
+    if model_config.type == "dense":
+        model = build_dense(schema, stats, hidden_units=model_config.hidden_units, dropout=model_config.dropout,
+                            embedding_dim=model_config.embedding_dim)
+    else:
+        model = build_lstm(schema, stats, lstm_units=model_config.lstm_units, hidden_units=model_config.hidden_units,
+                           dropout=model_config.dropout, bidirectional=model_config.bidirectional)
+    return compile_for(model, schema.label, learning_rate)
