@@ -193,7 +193,8 @@ def read(
         cache: ``None``, ``"memory"`` or a file path prefix; see `cache_records`.
         cycle_length: shards read in parallel.
         seed: makes file order, interleaving and shuffling reproducible. Without a
-            seed, interleave and map may reorder elements for speed.
+            seed (and with shuffling on), interleave and map may reorder elements for
+            speed; with ``shuffle=False`` the order is always the stored order.
         drop_remainder: drop the last, smaller batch.
         prefetch_buffer: batches prefetched (AUTOTUNE by default).
         repeat: repeat forever (then give Keras `steps_per_epoch`).
@@ -210,7 +211,9 @@ def read(
     """
     manifest = dataset_dir if isinstance(dataset_dir, Manifest) else load_manifest(dataset_dir)
     schema = manifest.schema
-    deterministic = True if seed is not None else None
+    # Unshuffled reads keep the stored order (predictions line up with records); seeded
+    # reads are reproducible; otherwise tf.data may reorder for speed.
+    deterministic = True if (seed is not None or not shuffle) else None
     if cache == "memory":
         _warn_on_memory_cache(manifest, split)
 
@@ -229,7 +232,7 @@ def read(
     ds = ds.apply(parse_records(schema, deterministic=deterministic))
     ds = ds.apply(pad_sequences(schema, deterministic=deterministic))
     ds = ds.apply(prefetch(buffer_size=prefetch_buffer))
-    if seed is None:
+    if not deterministic:
         options = tf.data.Options()
         options.deterministic = False
         ds = ds.with_options(options)

@@ -1,4 +1,4 @@
-"""Raw sources: CSV (plain, gzip or zip), Parquet (through pyarrow) and NumPy ``.npz``.
+"""Raw sources: CSV (plain, gzip, bzip2 or zip), Parquet (through pyarrow) and NumPy ``.npz``.
 
 Two entry points, both plain functions so Beam can call them on any worker:
 
@@ -20,7 +20,9 @@ per-sequence arrays with one entry per sequence (labels, ids).
 
 from __future__ import annotations
 
+import bz2
 import contextlib
+import gzip
 import io
 import os
 import zipfile
@@ -45,11 +47,8 @@ def _open(path: str):
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
-    compression = CompressionTypes.AUTO
-    if path.endswith((".zip", ".npz", ".parquet")):
-        compression = CompressionTypes.UNCOMPRESSED  # read with random access, not as a stream
     try:
-        f = FileSystems.open(path, compression_type=compression)
+        f = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     except Exception as e:  # noqa: BLE001 - Beam raises different types per file system
         raise SourceError(f"{path}: cannot open: {e}") from e
     try:
@@ -73,6 +72,12 @@ def _csv_streams(path: str):
                 raise SourceError(f"{path}: the zip file holds no file")
             with contextlib.ExitStack() as stack:
                 yield [(display_name(path, m), stack.enter_context(archive.open(m))) for m in members]
+        elif path.endswith(".gz"):
+            with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                yield [(display_name(path), stream)]
+        elif path.endswith(".bz2"):
+            with bz2.BZ2File(raw, mode="rb") as stream:
+                yield [(display_name(path), stream)]
         else:
             yield [(display_name(path), raw)]
 

@@ -203,7 +203,6 @@ class Schema:
                     dtype=dtype,
                     value_key=f.name,
                     partitions=(tf.io.RaggedFeature.UniformRowLength(f.size),),
-                    row_splits_dtype=tf.int64,
                 )
                 spec[length_key(f.name)] = tf.io.FixedLenFeature([], tf.int64)
             else:

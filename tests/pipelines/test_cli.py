@@ -1,0 +1,92 @@
+"""The `tfstream` command: exit codes, messages, quiet start-up, Beam options passed through."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tfstream.pipelines.cli import main
+
+
+def _write_config(path, data):
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return str(path)
+
+
+def test_inspect(flights_dataset, capsys):
+    assert main(["inspect", flights_dataset]) == 0
+    out = capsys.readouterr().out
+    assert "splits" in out and "shards" in out and "schema" in out and "parse spec" in out
+    assert main(["inspect", flights_dataset, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "flights"
+
+
+def test_inspect_without_manifest(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path)]) == 2
+    assert "tfstream inspect: error:" in capsys.readouterr().err
+
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
+
+
+def _shipped(name):
+    with open(os.path.join(CONFIGS, name), encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def test_unknown_config_key_exits_2_with_the_key(tmp_path, capsys):
+    data = _shipped("flights_dense.yaml")
+    data["reader"]["shufle_buffer"] = 10
+    config = _write_config(tmp_path / "c.yaml", data)
+    assert main(["preprocess", "--config", config, "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "reader.shufle_buffer: unknown key; did you mean 'shuffle_buffer'?" in err
+
+
+def test_bad_row_exits_2_naming_file_and_row(tmp_path, capsys):
+    import numpy as np
+
+    np.savez(tmp_path / "d.npz", X=np.ones((5, 13), np.float32), lengths=np.array([2, 3]), y=np.array([1, 12]))
+    data = _shipped("digits_lstm.yaml")
+    data["source"]["path"] = str(tmp_path / "d.npz")
+    config = _write_config(tmp_path / "c.yaml", data)
+    assert main(["preprocess", "--config", config, "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "d.npz: row 2: column 'y': label 12 is outside the declared classes 0..9" in err
+
+
+def test_train_needs_a_dataset(tmp_path, capsys):
+    config = _write_config(tmp_path / "c.yaml", _shipped("digits_lstm.yaml"))
+    assert main(["train", "--config", config, "--dataset", str(tmp_path / "none")]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_summary_needs_metrics(tmp_path, capsys):
+    assert main(["summary", str(tmp_path)]) == 2
+    assert "no metrics.json" in capsys.readouterr().err
+
+
+def test_console_script_is_quiet_and_passes_beam_options(digits_npz, tmp_path):
+    """The installed `tfstream` script: no TensorFlow start-up noise on stderr, and Beam
+    options after `--` reach PipelineOptions (recorded in the manifest)."""
+    data = _shipped("digits_lstm.yaml")
+    data["source"]["path"] = digits_npz
+    config = _write_config(tmp_path / "c.yaml", data)
+    exe = os.path.join(os.path.dirname(sys.executable), "tfstream")
+    out = str(tmp_path / "ds")
+    proc = subprocess.run(
+        [exe, "preprocess", "--config", config, "--output", out, "--",
+         "--runner=DirectRunner", "--direct_num_workers=1", "--job_name=tfstream-test"],
+        capture_output=True, text=True, timeout=600, env={k: v for k, v in os.environ.items()
+                                                        if k != "TF_CPP_MIN_LOG_LEVEL"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    for noise in ("oneDNN", "cuda", "absl::InitializeLog", "apitools", "I0000"):
+        assert noise not in proc.stderr, proc.stderr
+    assert "tfstream: dataset:" in proc.stderr
+    manifest = json.load(open(os.path.join(out, "manifest.json")))
+    assert manifest["options"]["beam"]["job_name"] == "tfstream-test"
+    assert manifest["options"]["beam"]["runner"] == "DirectRunner"

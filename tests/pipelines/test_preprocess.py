@@ -1,0 +1,164 @@
+"""The Beam write side: transforms under TestPipeline, and the dataset a whole run writes."""
+
+import glob
+import hashlib
+import os
+import re
+
+import apache_beam as beam
+import pytest
+import tensorflow as tf
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from tfstream.pipelines.manifest import load_manifest
+from tfstream.pipelines.preprocess import ReadSource, ShuffleRecords, _ConvertChunk, _StatsCombineFn, preprocess
+from tfstream.pipelines.report import format_manifest
+from tfstream.transforms.codecs import decode_example
+from tfstream.transforms.schema import format_parse_spec
+from tfstream.transforms.split import Splitter
+
+
+def _data_rows(path):
+    with open(path, encoding="utf-8") as f:
+        return sum(1 for _ in f) - 1
+
+
+def test_read_source_yields_every_row(flights_csv, flights_job):
+    with BeamTestPipeline() as p:
+        chunks = p | ReadSource([flights_csv], flights_job.source, flights_job.source_columns(), [])
+        counts = chunks | beam.Map(lambda c: len(c[2]["month"])) | beam.CombineGlobally(sum)
+        assert_that(counts, equal_to([_data_rows(flights_csv)]))
+
+
+def test_convert_routes_drops_and_counts(flights_job):
+    columns = flights_job.source_columns()
+    good = dict(zip(columns, ["1", "2", "517", "830", "2", "1400", "UA", "EWR", "IAH", "11", "2013", "1545"]))
+    no_dep = dict(good, dep_delay="NA")
+    no_arr = dict(good, arr_delay="NA", flight="7")
+    chunk = ("f.csv", 1, {c: [good[c], no_dep[c], no_arr[c]] for c in columns})
+    splitter = Splitter(dict(flights_job.split.fractions), flights_job.split.salt)
+    fn = _ConvertChunk(flights_job.row_rules(), splitter, flights_job.split.key)
+    expected_split = splitter.assign([good[k] for k in flights_job.split.key])
+    with BeamTestPipeline() as p:
+        routed = (p | beam.Create([chunk])
+                  | beam.ParDo(fn).with_outputs("_read", "_dropped", *flights_job.split.fractions))
+        assert_that(routed["_read"], equal_to([3]), label="read")
+        assert_that(routed["_dropped"], equal_to(["missing:dep_delay", "missing_label:arr_delay"]), label="dropped")
+        assert_that(routed[expected_split] | beam.Map(lambda r: (r["carrier"], r["late"], r["sched_dep_time"])),
+                    equal_to([("UA", 0, 517)]), label="row")
+
+
+def test_stats_combine_fn_is_lifted_and_merged(flights_job):
+    rows = [{"month": m, "day": 1, "sched_dep_time": 600, "sched_arr_time": 900, "dep_delay": float(m),
+             "distance": 100.0, "carrier": "UA" if m % 3 else "AA", "origin": "EWR", "dest": "IAH", "late": m % 2}
+            for m in range(1, 13)]
+    with BeamTestPipeline() as p:
+        stats = p | beam.Create(rows, reshuffle=True) | beam.CombineGlobally(_StatsCombineFn(flights_job.schema()))
+        summary = stats | beam.Map(lambda s: (s["num_examples"], s["features"]["dep_delay"]["mean"],
+                                              s["features"]["carrier"]["vocabulary"], s["label"]["class_counts"]))
+        assert_that(summary, equal_to([(12, 6.5, [["UA", 8], ["AA", 4]],
+                                        {"arr_delay<=15": 6, "arr_delay>15": 6})]))
+
+
+def test_shuffle_records_keeps_every_record():
+    records = [f"r{i}".encode() for i in range(500)]
+    with BeamTestPipeline() as p:
+        out = p | beam.Create(records) | ShuffleRecords(salt="s", buckets=7)
+        assert_that(out, equal_to(records))
+
+
+def test_manifest_is_the_contract(flights_dataset, flights_csv):
+    m = load_manifest(flights_dataset)
+    src = m.data["source"]
+    assert src["rows_read"] == _data_rows(flights_csv)
+    assert src["rows_written"] + src["rows_dropped"] == src["rows_read"]
+    assert src["rows_dropped"] == sum(src["dropped"].values()) > 0  # the slice has cancelled flights
+    assert set(src["dropped"]) == {"missing:dep_delay", "missing_label:arr_delay"}
+    assert sum(m.num_examples(s) for s in m.split_names) == src["rows_written"]
+    assert m.split_names == ["train", "validation", "eval"]
+    for split in m.split_names:
+        shards = m.shards(split)
+        n = len(shards)
+        assert [s["file"] for s in shards] == [f"{split}/flights-{i:05d}-of-{n:05d}.tfrecord.gz" for i in range(n)]
+        assert m.statistics(split)["num_examples"] == m.num_examples(split)
+        for shard, path in zip(shards, m.shard_paths(split)):
+            data = open(path, "rb").read()
+            assert len(data) == shard["bytes"]
+            assert hashlib.sha256(data).hexdigest() == shard["sha256"]
+            assert sum(1 for _ in tf.data.TFRecordDataset(path, compression_type="GZIP")) == shard["records"]
+    assert len(m.shards("train")) == 3
+    stats = m.statistics("train")["features"]
+    assert {t for t, _ in stats["origin"]["vocabulary"]} == {"EWR", "JFK", "LGA"}
+    assert m.data["options"]["config"]["name"] == "flights"
+    assert len(m.data["source"]["fingerprint"]["sha256"]) == 64
+
+
+def test_shards_are_readable_without_tfstream(flights_dataset):
+    """Beam's own ReadFromTFRecord, and plain tf.data with the spec `tfstream inspect` prints."""
+    m = load_manifest(flights_dataset)
+    files = sorted(glob.glob(os.path.join(flights_dataset, "train", "*.tfrecord.gz")))
+    with BeamTestPipeline() as p:
+        count = (p | beam.io.ReadFromTFRecord(os.path.join(flights_dataset, "train", "*.tfrecord.gz"))
+                 | beam.combiners.Count.Globally())
+        assert_that(count, equal_to([m.num_examples("train")]))
+
+    text = format_manifest(m)
+    spec_text = text[text.index("parse spec"):].split("\n", 1)[1]
+    spec = eval(spec_text, {"tf": tf})
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(512).map(lambda s: tf.io.parse_example(s, spec))
+    n = 0
+    for batch in ds:
+        n += int(batch["late"].shape[0])
+        assert set(batch) == {f.name for f in m.schema.features} | {"late"}
+    assert n == m.num_examples("train")
+
+
+def test_a_rerun_writes_the_same_records_and_removes_stale_shards(flights_job, make_job, tmp_path):
+    out = str(tmp_path / "ds")
+    first = preprocess(flights_job, output_dir=out)
+
+    def records(manifest, split):
+        return sorted(r.numpy() for r in tf.data.TFRecordDataset(manifest.shard_paths(split), compression_type="GZIP"))
+
+    before = {split: records(first, split) for split in first.split_names}
+
+    fewer = make_job("flights_dense.yaml", source={"path": flights_job.source.path},
+                     output={"num_shards": {"train": 2, "validation": 1, "eval": 1}})
+    second = preprocess(fewer, output_dir=out)
+    for split in first.split_names:
+        assert before[split] == records(second, split)
+    left = sorted(os.listdir(os.path.join(out, "train")))
+    assert left == ["flights-00000-of-00002.tfrecord.gz", "flights-00001-of-00002.tfrecord.gz"]
+    assert os.path.exists(os.path.join(out, "manifest.previous.json"))
+
+
+def test_sequences_round_trip_through_the_pipeline(digits_dataset, digits_npz):
+    import numpy as np
+
+    m = load_manifest(digits_dataset)
+    src = np.load(digits_npz)
+    assert m.data["source"]["rows_read"] == len(src["lengths"]) == m.data["source"]["rows_written"]
+    stats = m.statistics("train")["features"]["mfcc"]
+    assert stats["length"]["max"] <= int(src["lengths"].max())
+    assert stats["steps"] == sum(int(k) * v for k, v in stats["length"]["histogram"].items())
+    # Every stored sequence is one of the source sequences, with its label.
+    offsets = np.concatenate([[0], np.cumsum(src["lengths"])])
+    originals = {src["X"][offsets[i]:offsets[i + 1]].tobytes(): int(src["y"][i]) for i in range(len(src["y"]))}
+    seen = 0
+    for split in m.split_names:
+        for path in m.shard_paths(split):
+            for record in tf.data.TFRecordDataset(path):
+                row = decode_example(record.numpy(), m.schema)
+                assert originals[row["mfcc"].astype(np.float32).tobytes()] == row["digit"]
+                assert row["mfcc_length"] == len(row["mfcc"])
+                seen += 1
+    assert seen == len(originals)
+
+
+def test_inspect_table_lists_splits_shards_and_schema(flights_dataset):
+    text = format_manifest(load_manifest(flights_dataset))
+    for needle in ["splits", "shards", "schema", "train/flights-00000-of-00003.tfrecord.gz", "carrier",
+                   "categorical", "label (binary)", 'tf.io.FixedLenFeature([], tf.float32)']:
+        assert needle in text
+    assert re.search(r"^train\s+3\s+[\d,]+", text, re.M)

@@ -1,0 +1,44 @@
+import keras
+import numpy as np
+import pytest
+
+from tfstream.pipelines.manifest import load_manifest
+from tfstream.training.models import LengthMask, build_dense, build_lstm
+
+
+def test_dense_normalizes_with_the_manifest_statistics(flights_dataset):
+    m = load_manifest(flights_dataset)
+    stats = m.statistics("train")
+    model = build_dense(m.schema, stats)
+    layer = model.get_layer("dep_delay_normalized")
+    np.testing.assert_allclose(np.ravel(layer.mean), [stats["features"]["dep_delay"]["mean"]], rtol=1e-6)
+    lookup = model.get_layer("carrier_lookup")
+    assert lookup.get_vocabulary()[1:] == [t for t, _ in stats["features"]["carrier"]["vocabulary"]]
+    assert model.output_shape == (None, 1)
+
+
+def test_dense_refuses_sequences(digits_dataset):
+    m = load_manifest(digits_dataset)
+    with pytest.raises(ValueError, match="build_dense: the schema has sequence features; use build_lstm"):
+        build_dense(m.schema, m.statistics("train"))
+
+
+def test_length_mask():
+    mask = LengthMask()(np.zeros((2, 4, 3), np.float32), np.array([1, 3]))
+    np.testing.assert_array_equal(np.asarray(mask), [[True, False, False, False], [True, True, True, False]])
+
+
+def test_lstm_output_ignores_padding(digits_dataset):
+    m = load_manifest(digits_dataset)
+    model = build_lstm(m.schema, m.statistics("train"), lstm_units=(8,), hidden_units=(8,))
+    rng = np.random.default_rng(0)
+    seq = rng.normal(size=(3, 5, 13)).astype(np.float32)
+    lengths = np.array([5, 2, 4])
+    for i, n in enumerate(lengths):
+        seq[i, n:] = 0
+    padded = np.concatenate([seq, rng.normal(size=(3, 7, 13)).astype(np.float32)], axis=1)  # junk past the end
+    a = model.predict({"mfcc": seq, "mfcc_length": lengths}, verbose=0)
+    b = model.predict({"mfcc": padded, "mfcc_length": lengths}, verbose=0)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert a.shape == (3, 10)
+    np.testing.assert_allclose(a.sum(axis=1), 1.0, rtol=1e-5)

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfstream.transforms.codecs import decode_example, encode_example, parse_batch
+from tfstream.transforms.schema import Feature, Label, Schema
+
+
+@pytest.fixture
+def schema():
+    return Schema(
+        (
+            Feature("x", "numeric", "float32"),
+            Feature("n", "numeric", "int64"),
+            Feature("v", "numeric", "float32", (3,)),
+            Feature("c", "categorical", "string"),
+            Feature("s", "sequence", "float32", (2,)),
+        ),
+        Label("y", "multiclass", ("a", "b", "c")),
+    )
+
+
+def _rows():
+    return [
+        {"x": 1.5, "n": 7, "v": [1.0, 2.0, 3.0], "c": "UA", "s": np.arange(6, dtype=np.float32).reshape(3, 2), "y": 2},
+        {"x": -2.0, "n": -1, "v": [0.0, 0.5, -1.0], "c": "é", "s": np.ones((1, 2), np.float32), "y": 0},
+    ]
+
+
+def test_round_trip_without_tensorflow_ops(schema):
+    for row in _rows():
+        back = decode_example(encode_example(row, schema), schema)
+        assert back["x"] == pytest.approx(row["x"])
+        assert back["n"] == row["n"]
+        np.testing.assert_allclose(back["v"], row["v"])
+        assert back["c"] == row["c"]
+        np.testing.assert_array_equal(back["s"], row["s"])
+        assert back["s_length"] == len(row["s"])
+        assert back["y"] == row["y"]
+
+
+def test_vectorized_parse_of_a_batch(schema):
+    rows = _rows()
+    features, label = parse_batch(tf.constant([encode_example(r, schema) for r in rows]), schema)
+    np.testing.assert_allclose(features["x"].numpy(), [1.5, -2.0])
+    np.testing.assert_array_equal(features["n"].numpy(), [7, -1])
+    assert features["v"].shape == (2, 3)
+    assert [c.decode() for c in features["c"].numpy()] == ["UA", "é"]
+    assert isinstance(features["s"], tf.RaggedTensor)
+    assert features["s"].shape.as_list() == [2, None, 2]
+    np.testing.assert_array_equal(features["s"].row_lengths().numpy(), [3, 1])
+    np.testing.assert_array_equal(features["s_length"].numpy(), [3, 1])
+    np.testing.assert_array_equal(features["s"][0].numpy(), rows[0]["s"])
+    np.testing.assert_array_equal(label.numpy(), [2, 0])
+
+
+def test_wrong_sizes_are_rejected(schema):
+    row = dict(_rows()[0], v=[1.0, 2.0])
+    with pytest.raises(ValueError, match="feature 'v': expected 3 value"):
+        encode_example(row, schema)
+    row = dict(_rows()[0], s=np.arange(5, dtype=np.float32))
+    with pytest.raises(ValueError, match="5 values is not a whole number of steps of 2"):
+        encode_example(row, schema)

@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+from tfstream.transforms.schema import Feature, Label
+from tfstream.transforms.validation import FeatureRule, LabelRule, RowError, RowRules, convert_row
+
+
+def _rules(*features, label=None, na=("", "NA")):
+    label = label or LabelRule(Label("late", "binary", ("no", "yes")), "arr_delay", threshold=15.0)
+    return RowRules(tuple(features), label, na)
+
+
+def num(name, dtype="float32", on_missing="error", default=None, columns=None):
+    return FeatureRule(Feature(name, "numeric", dtype), columns or (name,), on_missing, default)
+
+
+def test_good_row_is_typed():
+    rules = _rules(num("dep_delay"), num("month", "int64"),
+                   FeatureRule(Feature("carrier", "categorical", "string"), ("carrier",)))
+    row, dropped = convert_row({"dep_delay": "-3", "month": "12", "carrier": "UA", "arr_delay": "16"}, rules)
+    assert dropped is None
+    assert row == {"dep_delay": -3.0, "month": 12, "carrier": "UA", "late": 1}
+
+
+def test_threshold_is_strict():
+    row, _ = convert_row({"x": "1", "arr_delay": "15"}, _rules(num("x")))
+    assert row["late"] == 0
+
+
+def test_missing_value_policies():
+    raw = {"x": "NA", "arr_delay": "1"}
+    row, dropped = convert_row(raw, _rules(num("x", on_missing="drop")))
+    assert row is None and dropped == "missing:x"
+    row, _ = convert_row(raw, _rules(num("x", on_missing="default", default=0.5)))
+    assert row["x"] == 0.5
+    with pytest.raises(RowError, match=r"column 'x': missing value for feature 'x'; set `on_missing: drop`"):
+        convert_row(raw, _rules(num("x")))
+
+
+def test_missing_label():
+    with pytest.raises(RowError, match="column 'arr_delay': missing label; set `label.on_missing: drop`"):
+        convert_row({"x": "1", "arr_delay": ""}, _rules(num("x")))
+    label = LabelRule(Label("late", "binary", ("no", "yes")), "arr_delay", threshold=15.0, on_missing="drop")
+    assert convert_row({"x": "1", "arr_delay": None}, _rules(num("x"), label=label)) == (None, "missing_label:arr_delay")
+
+
+@pytest.mark.parametrize(
+    "value, dtype, message",
+    [
+        ("abc", "float32", "column 'x': expected a number, got 'abc'"),
+        ("inf", "float32", "column 'x': expected a finite number, got 'inf'"),
+        ("1.5", "int64", "column 'x': expected an integer, got '1.5'"),
+    ],
+)
+def test_unparseable_values(value, dtype, message):
+    with pytest.raises(RowError, match=message) as info:
+        convert_row({"x": value, "arr_delay": "1"}, _rules(num("x", dtype)))
+    assert info.value.column == "x"
+
+
+def test_labels_outside_declared_classes():
+    rules = _rules(num("x"), label=LabelRule(Label("d", "multiclass", tuple("0123")), "y"))
+    assert convert_row({"x": 1, "y": 3}, rules)[0]["d"] == 3
+    with pytest.raises(RowError, match=r"column 'y': label 4 is outside the declared classes 0..3"):
+        convert_row({"x": 1, "y": 4}, rules)
+    named = _rules(num("x"), label=LabelRule(Label("d", "multiclass", ("cat", "dog")), "y", raw_classes=("cat", "dog")))
+    assert convert_row({"x": 1, "y": "dog"}, named)[0]["d"] == 1
+    with pytest.raises(RowError, match=r"label 'cow' is not one of the declared classes \['cat', 'dog'\]"):
+        convert_row({"x": 1, "y": "cow"}, named)
+
+
+def test_vector_from_several_columns():
+    rules = _rules(FeatureRule(Feature("times", "numeric", "int64", (2,)), ("dep", "arr")))
+    assert convert_row({"dep": "517", "arr": "830", "arr_delay": "0"}, rules)[0]["times"] == [517, 830]
+
+
+def test_sequences():
+    seq = FeatureRule(Feature("mfcc", "sequence", "float32", (3,)), ("X",))
+    rules = _rules(seq, label=LabelRule(Label("d", "multiclass", ("0", "1")), "y"))
+    row, _ = convert_row({"X": np.ones((4, 3)), "y": 1}, rules)
+    assert row["mfcc"].shape == (4, 3) and row["mfcc"].dtype == np.float32
+    with pytest.raises(RowError, match=r"column 'X': the sequence is empty"):
+        convert_row({"X": np.ones((0, 3)), "y": 1}, rules)
+    with pytest.raises(RowError, match=r"column 'X': expected a sequence of shape \(steps, 3\), got shape \(4, 2\)"):
+        convert_row({"X": np.ones((4, 2)), "y": 1}, rules)
+    with pytest.raises(RowError, match="column 'X': the sequence holds NaN or inf"):
+        convert_row({"X": np.full((2, 3), np.nan), "y": 1}, rules)
