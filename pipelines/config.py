@@ -47,6 +47,8 @@ class SourceConfig:
 
     ``path`` is a file, a glob, or ``pkg:<package>/<file inside the package>`` for data
     that ships inside an installed package (located without importing the package).
+    ``lengths_key`` (npz only) names the array of sequence lengths when sequences are
+    stored concatenated; without it every npz array holds one entry per row.
     """
 
     format: str
@@ -59,11 +61,7 @@ class SourceConfig:
         _check(self.format in ("csv", "parquet", "npz"),
                f"source.format: expected one of csv, parquet, npz; got {self.format!r}")
         _check(len(self.delimiter) == 1, f"source.delimiter: expected one character, got {self.delimiter!r}")
-        if self.format == "npz":
-            _check(self.lengths_key is not None,
-                   "source.lengths_key: an npz source needs the name of its array of sequence "
-                   "lengths (for example `lengths_key: lengths`)")
-        else:
+        if self.format != "npz":
             _check(self.lengths_key is None, "source.lengths_key: only an npz source has one; remove it")
 
 

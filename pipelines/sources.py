@@ -13,9 +13,11 @@ Two entry points, both plain functions so Beam can call them on any worker:
 Files are opened through Beam's `FileSystems`, so ``gs://`` and other registered file
 systems work the same as local paths.
 
-The npz layout: one array of sequence lengths (``lengths_key``), sequence arrays that
-hold all sequences concatenated along their first axis (``sum(lengths)`` rows), and
-per-sequence arrays with one entry per sequence (labels, ids).
+The npz layouts: with ``lengths_key``, one array of sequence lengths, sequence arrays
+that hold all sequences concatenated along their first axis (``sum(lengths)`` rows),
+and per-sequence arrays with one entry per sequence (labels, ids). Without it, every
+array has one entry per row: 1-D arrays are scalars, 2-D arrays fixed vectors, and a
+sequence feature's array is ``(rows, steps, dim)`` (all sequences of one length).
 """
 
 from __future__ import annotations
@@ -165,31 +167,45 @@ def check_source(paths: Sequence[str], source, columns: Sequence[str], sequence_
                 _npz_arrays(f, path, source.lengths_key, columns, sequence_columns)
 
 
-def _npz_arrays(f, path: str, lengths_key: str, columns: Sequence[str], sequence_columns: Sequence[str]):
+def _npz_arrays(f, path: str, lengths_key: str | None, columns: Sequence[str], sequence_columns: Sequence[str]):
+    """Check an npz archive's layout; return ``(lengths or None, {column: array})``."""
     try:
         archive = np.load(f, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - numpy raises several types for bad files
         raise SourceError(f"{path}: not a NumPy .npz file: {e}") from e
     if not hasattr(archive, "files"):
         raise SourceError(f"{path}: a single .npy array, not an .npz archive of named arrays")
-    missing = [c for c in [lengths_key, *columns] if c not in archive.files]
+    missing = [c for c in [*([lengths_key] if lengths_key else []), *columns] if c not in archive.files]
     if missing:
         raise _missing_columns_error(path, missing, archive.files)
+    arrays = {c: archive[c] for c in columns}
+    if lengths_key is None:  # one row per entry of every array; sequences as (rows, steps, dim)
+        n = arrays[columns[0]].shape[0] if arrays[columns[0]].ndim else 0
+        if n == 0:
+            raise SourceError(f"{path}: array {columns[0]!r} has no rows")
+        for c, arr in arrays.items():
+            if arr.ndim == 0 or arr.shape[0] != n:
+                raise SourceError(f"{path}: array {c!r} has {arr.shape[0] if arr.ndim else 0} rows; "
+                                  f"expected {n} like {columns[0]!r}")
+            if c in sequence_columns and arr.ndim != 3:
+                raise SourceError(
+                    f"{path}: sequence array {c!r} has shape {arr.shape}; without `lengths_key` a sequence "
+                    f"array is (rows, steps, dim). For variable-length sequences, concatenate them along "
+                    f"the first axis and set `source.lengths_key` to the array of lengths"
+                )
+        return None, arrays
     lengths = np.asarray(archive[lengths_key])
     if lengths.ndim != 1 or lengths.size == 0:
         raise SourceError(f"{path}: {lengths_key!r} must be a non-empty 1-D array of lengths, got shape {lengths.shape}")
     if not np.issubdtype(lengths.dtype, np.integer) or (lengths < 0).any():
         raise SourceError(f"{path}: {lengths_key!r} must hold non-negative integers")
     n, total = lengths.size, int(lengths.sum())
-    arrays = {}
-    for c in columns:
-        arr = archive[c]
+    for c, arr in arrays.items():
         want = total if c in sequence_columns else n
         what = f"sum({lengths_key}) = {total} (concatenated sequences)" if c in sequence_columns \
             else f"len({lengths_key}) = {n} (one per sequence)"
         if arr.ndim == 0 or arr.shape[0] != want:
             raise SourceError(f"{path}: array {c!r} has {arr.shape[0] if arr.ndim else 0} rows; expected {what}")
-        arrays[c] = arr
     return lengths, arrays
 
 
@@ -226,12 +242,13 @@ def read_chunks(path: str, *, source, columns: Sequence[str], sequence_columns: 
     else:
         with _open(path) as f:
             lengths, arrays = _npz_arrays(f, path, source.lengths_key, columns, sequence_columns)
-            offsets = np.concatenate([[0], np.cumsum(lengths)])
-            for start in range(0, lengths.size, chunk_rows):
-                stop = min(start + chunk_rows, lengths.size)
+            n = lengths.size if lengths is not None else arrays[columns[0]].shape[0]
+            offsets = np.concatenate([[0], np.cumsum(lengths)]) if lengths is not None else None
+            for start in range(0, n, chunk_rows):
+                stop = min(start + chunk_rows, n)
                 chunk: dict[str, Any] = {}
                 for c, arr in arrays.items():
-                    if c in sequence_columns:
+                    if c in sequence_columns and offsets is not None:
                         chunk[c] = [np.asarray(arr[offsets[i]:offsets[i + 1]]) for i in range(start, stop)]
                     else:
                         chunk[c] = np.asarray(arr[start:stop]).tolist() if arr.ndim == 1 \
