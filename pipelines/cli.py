@@ -69,13 +69,14 @@ def _import_tensorflow_quietly() -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfstream",
+        allow_abbrev=False,  # a Beam option must never be taken for an abbreviation of ours
         description="Stream raw data through Apache Beam into sharded TFRecords, and back through tf.data "
                     "into Keras fit.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's and Beam's own logs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("preprocess", help="raw source -> sharded TFRecords + manifest (Apache Beam)")
+    p = sub.add_parser("preprocess", allow_abbrev=False, help="raw source -> sharded TFRecords + manifest (Apache Beam)")
     p.add_argument("--config", required=True, help="job config (YAML)")
     p.add_argument("--output", help="dataset directory (default: output.dir, then runs/<name>/dataset)")
 
@@ -85,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", help="model directory (default: train.dir, then runs/<name>/model)")
     p.add_argument("--epochs", type=int, help="override train.epochs")
 
-    p = sub.add_parser("run", help="preprocess, then train: the whole job")
+    p = sub.add_parser("run", allow_abbrev=False, help="preprocess, then train: the whole job")
     p.add_argument("--config", required=True, help="job config (YAML)")
     p.add_argument("--workdir", help="writes WORKDIR/dataset and WORKDIR/model (default: runs/<name>)")
     p.add_argument("--epochs", type=int, help="override train.epochs")
@@ -108,7 +109,7 @@ def _with_epochs(config, epochs: Optional[int]):
 
 
 def _preprocess(config, output: Optional[str], beam_args: Sequence[str]):
-    from tfstream.pipelines.preprocess import preprocess
+    from tfstream.pipelines.beam_preprocess import preprocess
 
     _log.info("preprocess %r with Apache Beam (%s)", config.name,
               next((a.split("=", 1)[1] for a in beam_args if a.startswith("--runner=")), "DirectRunner"))
@@ -118,7 +119,7 @@ def _preprocess(config, output: Optional[str], beam_args: Sequence[str]):
               f"{src['rows_written']:,}", f"{src['rows_dropped']:,}")
     for split in manifest.split_names:
         n = manifest.num_examples(split)
-        _log.info("  %-6s %9s records in %d shard(s)", split, f"{n:,}", len(manifest.shards(split)))
+        _log.info("  %-10s %9s records in %d shard(s)", split, f"{n:,}", len(manifest.shards(split)))
         if n == 0:
             _log.warning("  split %r is empty: check split.fractions and the source", split)
     return manifest
@@ -155,17 +156,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         cut = argv.index("--")
         argv, beam_args = argv[:cut], argv[cut + 1:]
     args, unknown = _parser().parse_known_args(argv)
-    if unknown:
-        if args.command not in ("preprocess", "run"):
-            _parser().error(f"unrecognized arguments: {' '.join(unknown)}")
-        beam_args = unknown + beam_args
+    if unknown and args.command not in ("preprocess", "run"):
+        _parser().error(f"unrecognized arguments: {' '.join(unknown)}")
     if not args.verbose:
         _quiet()
         if args.command in ("preprocess", "train", "run"):
             _import_tensorflow_quietly()
     else:
         logging.basicConfig(level=logging.INFO)
+    if args.command in ("preprocess", "run") and (unknown or beam_args):
+        from tfstream.pipelines.beam_preprocess import unknown_beam_options
 
+        # Before `--`, an option that is neither ours nor Beam's is a typo: refuse it.
+        # After `--`, options go to Beam unchanged; those Beam ignores get a warning.
+        typos = unknown_beam_options(unknown) if unknown else []
+        if typos:
+            _parser().error(f"unrecognized arguments: {' '.join(typos)} (neither a tfstream option nor an "
+                            f"Apache Beam pipeline option; put Beam options after `--`)")
+        ignored = unknown_beam_options(beam_args) if beam_args else []
+        beam_args = unknown + beam_args
+    else:
+        ignored = []
+    if not args.verbose and not any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
+        # Beam's worker processes (multi_processing mode, remote runners) log at INFO.
+        beam_args.append("--default_sdk_harness_log_level=WARNING")
+
+    if ignored:
+        _log.warning("Apache Beam does not know the option(s) %s: they are ignored", " ".join(ignored))
     from tfstream.pipelines.config import ConfigError, load_config
     from tfstream.pipelines.manifest import ManifestError
     from tfstream.pipelines.sources import SourceError
@@ -203,7 +220,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"tfstream {args.command}: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001 - one clear line, the traceback only with -v
-        from tfstream.pipelines.preprocess import PreprocessError
+        from tfstream.pipelines.beam_preprocess import PreprocessError
 
         if args.verbose:
             raise

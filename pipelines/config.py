@@ -24,7 +24,7 @@ import typing
 from typing import Any, Mapping, Optional, Union
 
 from tfstream.transforms.schema import Feature, Label, Schema
-from tfstream.transforms.validation import FeatureRule, LabelRule, RowRules
+from tfstream.transforms.validation import DEFAULT_NA_VALUES, FeatureRule, LabelRule, RowRules
 
 PACKAGE_PREFIX = "pkg:"
 
@@ -53,7 +53,7 @@ class SourceConfig:
 
     format: str
     path: str
-    na_values: tuple[str, ...] = ("", "NA", "NaN", "nan", "null", "NULL")
+    na_values: tuple[str, ...] = DEFAULT_NA_VALUES
     delimiter: str = ","
     lengths_key: Optional[str] = None
 
@@ -83,7 +83,7 @@ class FeatureConfig:
     shape: tuple[int, ...] = ()
     dim: Optional[int] = None
     on_missing: str = "error"
-    default: Optional[Union[float, int, str]] = None
+    default: Optional[Union[int, float, str]] = None
 
     def __post_init__(self):
         where = f"features[{self.name}]"
@@ -95,6 +95,8 @@ class FeatureConfig:
                f"{where}.on_missing: expected one of error, drop, default; got {self.on_missing!r}")
         _check((self.default is not None) == (self.on_missing == "default"),
                f"{where}: set `default:` exactly when `on_missing: default`")
+        if self.default is not None:
+            object.__setattr__(self, "default", self._typed_default(where))
         _check(not (self.column and self.columns), f"{where}: give `column` or `columns`, not both")
         if self.type == "sequence":
             _check(self.dim is not None and self.dim >= 1,
@@ -109,6 +111,20 @@ class FeatureConfig:
         _check(len(self.shape) <= 1 and all(d >= 1 for d in self.shape),
                f"{where}.shape: expected [] or [k] with k >= 1; got {list(self.shape)}")
         _check(not (self.type == "string" and self.shape), f"{where}.shape: a string feature is a scalar")
+
+    def _typed_default(self, where: str):
+        value = self.default
+        if self.type == "sequence":
+            raise ConfigError(f"{where}.on_missing: a sequence has no default; use error or drop")
+        if self.type == "string":
+            _check(isinstance(value, str), f"{where}.default: a string feature needs a string default, got {value!r}")
+            return value
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool),
+               f"{where}.default: a {self.type} feature needs a number, got {value!r}")
+        if self.type == "int":
+            _check(float(value).is_integer(), f"{where}.default: an int feature needs an integer, got {value!r}")
+            return int(value)
+        return float(value)
 
     def to_feature(self) -> Feature:
         if self.type == "sequence":
@@ -204,7 +220,7 @@ class SplitConfig:
 @dataclasses.dataclass(frozen=True)
 class OutputConfig:
     """How the dataset is written. ``num_shards`` maps split name to shard count;
-    splits not named get one shard per ``records_per_shard`` estimate, at least 1."""
+    a split not named gets ``round(8 * fraction)`` shards, at least 1."""
 
     dir: Optional[str] = None
     num_shards: Mapping[str, int] = dataclasses.field(default_factory=dict)
@@ -304,6 +320,9 @@ class JobConfig:
         for split in (self.train.train_split, self.train.eval_split, self.train.validation_split):
             _check(split is None or split in self.split.fractions,
                    f"train: split {split!r} is not one of split.fractions {sorted(self.split.fractions)}")
+        unknown = sorted(set(self.output.num_shards) - set(self.split.fractions))
+        _check(not unknown, f"output.num_shards: {unknown} are not splits; the splits are "
+                            f"{sorted(self.split.fractions)} (split.fractions)")
         has_seq = any(f.type == "sequence" for f in self.features)
         if self.model.type == "lstm":
             _check(has_seq, "model.type: an lstm model needs a feature of type sequence")
@@ -321,6 +340,10 @@ class JobConfig:
     def row_rules(self) -> RowRules:
         """How a raw source row becomes a stored record."""
         return RowRules(tuple(f.to_rule() for f in self.features), self.label.to_rule(), self.source.na_values)
+
+    def sequence_columns(self) -> list[str]:
+        """The source columns that hold sequences."""
+        return [f.column or f.name for f in self.features if f.type == "sequence"]
 
     def source_columns(self) -> list[str]:
         """Every source column the job reads (features, label and split key)."""

@@ -67,10 +67,48 @@ def write_atomic(path: str, data: bytes) -> None:
 
 
 def rename(src: str, dst: str) -> None:
+    """Move a file, replacing ``dst``; the target folder is created when needed."""
     if is_remote(src):
         fs = _beam_fs()
         if fs.exists(dst):
             fs.delete([dst])
         fs.rename([src], [dst])
     else:
+        os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
         os.replace(src, dst)
+
+
+def makedirs(path: str) -> None:
+    """Create a folder and its parents (object stores need none)."""
+    if not is_remote(path):
+        os.makedirs(path, exist_ok=True)
+
+
+def glob(pattern: str) -> list[str]:
+    if is_remote(pattern):
+        return [m.path for r in _beam_fs().match([pattern]) for m in r.metadata_list]
+    import glob as _glob
+
+    return _glob.glob(pattern)
+
+
+def remove(paths: list[str]) -> None:
+    if not paths:
+        return
+    if is_remote(paths[0]):
+        _beam_fs().delete(paths)
+    else:
+        for path in paths:
+            os.remove(path)
+
+
+def remove_tree(path: str) -> None:
+    """Delete a folder and everything in it; a missing folder is not an error."""
+    if is_remote(path):
+        fs = _beam_fs()
+        if fs.exists(path):
+            fs.delete([path.rstrip("/") + "/"])
+    else:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)

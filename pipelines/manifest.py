@@ -36,8 +36,9 @@ def write_manifest(dataset_dir: str, data: Mapping[str, Any]) -> str:
 
 
 def retire_manifest(dataset_dir: str) -> None:
-    """Move an existing manifest aside before a new run rewrites the shards, so that the
-    directory has no manifest (and is not readable) until the new run has finished."""
+    """Move an existing manifest aside (to ``manifest.previous.json``) before a finished
+    run replaces the shards, so that the directory has no manifest, and is not readable,
+    until the new manifest is written."""
     current = fs.join(dataset_dir, MANIFEST_NAME)
     if fs.exists(current):
         fs.rename(current, fs.join(dataset_dir, PREVIOUS_MANIFEST_NAME))
@@ -114,6 +115,15 @@ class Manifest:
                     )
             paths.append(path)
         return paths
+
+    def split_digest(self, split: str) -> str:
+        """SHA-256 over the split's shard checksums: changes whenever any shard does."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for shard in self.shards(split):
+            h.update(f"{shard['file']}:{shard['sha256']};".encode("utf-8"))
+        return h.hexdigest()
 
     def split_bytes(self, split: str) -> int:
         """Uncompressed size of the split's records."""

@@ -190,8 +190,9 @@ def read(
         batch_size: records per batch.
         shuffle: shuffle files and records (turn off for evaluation).
         shuffle_buffer: records held by the shuffle buffer.
-        cache: ``None``, ``"memory"`` or a file path prefix; see `cache_records`.
-        cycle_length: shards read in parallel.
+        cache: ``None``, ``"memory"`` or a file path prefix; see `cache_records`. The
+            cache files are named ``<prefix>.<split>.<digest of the split's shards>``.
+        cycle_length: shards read in parallel (1 when ``shuffle=False``).
         seed: makes file order, interleaving and shuffling reproducible. Without a
             seed (and with shuffling on), interleave and map may reorder elements for
             speed; with ``shuffle=False`` the order is always the stored order.
@@ -211,6 +212,10 @@ def read(
     """
     manifest = dataset_dir if isinstance(dataset_dir, Manifest) else load_manifest(dataset_dir)
     schema = manifest.schema
+    if cache and cache not in ("memory", "none"):
+        # tf.data reuses an existing cache file as it is: name it after the split and its
+        # shards' checksums, so a rewritten dataset never reads a stale cache.
+        cache = f"{cache}.{split}.{manifest.split_digest(split)[:16]}"
     # Unshuffled reads keep the stored order (predictions line up with records); seeded
     # reads are reproducible; otherwise tf.data may reorder for speed.
     deterministic = True if (seed is not None or not shuffle) else None
@@ -218,7 +223,8 @@ def read(
         _warn_on_memory_cache(manifest, split)
 
     ds = list_shards(manifest, split, shuffle=shuffle, seed=seed)
-    ds = ds.apply(interleave_records(compression=manifest.compression, cycle_length=cycle_length,
+    # Unshuffled: one shard after the other, so the order is the stored order.
+    ds = ds.apply(interleave_records(compression=manifest.compression, cycle_length=cycle_length if shuffle else 1,
                                      deterministic=deterministic))
     # The manifest knows the record count: declaring it gives Keras a step count for its
     # progress bar, and fails loudly if the shards do not hold what the manifest says.

@@ -16,7 +16,7 @@ import struct
 from typing import Any
 
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
-_SHARD_RE = re.compile(r"-(\d{5})-of-(\d{5})\.tfrecord(\.gz)?$")
+_SHARD_RE = re.compile(r"-(\d{5})-of-(\d{5})\.tfrecord(\.gz)?")
 
 
 def shard_suffix(compression: str) -> str:
@@ -31,7 +31,7 @@ def tf_compression_type(compression: str) -> str:
 
 def is_shard_of(file_name: str, name: str) -> bool:
     """Whether a file name is a shard of the dataset ``name`` (any count, any compression)."""
-    return file_name.startswith(name + "-") and bool(_SHARD_RE.search(file_name[len(name):]))
+    return file_name.startswith(name + "-") and _SHARD_RE.fullmatch(file_name[len(name):]) is not None
 
 
 class _HashingReader:

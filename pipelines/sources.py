@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import csv
 import gzip
 import io
 import os
@@ -84,7 +85,7 @@ def _csv_streams(path: str):
             yield [(display_name(path), raw)]
 
 
-def _csv_reader(stream, name: str, columns: Sequence[str], delimiter: str):
+def _csv_reader(stream, name: str, columns: Sequence[str], delimiter: str, locate):
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -105,19 +106,66 @@ def _csv_reader(stream, name: str, columns: Sequence[str], delimiter: str):
     except pa.ArrowInvalid as e:
         if "Empty CSV file" in str(e):
             raise SourceError(f"{name}: the file is empty; expected a header line and data rows") from e
-        raise SourceError(f"{name}: cannot read as CSV: {e}") from e
-    except KeyError as e:
-        raise SourceError(f"{name}: {e}") from e
+        raise SourceError(f"{name}: {locate() or 'cannot read as CSV'}: {e}") from e
+
+
+class _BadLine(Exception):
+    def __init__(self, line: int, reason: str):
+        self.line, self.reason = line, reason
+
+
+def _decoded_lines(stream, counter: list[int]):
+    for raw in stream:
+        counter[0] += 1
+        try:
+            yield raw.decode("utf-8-sig" if counter[0] == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            raise _BadLine(counter[0], f"invalid UTF-8 ({e.reason} at byte {e.start})") from None
+
+
+def _locate_bad_row(path: str, name: str, delimiter: str) -> str | None:
+    """Find the first row pyarrow could not parse (wrong field count, bad UTF-8).
+
+    pyarrow's streaming reader does not report row numbers, so on a parse error the file
+    is scanned again with the csv module; this runs only on the error path.
+    """
+    with _csv_streams(path) as streams:
+        for member, stream in streams:
+            if member != name:
+                continue
+            line = [0]
+            header: list[str] | None = None
+            row = 0
+            try:
+                for fields in csv.reader(_decoded_lines(stream, line), delimiter=delimiter):
+                    if not fields:
+                        continue
+                    if header is None:
+                        header = fields
+                        continue
+                    row += 1
+                    if len(fields) != len(header):
+                        return (f"row {row} (line {line[0]}): expected {len(header)} fields like the header, "
+                                f"got {len(fields)}")
+            except _BadLine as bad:
+                return f"line {bad.line}: {bad.reason}"
+            except csv.Error as e:
+                return f"line {line[0]}: {e}"
+    return None
 
 
 def _csv_header(stream, name: str, delimiter: str) -> list[str]:
-    first = stream.readline()
-    if not first.strip():
-        raise SourceError(f"{name}: the file is empty; expected a header line and data rows")
-    header = [c.strip().strip('"') for c in first.decode("utf-8-sig").rstrip("\r\n").split(delimiter)]
-    if not stream.readline().strip():
-        raise SourceError(f"{name}: the file has a header but no data rows")
-    return header
+    line = [0]
+    lines = _decoded_lines(stream, line)
+    try:
+        header = next(csv.reader(lines, delimiter=delimiter), None)
+        if not header or not any(c.strip() for c in header):
+            raise SourceError(f"{name}: the file is empty; expected a header line and data rows")
+        if not any(l.strip() for l in lines):
+            raise SourceError(f"{name}: the file has a header but no data rows")
+    except _BadLine as bad:
+        raise SourceError(f"{name}: line {bad.line}: {bad.reason}") from None
+    return [c.strip() for c in header]
 
 
 def _missing_columns_error(name: str, missing: Sequence[str], present: Sequence[str]) -> SourceError:
@@ -164,20 +212,64 @@ def check_source(paths: Sequence[str], source, columns: Sequence[str], sequence_
                     raise SourceError(f"{path}: the file has no rows")
         else:
             with _open(path) as f:
-                _npz_arrays(f, path, source.lengths_key, columns, sequence_columns)
+                _npz_arrays(f, path, source.lengths_key, columns, sequence_columns, headers_only=True)
 
 
-def _npz_arrays(f, path: str, lengths_key: str | None, columns: Sequence[str], sequence_columns: Sequence[str]):
-    """Check an npz archive's layout; return ``(lengths or None, {column: array})``."""
+class _Header:
+    """An npz member's shape, read from its .npy header without loading the data."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+        self.ndim = len(self.shape)
+
+
+def _npz_headers(f, path: str) -> dict[str, _Header]:
     try:
-        archive = np.load(f, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001 - numpy raises several types for bad files
+        archive = zipfile.ZipFile(f)
+    except zipfile.BadZipFile as e:
         raise SourceError(f"{path}: not a NumPy .npz file: {e}") from e
-    if not hasattr(archive, "files"):
-        raise SourceError(f"{path}: a single .npy array, not an .npz archive of named arrays")
-    missing = [c for c in [*([lengths_key] if lengths_key else []), *columns] if c not in archive.files]
+    headers = {}
+    for member in archive.namelist():
+        if not member.endswith(".npy"):
+            continue
+        with archive.open(member) as m:
+            try:
+                version = np.lib.format.read_magic(m)
+                if version == (1, 0):
+                    shape = np.lib.format.read_array_header_1_0(m)[0]
+                elif version == (2, 0):
+                    shape = np.lib.format.read_array_header_2_0(m)[0]
+                else:  # a rarer header version: load that one array
+                    m.seek(0)
+                    shape = np.lib.format.read_array(m, allow_pickle=False).shape
+            except ValueError as e:
+                raise SourceError(f"{path}: member {member!r} is not a .npy array: {e}") from e
+        headers[member[: -len(".npy")]] = _Header(shape)
+    return headers
+
+
+def _npz_arrays(f, path: str, lengths_key: str | None, columns: Sequence[str], sequence_columns: Sequence[str],
+                headers_only: bool = False):
+    """Check an npz archive's layout; return ``(lengths or None, {column: array})``.
+
+    With ``headers_only`` (the driver-side check) only the lengths array is loaded; the
+    other arrays are checked from their .npy headers.
+    """
+    if headers_only:
+        archive = _npz_headers(f, path)
+        files = list(archive)
+        f.seek(0)
+    else:
+        try:
+            archive = np.load(f, allow_pickle=False)
+        except Exception as e:  # noqa: BLE001 - numpy raises several types for bad files
+            raise SourceError(f"{path}: not a NumPy .npz file: {e}") from e
+        if not hasattr(archive, "files"):
+            raise SourceError(f"{path}: a single .npy array, not an .npz archive of named arrays")
+        files = archive.files
+    missing = [c for c in [*([lengths_key] if lengths_key else []), *columns] if c not in files]
     if missing:
-        raise _missing_columns_error(path, missing, archive.files)
+        raise _missing_columns_error(path, missing, files)
     arrays = {c: archive[c] for c in columns}
     if lengths_key is None:  # one row per entry of every array; sequences as (rows, steps, dim)
         n = arrays[columns[0]].shape[0] if arrays[columns[0]].ndim else 0
@@ -194,7 +286,7 @@ def _npz_arrays(f, path: str, lengths_key: str | None, columns: Sequence[str], s
                     f"the first axis and set `source.lengths_key` to the array of lengths"
                 )
         return None, arrays
-    lengths = np.asarray(archive[lengths_key])
+    lengths = np.asarray(np.load(f, allow_pickle=False)[lengths_key] if headers_only else archive[lengths_key])
     if lengths.ndim != 1 or lengths.size == 0:
         raise SourceError(f"{path}: {lengths_key!r} must be a non-empty 1-D array of lengths, got shape {lengths.shape}")
     if not np.issubdtype(lengths.dtype, np.integer) or (lengths < 0).any():
@@ -218,7 +310,10 @@ def read_chunks(path: str, *, source, columns: Sequence[str], sequence_columns: 
     if source.format == "csv":
         with _csv_streams(path) as streams:
             for name, stream in streams:
-                reader = _csv_reader(stream, name, columns, source.delimiter)
+                def locate(name=name):
+                    return _locate_bad_row(path, name, source.delimiter)
+
+                reader = _csv_reader(stream, name, columns, source.delimiter, locate)
                 row = 1
                 while True:
                     try:
@@ -226,7 +321,8 @@ def read_chunks(path: str, *, source, columns: Sequence[str], sequence_columns: 
                     except StopIteration:
                         break
                     except Exception as e:  # noqa: BLE001 - pyarrow.ArrowInvalid and friends
-                        raise SourceError(f"{name}: CSV parse error after data row {row - 1}: {e}") from e
+                        where = locate() or f"after data row {row - 1}"
+                        raise SourceError(f"{name}: {where}: {e}") from e
                     for start in range(0, batch.num_rows, chunk_rows):
                         part = batch.slice(start, chunk_rows)
                         yield name, row, {c: part.column(c).to_pylist() for c in columns}
@@ -257,7 +353,11 @@ def read_chunks(path: str, *, source, columns: Sequence[str], sequence_columns: 
 
 
 def fingerprint(paths: Sequence[str]) -> dict[str, Any]:
-    """SHA-256 of each source file's bytes and of the whole source, for the manifest."""
+    """A fingerprint of the source for the manifest: per file its size and a checksum.
+
+    Local files are hashed (SHA-256 of their bytes). Remote files (``gs://``...) use the
+    checksum their file system keeps, so the driver never reads a remote source whole.
+    """
     import hashlib
 
     from apache_beam.io.filesystems import FileSystems
@@ -265,12 +365,17 @@ def fingerprint(paths: Sequence[str]) -> dict[str, Any]:
     files = []
     whole = hashlib.sha256()
     for path in paths:
-        h = hashlib.sha256()
-        size = 0
-        with FileSystems.open(path, compression_type="uncompressed") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-                size += len(block)
-        files.append({"path": path, "name": os.path.basename(path), "bytes": size, "sha256": h.hexdigest()})
-        whole.update(h.digest())
+        if "://" in path:
+            size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+            entry = {"path": path, "name": os.path.basename(path), "bytes": size,
+                     "checksum": str(FileSystems.checksum(path))}
+        else:
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            entry = {"path": path, "name": os.path.basename(path), "bytes": os.path.getsize(path),
+                     "sha256": h.hexdigest()}
+        files.append(entry)
+        whole.update(f"{entry['name']}:{entry['bytes']}:{entry.get('sha256') or entry['checksum']};".encode())
     return {"sha256": whole.hexdigest(), "files": files}

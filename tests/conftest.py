@@ -86,7 +86,7 @@ def digits_job(digits_npz):
 
 @pytest.fixture(scope="session")
 def flights_dataset(flights_job, tmp_path_factory) -> str:
-    from tfstream.pipelines.preprocess import preprocess
+    from tfstream.pipelines.beam_preprocess import preprocess
 
     out = str(tmp_path_factory.mktemp("flights_dataset"))
     preprocess(flights_job, output_dir=out)
@@ -95,7 +95,7 @@ def flights_dataset(flights_job, tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def digits_dataset(digits_job, tmp_path_factory) -> str:
-    from tfstream.pipelines.preprocess import preprocess
+    from tfstream.pipelines.beam_preprocess import preprocess
 
     out = str(tmp_path_factory.mktemp("digits_dataset"))
     preprocess(digits_job, output_dir=out)

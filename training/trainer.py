@@ -98,8 +98,10 @@ def train(config: JobConfig, dataset_dir: Optional[str] = None, model_dir: Optio
     model_dir = os.path.abspath(model_dir or config.train.dir or os.path.join("runs", config.name, "model"))
     t = config.train
     manifest = load_manifest(dataset_dir)
-    if manifest.num_examples(t.train_split) == 0:
-        raise ValueError(f"{dataset_dir}: the {t.train_split!r} split is empty; nothing to train on")
+    for role, split in (("train on", t.train_split), ("validate on", t.validation_split), ("evaluate on", t.eval_split)):
+        if split is not None and manifest.num_examples(split) == 0:
+            raise ValueError(f"{dataset_dir}: the {split!r} split is empty, nothing to {role}; give it a larger "
+                             f"share in split.fractions (or more data) and re-run `tfstream preprocess`")
     if manifest.schema != config.schema():
         raise ValueError(
             f"{dataset_dir}: the dataset's schema differs from the config's; re-run `tfstream preprocess` "

@@ -30,7 +30,7 @@ def _fill(feature, dtype: str, values) -> None:
         feature.bytes_list.value.extend(v.encode("utf-8") if isinstance(v, str) else v for v in values)
 
 
-def _flat(value: Any, dtype: str) -> list:
+def _flat(value: Any) -> list:
     if isinstance(value, np.ndarray):
         return value.reshape(-1).tolist()
     if isinstance(value, (list, tuple)):
@@ -59,7 +59,7 @@ def encode_example(row: Mapping[str, Any], schema: Schema) -> bytes:
     fmap = example.features.feature
     for f in schema.features:
         value = row[f.name]
-        values = _flat(value, f.dtype)
+        values = _flat(value)
         if f.kind == "sequence":
             if len(values) % f.size:
                 raise ValueError(

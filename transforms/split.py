@@ -36,6 +36,3 @@ class Splitter:
 
     def assign(self, key: Iterable[Any]) -> str:
         return self.names[bisect.bisect_right(self._bounds, self.fraction_of(key))]
-
-    def index(self, key: Iterable[Any]) -> int:
-        return self.names.index(self.assign(key))

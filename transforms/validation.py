@@ -54,11 +54,15 @@ class LabelRule:
     on_missing: str = "error"  # error | drop
 
 
+# Strings that mean "no value" in text sources, unless a config says otherwise.
+DEFAULT_NA_VALUES = ("", "NA", "NaN", "nan", "null", "NULL")
+
+
 @dataclasses.dataclass(frozen=True)
 class RowRules:
     features: tuple[FeatureRule, ...]
     label: LabelRule
-    na_values: tuple[str, ...] = ("", "NA")
+    na_values: tuple[str, ...] = DEFAULT_NA_VALUES
 
     def columns(self) -> list[str]:
         """The source columns these rules read, in order, without repeats."""

@@ -90,3 +90,19 @@ def test_console_script_is_quiet_and_passes_beam_options(digits_npz, tmp_path):
     manifest = json.load(open(os.path.join(out, "manifest.json")))
     assert manifest["options"]["beam"]["job_name"] == "tfstream-test"
     assert manifest["options"]["beam"]["runner"] == "DirectRunner"
+
+
+def test_a_misspelt_option_is_refused(tmp_path, capsys):
+    config = _write_config(tmp_path / "c.yaml", _shipped("digits_lstm.yaml"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["preprocess", "--config", config, "--ouput", str(tmp_path / "x")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --ouput (neither a tfstream option nor an Apache Beam pipeline option" in err
+
+
+def test_unknown_beam_options_are_reported():
+    from tfstream.pipelines.beam_preprocess import unknown_beam_options
+
+    assert unknown_beam_options(["--runner=DataflowRunner", "--project", "p", "--runer=x"]) == ["--runer"]
+    assert unknown_beam_options(["--direct_num_workers=2", "--flink_master=host:8081"]) == []

@@ -80,3 +80,24 @@ def test_config_is_frozen(make_job):
     config = make_job("flights_dense.yaml")
     with pytest.raises(Exception):
         config.reader.batch_size = 1  # type: ignore[misc]
+
+
+def test_defaults_are_typed(make_job):
+    def job(feature):
+        return make_job("flights_dense.yaml", features=[feature])
+
+    f = job({"name": "n", "type": "int", "on_missing": "default", "default": 0}).features[0]
+    assert f.default == 0 and isinstance(f.default, int)
+    f = job({"name": "x", "type": "float", "on_missing": "default", "default": 1}).features[0]
+    assert f.default == 1.0 and isinstance(f.default, float)
+    with pytest.raises(ConfigError, match=r"features\[n\].default: an int feature needs an integer, got 1.5"):
+        job({"name": "n", "type": "int", "on_missing": "default", "default": 1.5})
+    with pytest.raises(ConfigError, match=r"features\[c\].default: a string feature needs a string default, got 0"):
+        job({"name": "c", "type": "string", "on_missing": "default", "default": 0})
+    with pytest.raises(ConfigError, match=r"features\[x\].default: a float feature needs a number, got 'zz'"):
+        job({"name": "x", "type": "float", "on_missing": "default", "default": "zz"})
+
+
+def test_num_shards_names_splits(make_job):
+    with pytest.raises(ConfigError, match=r"output.num_shards: \['trian'\] are not splits; the splits are"):
+        make_job("flights_dense.yaml", output={"num_shards": {"trian": 3}})

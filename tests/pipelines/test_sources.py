@@ -11,7 +11,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
-from tfstream.pipelines.preprocess import PreprocessError, preprocess
+from tfstream.pipelines.beam_preprocess import PreprocessError, preprocess
 from tfstream.pipelines.sources import SourceError, check_source, read_chunks
 
 
@@ -111,3 +111,30 @@ def test_empty_sequence_is_an_error_naming_the_row(tmp_path, make_job):
     np.savez(path, X=np.ones((7, 13), np.float32), lengths=np.array([4, 0, 3]), y=np.array([0, 1, 2]))
     with pytest.raises(PreprocessError, match=r"seq.npz: row 2: column 'X': the sequence is empty"):
         preprocess(make_job("digits_lstm.yaml", source={"path": str(path)}), output_dir=str(tmp_path / "o"))
+
+
+def test_ragged_row_and_bad_utf8_are_located(flights_csv, make_job, tmp_path):
+    lines = _lines(flights_csv)[:60]
+    lines[33] += ",extra"
+    ragged = _write_lines(tmp_path / "ragged.csv", lines)
+    with pytest.raises(SourceError, match=r"ragged.csv: row 33 \(line 34\): expected 19 fields like the header, got 20"):
+        preprocess(make_job("flights_dense.yaml", source={"path": ragged}), output_dir=str(tmp_path / "o1"))
+    data = "\n".join(_lines(flights_csv)[:30]).encode() + b"\n2013,1,1,\xff\xfe,515\n"
+    (tmp_path / "latin.csv").write_bytes(data)
+    with pytest.raises(SourceError, match=r"latin.csv: line 31: invalid UTF-8"):
+        preprocess(make_job("flights_dense.yaml", source={"path": str(tmp_path / "latin.csv")}),
+                   output_dir=str(tmp_path / "o2"))
+
+
+def test_quoted_header_and_blank_lines(tmp_path, make_job):
+    path = tmp_path / "q.csv"
+    path.write_text('"x","full name",y\n\n1.5,"Doe, J",2\n2.5,"Roe, R",3\n', encoding="utf-8")
+    job = make_job("flights_dense.yaml", source={"path": str(path)},
+                   features=[{"name": "x", "type": "float"}, {"name": "who", "type": "string", "column": "full name"}],
+                   label={"column": "y", "task": "regression", "name": "target", "threshold": None,
+                          "on_missing": "error"},
+                   split={"key": []}, output={"num_shards": {}}, train={"validation_split": None})
+    m = preprocess(job, output_dir=str(tmp_path / "out"))
+    assert m.data["source"]["rows_written"] == 2
+    vocab = {t for s in m.split_names for t, _ in m.statistics(s)["features"]["who"]["vocabulary"]}
+    assert vocab == {"Doe, J", "Roe, R"}

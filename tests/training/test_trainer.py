@@ -87,3 +87,22 @@ def test_lstm_learns_the_digits(digits_job, digits_dataset, tmp_path):
 def test_schema_mismatch_is_refused(digits_job, flights_dataset, tmp_path):
     with pytest.raises(ValueError, match=r"the dataset's schema differs from the config's; re-run `tfstream preprocess`"):
         train(digits_job, dataset_dir=flights_dataset, model_dir=str(tmp_path / "m"), verbose=0)
+
+
+def test_an_empty_split_is_refused(make_job, digits_npz, tmp_path):
+    import numpy as np
+
+    from tfstream.pipelines.beam_preprocess import preprocess
+
+    src = dict(np.load(digits_npz))
+    keep = 3  # three sequences: with these fractions the validation split gets none
+    n_steps = int(src["lengths"][:keep].sum())
+    np.savez(tmp_path / "tiny.npz", X=src["X"][:n_steps], lengths=src["lengths"][:keep], y=src["y"][:keep])
+    job = make_job("digits_lstm.yaml", source={"path": str(tmp_path / "tiny.npz")},
+                   split={"fractions": {"train": 0.98, "validation": 0.01, "eval": 0.01}})
+    m = preprocess(job, output_dir=str(tmp_path / "ds"))
+    assert m.num_examples("validation") == 0 and len(m.shards("validation")) == 1
+    assert len(m.shards("train")) == 4 > m.num_examples("train")  # more shards than records: some empty
+    assert sum(s["records"] for s in m.shards("train")) == m.num_examples("train")
+    with pytest.raises(ValueError, match=r"the 'validation' split is empty, nothing to validate on; give it a larger"):
+        train(job, dataset_dir=str(tmp_path / "ds"), model_dir=str(tmp_path / "m"), verbose=0)

@@ -12,7 +12,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from tfstream.pipelines.manifest import load_manifest
-from tfstream.pipelines.preprocess import ReadSource, ShuffleRecords, _ConvertChunk, _StatsCombineFn, preprocess
+from tfstream.pipelines.beam_preprocess import ReadSource, ShuffleRecords, _ConvertChunk, _StatsCombineFn, preprocess
 from tfstream.pipelines.report import format_manifest
 from tfstream.transforms.codecs import decode_example
 from tfstream.transforms.schema import format_parse_spec
@@ -66,6 +66,15 @@ def test_shuffle_records_keeps_every_record():
     with BeamTestPipeline() as p:
         out = p | beam.Create(records) | ShuffleRecords(salt="s", buckets=7)
         assert_that(out, equal_to(records))
+
+
+def test_shards_are_shuffled_at_write_time(flights_dataset):
+    """The source is in date order; every shard must be a random sample of the year."""
+    m = load_manifest(flights_dataset)
+    for path in m.shard_paths("train"):
+        head = [decode_example(r.numpy(), m.schema)["month"]
+                for r in tf.data.TFRecordDataset(path, compression_type="GZIP").take(200)]
+        assert len(set(head)) >= 10, head
 
 
 def test_manifest_is_the_contract(flights_dataset, flights_csv):
@@ -162,3 +171,32 @@ def test_inspect_table_lists_splits_shards_and_schema(flights_dataset):
                    "categorical", "label (binary)", 'tf.io.FixedLenFeature([], tf.float32)']:
         assert needle in text
     assert re.search(r"^train\s+3\s+[\d,]+", text, re.M)
+
+
+def test_a_failed_run_leaves_the_previous_dataset_readable(digits_job, make_job, digits_npz, tmp_path):
+    import numpy as np
+
+    out = str(tmp_path / "ds")
+    good = preprocess(digits_job, output_dir=out)
+    before = {s: good.shards(s) for s in good.split_names}
+    src = dict(np.load(digits_npz))
+    src["y"] = src["y"].copy()
+    src["y"][20] = 42  # outside the 10 declared classes
+    np.savez(tmp_path / "bad.npz", **src)
+    bad = make_job("digits_lstm.yaml", source={"path": str(tmp_path / "bad.npz")})
+    with pytest.raises(Exception, match=r"bad.npz: row 21: column 'y': label 42 is outside the declared classes"):
+        preprocess(bad, output_dir=out)
+    after = load_manifest(out)
+    assert {s: after.shards(s) for s in after.split_names} == before
+    for split in after.split_names:
+        after.shard_paths(split)  # every shard still there, with its size
+    assert not [n for n in os.listdir(out) if n.startswith(".staging")]
+
+
+def test_shard_names_of_another_dataset_are_not_ours():
+    from tfstream.pipelines.shards import is_shard_of
+
+    assert is_shard_of("flights-00000-of-00008.tfrecord.gz", "flights")
+    assert is_shard_of("flights-00003-of-00008.tfrecord", "flights")
+    assert not is_shard_of("flights-v2-00000-of-00001.tfrecord", "flights")
+    assert not is_shard_of("flights-00000-of-00008.tfrecord.gz.tmp", "flights")

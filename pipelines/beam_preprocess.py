@@ -21,18 +21,26 @@ from __future__ import annotations
 import datetime
 import hashlib
 import importlib.metadata
+import json
 import logging
 import os
+import uuid
 from typing import Any, Iterable, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from tfstream.pipelines import sources
+from tfstream.pipelines import fs, sources
 from tfstream.pipelines.config import JobConfig, resolve_source_paths
-from tfstream.pipelines.manifest import FORMAT_VERSION, Manifest, load_manifest, retire_manifest, write_manifest
+from tfstream.pipelines.manifest import (
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    Manifest,
+    load_manifest,
+    retire_manifest,
+    write_manifest,
+)
 from tfstream.pipelines.shards import SHARD_TEMPLATE, describe_shard, is_shard_of, shard_suffix
 from tfstream.transforms.analyzers import DatasetStats
 from tfstream.transforms.codecs import encode_example
@@ -170,7 +178,7 @@ class WriteSplit(beam.PTransform):
         self._name, self._num_shards, self._compression = name, num_shards, compression
 
     def expand(self, rows):
-        prefix = FileSystems.join(self._dir, self._split, self._name)
+        prefix = fs.join(self._dir, self._split, self._name)
         files = (
             rows
             | "Encode" >> beam.Map(encode_example, schema=self._schema)
@@ -254,9 +262,7 @@ def build_pipeline(
     schema = config.schema()
     rules = config.row_rules()
     fractions = dict(config.split.fractions)
-    sequence_columns = [r.columns[0] for r in rules.features if r.feature.kind == "sequence"]
-
-    chunks = pipeline | "Read" >> ReadSource(paths, config.source, config.source_columns(), sequence_columns)
+    chunks = pipeline | "Read" >> ReadSource(paths, config.source, config.source_columns(), config.sequence_columns())
     routed = chunks | "Validate" >> beam.ParDo(
         _ConvertChunk(rules, Splitter(fractions, config.split.salt), config.split.key)
     ).with_outputs(_READ, _DROPPED, *fractions)
@@ -300,14 +306,41 @@ def build_pipeline(
 
 
 def _remove_stale_shards(dataset_dir: str, config: JobConfig) -> None:
-    """Delete shards of an earlier run (any shard count), so that nothing in the split
-    folders but this run's shards is left for a glob-based reader to pick up."""
+    """Delete this dataset's shards of any earlier run (any shard count), so that nothing
+    but the new shards is left in the split folders for a glob-based reader to pick up."""
     for split in config.split.fractions:
-        pattern = FileSystems.join(dataset_dir, split, f"{config.name}-*")
-        stale = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list
-                 if is_shard_of(os.path.basename(m.path), config.name)]
-        if stale:
-            FileSystems.delete(stale)
+        stale = [p for p in fs.glob(fs.join(dataset_dir, split, f"{config.name}-*"))
+                 if is_shard_of(os.path.basename(p), config.name)]
+        fs.remove(stale)
+
+
+def _publish(staging: str, dataset_dir: str, config: JobConfig) -> None:
+    """Move a finished run from its staging folder into the dataset directory.
+
+    Until the pipeline has succeeded, the previous dataset is untouched. From here on the
+    directory has no manifest (so nothing reads it) until the new manifest is written,
+    last and atomically, after every shard is in place.
+    """
+    data = json.loads(fs.read_bytes(fs.join(staging, MANIFEST_NAME)).decode("utf-8"))
+    retire_manifest(dataset_dir)
+    _remove_stale_shards(dataset_dir, config)
+    for split in data["splits"].values():
+        for shard in split["shards"]:
+            fs.rename(fs.join(staging, shard["file"]), fs.join(dataset_dir, shard["file"]))
+    write_manifest(dataset_dir, data)
+    fs.remove_tree(staging)
+
+
+def unknown_beam_options(args: Sequence[str]) -> list[str]:
+    """The options in ``args`` that no registered Beam `PipelineOptions` class defines.
+
+    Beam itself only logs and discards them, so a misspelt ``--runer`` would quietly run
+    on the DirectRunner.
+    """
+    options = PipelineOptions(list(args))
+    known = options.get_all_options(drop_default=True)
+    every = options.get_all_options(drop_default=True, retain_unknown_options=True)
+    return ["--" + name for name in every if name not in known]
 
 
 def _root_cause(error: BaseException) -> BaseException:
@@ -351,23 +384,24 @@ def preprocess(
         PreprocessError: the pipeline failed; the message names the file and row.
     """
     dataset_dir = output_dir or config.output.dir or os.path.join("runs", config.name, "dataset")
-    if "://" not in dataset_dir:
+    if not fs.is_remote(dataset_dir):
         dataset_dir = os.path.abspath(dataset_dir)
-        os.makedirs(dataset_dir, exist_ok=True)
+    fs.makedirs(dataset_dir)
     paths = resolve_source_paths(config.source)
-    sequence_columns = [r.columns[0] for r in config.row_rules().features if r.feature.kind == "sequence"]
-    sources.check_source(paths, config.source, config.source_columns(), sequence_columns)
+    sources.check_source(paths, config.source, config.source_columns(), config.sequence_columns())
     fingerprint = sources.fingerprint(paths)
 
     options = PipelineOptions(list(beam_args))
-    retire_manifest(dataset_dir)
-    _remove_stale_shards(dataset_dir, config)
+    # The run writes into a staging folder; the previous dataset stays readable until
+    # the run has succeeded, and a failed run leaves it as it was.
+    staging = fs.join(dataset_dir, f".staging-{uuid.uuid4().hex[:12]}")
     _log.info("preprocess %s: %d source file(s) -> %s", config.name, len(paths), dataset_dir)
     try:
         with beam.Pipeline(options=options) as pipeline:
-            build_pipeline(pipeline, config, dataset_dir, paths, fingerprint,
+            build_pipeline(pipeline, config, staging, paths, fingerprint,
                            options.get_all_options(drop_default=True))
     except Exception as e:  # noqa: BLE001 - re-raised with the cause that names the row
+        fs.remove_tree(staging)
         cause = _root_cause(e)
         if cause is not e:
             raise PreprocessError(str(cause)) from e
@@ -375,4 +409,5 @@ def preprocess(
         if message:
             raise PreprocessError(message) from e
         raise
+    _publish(staging, dataset_dir, config)
     return load_manifest(dataset_dir)
