@@ -38,6 +38,7 @@ from tfstream.pipelines.manifest import (
     MANIFEST_NAME,
     Manifest,
     load_manifest,
+    restore_manifest,
     retire_manifest,
     write_manifest,
 )
@@ -305,42 +306,118 @@ def build_pipeline(
     )
 
 
-def _remove_stale_shards(dataset_dir: str, config: JobConfig) -> None:
-    """Delete this dataset's shards of any earlier run (any shard count), so that nothing
-    but the new shards is left in the split folders for a glob-based reader to pick up."""
-    for split in config.split.fractions:
-        stale = [p for p in fs.glob(fs.join(dataset_dir, split, f"{config.name}-*"))
-                 if is_shard_of(os.path.basename(p), config.name)]
-        fs.remove(stale)
+def _old_shards(dataset_dir: str, config: JobConfig) -> list[str]:
+    """This dataset's shards in the split folders, of any earlier run and shard count."""
+    return [p for split in config.split.fractions
+            for p in fs.glob(fs.join(dataset_dir, split, f"{config.name}-*"))
+            if is_shard_of(os.path.basename(p), config.name)]
 
 
 def _publish(staging: str, dataset_dir: str, config: JobConfig) -> None:
     """Move a finished run from its staging folder into the dataset directory.
 
-    Until the pipeline has succeeded, the previous dataset is untouched. From here on the
-    directory has no manifest (so nothing reads it) until the new manifest is written,
-    last and atomically, after every shard is in place.
+    Until the pipeline has succeeded, the previous dataset is untouched. While the shards
+    move, the directory has no manifest (nothing reads it); the new manifest is written
+    last, atomically. If a move fails, the previous shards and manifest are put back.
+    Old shards of any shard count are removed, so a glob-based reader finds only the new
+    ones.
     """
     data = json.loads(fs.read_bytes(fs.join(staging, MANIFEST_NAME)).decode("utf-8"))
-    retire_manifest(dataset_dir)
-    _remove_stale_shards(dataset_dir, config)
-    for split in data["splits"].values():
-        for shard in split["shards"]:
-            fs.rename(fs.join(staging, shard["file"]), fs.join(dataset_dir, shard["file"]))
-    write_manifest(dataset_dir, data)
+    aside = fs.join(dataset_dir, f".previous-{uuid.uuid4().hex[:12]}")
+    moved: list[tuple[str, str]] = []  # (from, to), undone in reverse order on failure
+    retired = retire_manifest(dataset_dir)
+    try:
+        for path in _old_shards(dataset_dir, config):
+            split = os.path.basename(os.path.dirname(path.rstrip("/")))
+            target = fs.join(aside, split, os.path.basename(path))
+            fs.rename(path, target)
+            moved.append((path, target))
+        for split in data["splits"].values():
+            for shard in split["shards"]:
+                src, dst = fs.join(staging, shard["file"]), fs.join(dataset_dir, shard["file"])
+                fs.rename(src, dst)
+                moved.append((src, dst))
+        write_manifest(dataset_dir, data)
+    except BaseException:
+        for src, dst in reversed(moved):
+            try:
+                fs.rename(dst, src)
+            except Exception:  # noqa: BLE001 - keep undoing; the original error is raised
+                _log.error("could not move %s back to %s", dst, src)
+        if retired:
+            restore_manifest(dataset_dir)
+        fs.remove_tree(staging)
+        fs.remove_tree(aside)
+        raise
+    fs.remove_tree(aside)
     fs.remove_tree(staging)
 
 
+def _sweep_staging(dataset_dir: str) -> None:
+    """Remove staging folders that killed runs left behind (local directories only)."""
+    if fs.is_remote(dataset_dir) or not os.path.isdir(dataset_dir):
+        return
+    for name in os.listdir(dataset_dir):
+        if name.startswith(".staging-"):
+            fs.remove_tree(os.path.join(dataset_dir, name))
+
+
+def _check_paths_for_runner(options: PipelineOptions, dataset_dir: str, paths: Sequence[str]) -> None:
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    runner = str(options.view_as(StandardOptions).runner or "DirectRunner")
+    if "dataflow" in runner.lower():
+        local = [p for p in [dataset_dir, *paths] if not fs.is_remote(p)]
+        if local:
+            raise PreprocessError(
+                f"--runner={runner} runs on remote workers, which cannot see local paths {local}; "
+                f"put the source and the output on a shared file system (gs://...)"
+            )
+
+
+class BeamOptionError(ValueError):
+    """A Beam option with a value Beam cannot parse."""
+
+
 def unknown_beam_options(args: Sequence[str]) -> list[str]:
-    """The options in ``args`` that no registered Beam `PipelineOptions` class defines.
+    """The arguments in ``args`` that Beam's `PipelineOptions` cannot use: options that
+    no registered options class defines (with their values) and stray words.
 
     Beam itself only logs and discards them, so a misspelt ``--runer`` would quietly run
     on the DirectRunner.
+
+    Raises:
+        BeamOptionError: a known option with a bad value (``--direct_num_workers=two``).
     """
-    options = PipelineOptions(list(args))
-    known = options.get_all_options(drop_default=True)
-    every = options.get_all_options(drop_default=True, retain_unknown_options=True)
-    return ["--" + name for name in every if name not in known]
+    import contextlib
+    import io
+
+    discarded: list[str] = []
+
+    class _Catch(logging.Handler):
+        def emit(self, record):
+            if record.getMessage().startswith("Discarding unparseable args") and record.args:
+                discarded.extend(str(a) for a in record.args[0])
+
+    beam_log = logging.getLogger("apache_beam.options.pipeline_options")
+    catch, propagate, level = _Catch(), beam_log.propagate, beam_log.level
+    beam_log.addHandler(catch)
+    beam_log.propagate = False
+    beam_log.setLevel(logging.WARNING)  # the CLI silences the root logger
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):  # Beam's argparse prints its whole usage
+            PipelineOptions(list(args)).get_all_options(drop_default=True)
+    except SystemExit:
+        reason = [line for line in captured.getvalue().splitlines() if "error:" in line]
+        raise BeamOptionError(
+            f"bad Apache Beam option: {reason[-1].split('error:', 1)[1].strip() if reason else ' '.join(args)}"
+        ) from None
+    finally:
+        beam_log.removeHandler(catch)
+        beam_log.propagate = propagate
+        beam_log.setLevel(level)
+    return discarded
 
 
 def _root_cause(error: BaseException) -> BaseException:
@@ -386,12 +463,13 @@ def preprocess(
     dataset_dir = output_dir or config.output.dir or os.path.join("runs", config.name, "dataset")
     if not fs.is_remote(dataset_dir):
         dataset_dir = os.path.abspath(dataset_dir)
-    fs.makedirs(dataset_dir)
     paths = resolve_source_paths(config.source)
+    options = PipelineOptions(list(beam_args))
+    _check_paths_for_runner(options, dataset_dir, paths)
     sources.check_source(paths, config.source, config.source_columns(), config.sequence_columns())
     fingerprint = sources.fingerprint(paths)
-
-    options = PipelineOptions(list(beam_args))
+    fs.makedirs(dataset_dir)
+    _sweep_staging(dataset_dir)
     # The run writes into a staging folder; the previous dataset stays readable until
     # the run has succeeded, and a failed run leaves it as it was.
     staging = fs.join(dataset_dir, f".staging-{uuid.uuid4().hex[:12]}")

@@ -31,7 +31,9 @@ def _quiet() -> None:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     warnings.filterwarnings("ignore", category=UserWarning, module=r"keras\..*")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    logging.getLogger().setLevel(logging.ERROR)
+    # Beam logs a failed pipeline at ERROR with its whole traceback before it raises;
+    # the CLI prints the cause in one line instead (-v shows everything).
+    logging.getLogger().setLevel(logging.CRITICAL)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("tfstream: %(message)s"))
     _log.addHandler(handler)
@@ -165,24 +167,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         logging.basicConfig(level=logging.INFO)
     if args.command in ("preprocess", "run") and (unknown or beam_args):
-        from tfstream.pipelines.beam_preprocess import unknown_beam_options
+        from tfstream.pipelines.beam_preprocess import BeamOptionError, unknown_beam_options
 
-        # Before `--`, an option that is neither ours nor Beam's is a typo: refuse it.
-        # After `--`, options go to Beam unchanged; those Beam ignores get a warning.
-        typos = unknown_beam_options(unknown) if unknown else []
+        # Beam options go to PipelineOptions unchanged, after `--` or mixed with ours. One
+        # that Beam does not know would be dropped by Beam without a word (a misspelt
+        # --runer would run locally), so it is refused, as is a bad value.
+        beam_args = unknown + beam_args
+        try:
+            typos = unknown_beam_options(beam_args)
+        except BeamOptionError as e:
+            _parser().error(str(e))
         if typos:
             _parser().error(f"unrecognized arguments: {' '.join(typos)} (neither a tfstream option nor an "
-                            f"Apache Beam pipeline option; put Beam options after `--`)")
-        ignored = unknown_beam_options(beam_args) if beam_args else []
-        beam_args = unknown + beam_args
-    else:
-        ignored = []
+                            f"Apache Beam pipeline option)")
     if not args.verbose and not any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
         # Beam's worker processes (multi_processing mode, remote runners) log at INFO.
         beam_args.append("--default_sdk_harness_log_level=WARNING")
 
-    if ignored:
-        _log.warning("Apache Beam does not know the option(s) %s: they are ignored", " ".join(ignored))
     from tfstream.pipelines.config import ConfigError, load_config
     from tfstream.pipelines.manifest import ManifestError
     from tfstream.pipelines.sources import SourceError
@@ -209,7 +210,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             elif args.command == "train":
                 _train(config, args.dataset, args.model_dir)
             else:
+                from tfstream.training.trainer import check_model_dir
+
                 workdir = args.workdir or os.path.join("runs", config.name)
+                check_model_dir(workdir)  # before the preprocessing, not after it
                 manifest = _preprocess(config, os.path.join(workdir, "dataset"), beam_args)
                 _train(config, manifest.root, os.path.join(workdir, "model"))
                 from tfstream.pipelines.report import format_summary
@@ -224,8 +228,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         if args.verbose:
             raise
-        code = 2 if isinstance(e, PreprocessError) else 1
-        print(f"tfstream {args.command}: error: {type(e).__name__}: {e}", file=sys.stderr)
+        input_errors = (PreprocessError,)
+        if "tfstream.training.trainer" in sys.modules:
+            input_errors += (sys.modules["tfstream.training.trainer"].TrainError,)
+        code = 2 if isinstance(e, input_errors) else 1
+        lines = str(e).strip().splitlines() or [""]
+        more = f"\n  ... ({len(lines) - 6} more lines; run with -v for the whole traceback)" if len(lines) > 6 else ""
+        print(f"tfstream {args.command}: error: {type(e).__name__}: " + "\n  ".join(lines[:6]) + more,
+              file=sys.stderr)
         return code
     return 0
 

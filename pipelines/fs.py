@@ -103,11 +103,18 @@ def remove(paths: list[str]) -> None:
 
 
 def remove_tree(path: str) -> None:
-    """Delete a folder and everything in it; a missing folder is not an error."""
+    """Delete a folder and everything in it; a missing folder is not an error.
+
+    On object stores a folder is a name prefix: there is no object to test for, so the
+    prefix is deleted directly.
+    """
     if is_remote(path):
-        fs = _beam_fs()
-        if fs.exists(path):
-            fs.delete([path.rstrip("/") + "/"])
+        from apache_beam.io.filesystem import BeamIOError
+
+        try:
+            _beam_fs().delete([path.rstrip("/") + "/"])
+        except BeamIOError:
+            pass
     else:
         import shutil
 

@@ -35,13 +35,20 @@ def write_manifest(dataset_dir: str, data: Mapping[str, Any]) -> str:
     return final
 
 
-def retire_manifest(dataset_dir: str) -> None:
+def retire_manifest(dataset_dir: str) -> bool:
     """Move an existing manifest aside (to ``manifest.previous.json``) before a finished
     run replaces the shards, so that the directory has no manifest, and is not readable,
-    until the new manifest is written."""
+    until the new manifest is written. Returns whether there was one."""
     current = fs.join(dataset_dir, MANIFEST_NAME)
-    if fs.exists(current):
-        fs.rename(current, fs.join(dataset_dir, PREVIOUS_MANIFEST_NAME))
+    if not fs.exists(current):
+        return False
+    fs.rename(current, fs.join(dataset_dir, PREVIOUS_MANIFEST_NAME))
+    return True
+
+
+def restore_manifest(dataset_dir: str) -> None:
+    """Undo `retire_manifest` (a run failed while replacing the shards)."""
+    fs.rename(fs.join(dataset_dir, PREVIOUS_MANIFEST_NAME), fs.join(dataset_dir, MANIFEST_NAME))
 
 
 class Manifest:

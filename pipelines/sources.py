@@ -165,7 +165,7 @@ def _csv_header(stream, name: str, delimiter: str) -> list[str]:
             raise SourceError(f"{name}: the file has a header but no data rows")
     except _BadLine as bad:
         raise SourceError(f"{name}: line {bad.line}: {bad.reason}") from None
-    return [c.strip() for c in header]
+    return header  # exactly as pyarrow will name the columns
 
 
 def _missing_columns_error(name: str, missing: Sequence[str], present: Sequence[str]) -> SourceError:
@@ -236,14 +236,18 @@ def _npz_headers(f, path: str) -> dict[str, _Header]:
             try:
                 version = np.lib.format.read_magic(m)
                 if version == (1, 0):
-                    shape = np.lib.format.read_array_header_1_0(m)[0]
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(m)
                 elif version == (2, 0):
-                    shape = np.lib.format.read_array_header_2_0(m)[0]
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(m)
                 else:  # a rarer header version: load that one array
                     m.seek(0)
-                    shape = np.lib.format.read_array(m, allow_pickle=False).shape
+                    array = np.lib.format.read_array(m, allow_pickle=False)
+                    shape, dtype = array.shape, array.dtype
             except ValueError as e:
                 raise SourceError(f"{path}: member {member!r} is not a .npy array: {e}") from e
+        if dtype.hasobject:
+            raise SourceError(f"{path}: array {member[:-4]!r} holds Python objects (dtype {dtype}); tfstream reads "
+                              f"numeric and fixed-width string arrays only (save it with a concrete dtype)")
         headers[member[: -len(".npy")]] = _Header(shape)
     return headers
 

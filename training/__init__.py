@@ -2,10 +2,11 @@
 
 from tfstream.training.export import export_serving, load_serving
 from tfstream.training.models import LengthMask, build_dense, build_lstm, build_model, compile_for
-from tfstream.training.trainer import baseline, train
+from tfstream.training.trainer import TrainError, baseline, train
 
 __all__ = [
     "LengthMask",
+    "TrainError",
     "baseline",
     "build_dense",
     "build_lstm",

@@ -41,6 +41,18 @@ _log = logging.getLogger(__name__)
 METRICS_NAME = "metrics.json"
 
 
+class TrainError(ValueError):
+    """A dataset or model directory that training cannot use; the message says why."""
+
+
+def check_model_dir(model_dir: str) -> None:
+    """The model directory must be local: Keras checkpoints, logs and the export are
+    written with local file APIs."""
+    if "://" in model_dir:
+        raise TrainError(f"model dir {model_dir!r}: train into a local directory and copy the model and its "
+                         f"export afterwards (the dataset itself may be remote)")
+
+
 def baseline(manifest: Manifest, train_split: str, eval_split: str) -> dict[str, Any]:
     """The trivial model to beat, scored on the eval split from the manifest's statistics.
 
@@ -95,15 +107,17 @@ def train(config: JobConfig, dataset_dir: Optional[str] = None, model_dir: Optio
         The content of ``metrics.json``.
     """
     dataset_dir = dataset_dir or config.output.dir or os.path.join("runs", config.name, "dataset")
-    model_dir = os.path.abspath(model_dir or config.train.dir or os.path.join("runs", config.name, "model"))
+    model_dir = model_dir or config.train.dir or os.path.join("runs", config.name, "model")
+    check_model_dir(model_dir)
+    model_dir = os.path.abspath(model_dir)
     t = config.train
     manifest = load_manifest(dataset_dir)
     for role, split in (("train on", t.train_split), ("validate on", t.validation_split), ("evaluate on", t.eval_split)):
         if split is not None and manifest.num_examples(split) == 0:
-            raise ValueError(f"{dataset_dir}: the {split!r} split is empty, nothing to {role}; give it a larger "
+            raise TrainError(f"{dataset_dir}: the {split!r} split is empty, nothing to {role}; give it a larger "
                              f"share in split.fractions (or more data) and re-run `tfstream preprocess`")
     if manifest.schema != config.schema():
-        raise ValueError(
+        raise TrainError(
             f"{dataset_dir}: the dataset's schema differs from the config's; re-run `tfstream preprocess` "
             f"with this config"
         )

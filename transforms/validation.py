@@ -89,27 +89,59 @@ def _is_missing(value: Any, na_values: tuple[str, ...]) -> bool:
     return False
 
 
+def _show(value: Any) -> str:
+    """A value as it appears in messages: NumPy scalars as plain Python values."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _to_float(value: Any, column: str) -> float:
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise RowError(column, "not_a_number", f"column {column!r}: expected a number, got {value!r}") from None
+        raise RowError(column, "not_a_number", f"column {column!r}: expected a number, got {_show(value)}") from None
     if not math.isfinite(out):
-        raise RowError(column, "not_finite", f"column {column!r}: expected a finite number, got {value!r}")
+        raise RowError(column, "not_finite", f"column {column!r}: expected a finite number, got {_show(value)}")
+    if abs(out) > _FLOAT32_MAX:  # stored as float32: it would become inf
+        raise RowError(column, "out_of_range",
+                       f"column {column!r}: {_show(value)} is outside the float32 range (±{_FLOAT32_MAX:.4g})")
     return out
 
 
 def _to_int(value: Any, column: str) -> int:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value)
+    if isinstance(value, (bool, np.bool_)):
+        raise RowError(column, "not_an_integer", f"column {column!r}: expected an integer, got {_show(value)}")
+    if isinstance(value, (int, np.integer)):
+        out = int(value)
+    elif isinstance(value, str):
+        try:
+            out = int(value)
+        except ValueError:
+            out = _integral(_to_float_any(value, column), value, column)
+    else:  # a float (npz, Parquet) must be integral: never truncate silently
+        out = _integral(_to_float_any(value, column), value, column)
+    if not _INT64_MIN <= out <= _INT64_MAX:
+        raise RowError(column, "out_of_range", f"column {column!r}: {_show(value)} is outside the int64 range")
+    return out
+
+
+def _to_float_any(value: Any, column: str) -> float:
     try:
-        return int(value)
+        out = float(value)
     except (TypeError, ValueError):
-        pass
-    out = _to_float(value, column)
-    if not out.is_integer():
-        raise RowError(column, "not_an_integer", f"column {column!r}: expected an integer, got {value!r}")
-    return int(out)
+        raise RowError(column, "not_a_number", f"column {column!r}: expected an integer, got {_show(value)}") from None
+    if not math.isfinite(out):
+        raise RowError(column, "not_finite", f"column {column!r}: expected an integer, got {_show(value)}")
+    return out
+
+
+def _integral(number: float, value: Any, column: str) -> int:
+    if not number.is_integer():
+        raise RowError(column, "not_an_integer", f"column {column!r}: expected an integer, got {_show(value)}")
+    return int(number)
 
 
 def _scalar(value: Any, feature: Feature, column: str) -> Any:

@@ -98,11 +98,37 @@ def test_a_misspelt_option_is_refused(tmp_path, capsys):
         main(["preprocess", "--config", config, "--ouput", str(tmp_path / "x")])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "unrecognized arguments: --ouput (neither a tfstream option nor an Apache Beam pipeline option" in err
+    assert f"unrecognized arguments: --ouput {tmp_path / 'x'} (neither a tfstream option nor an Apache Beam" in err
 
 
 def test_unknown_beam_options_are_reported():
-    from tfstream.pipelines.beam_preprocess import unknown_beam_options
+    from tfstream.pipelines.beam_preprocess import BeamOptionError, unknown_beam_options
 
-    assert unknown_beam_options(["--runner=DataflowRunner", "--project", "p", "--runer=x"]) == ["--runer"]
+    assert unknown_beam_options(["--runner=DataflowRunner", "--project", "p", "--runer=x"]) == ["--runer=x"]
+    assert unknown_beam_options(["--project", "p", "stray"]) == ["stray"]
     assert unknown_beam_options(["--direct_num_workers=2", "--flink_master=host:8081"]) == []
+    with pytest.raises(BeamOptionError, match=r"bad Apache Beam option: argument --direct_num_workers: invalid int"):
+        unknown_beam_options(["--direct_num_workers=two"])
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--", "--runer=DataflowRunner"], "unrecognized arguments: --runer=DataflowRunner (neither a tfstream"),
+        (["--", "--direct_num_workers=two"], "bad Apache Beam option: argument --direct_num_workers: invalid int"),
+        (["stray"], "unrecognized arguments: stray (neither a tfstream option nor an Apache Beam pipeline option)"),
+    ],
+)
+def test_bad_beam_arguments_are_refused(tmp_path, capsys, extra, message):
+    config = _write_config(tmp_path / "c.yaml", _shipped("digits_lstm.yaml"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["preprocess", "--config", config, "--output", str(tmp_path / "x"), *extra])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") < 10, err
+
+
+def test_run_refuses_a_remote_workdir_before_preprocessing(tmp_path, capsys):
+    config = _write_config(tmp_path / "c.yaml", _shipped("digits_lstm.yaml"))
+    assert main(["run", "--config", config, "--workdir", "gs://bucket/run"]) == 2
+    assert "train into a local directory and copy the model" in capsys.readouterr().err

@@ -138,3 +138,23 @@ def test_quoted_header_and_blank_lines(tmp_path, make_job):
     assert m.data["source"]["rows_written"] == 2
     vocab = {t for s in m.split_names for t, _ in m.statistics(s)["features"]["who"]["vocabulary"]}
     assert vocab == {"Doe, J", "Roe, R"}
+
+
+def test_header_names_are_taken_as_written(tmp_path, make_job):
+    path = tmp_path / "spaced.csv"
+    path.write_text("x, y\n1,2\n", encoding="utf-8")
+    job = make_job("flights_dense.yaml", source={"path": str(path)}, features=[{"name": "x", "type": "float"}],
+                   label={"column": "y", "task": "regression", "name": "target", "threshold": None},
+                   split={"key": []}, output={"num_shards": {}}, train={"validation_split": None})
+    with pytest.raises(SourceError, match=r"spaced.csv: missing required column\(s\) \['y'\]; the file has \['x', ' y'\]"):
+        preprocess(job, output_dir=str(tmp_path / "out"))
+
+
+def test_npz_object_arrays_are_refused_on_the_driver(tmp_path, make_job):
+    path = tmp_path / "obj.npz"
+    X = np.empty(2, dtype=object)
+    X[0], X[1] = np.ones((2, 13)), np.ones((3, 13))
+    np.savez(path, X=X, lengths=np.array([2, 3]), y=np.array([0, 1]))
+    with pytest.raises(SourceError, match=r"obj.npz: array 'X' holds Python objects \(dtype object\)"):
+        preprocess(make_job("digits_lstm.yaml", source={"path": str(path)}), output_dir=str(tmp_path / "o"))
+    assert not os.path.exists(tmp_path / "o")

@@ -12,7 +12,7 @@ import tfstream.training  # noqa: F401 - registers LengthMask for loading .keras
 from tfstream.pipelines.manifest import load_manifest
 from tfstream.pipelines.readers import read
 from tfstream.training.export import load_serving
-from tfstream.training.trainer import train
+from tfstream.training.trainer import TrainError, train
 from tfstream.transforms.codecs import decode_example
 
 
@@ -85,7 +85,7 @@ def test_lstm_learns_the_digits(digits_job, digits_dataset, tmp_path):
 
 
 def test_schema_mismatch_is_refused(digits_job, flights_dataset, tmp_path):
-    with pytest.raises(ValueError, match=r"the dataset's schema differs from the config's; re-run `tfstream preprocess`"):
+    with pytest.raises(TrainError, match=r"the dataset.s schema differs from the config's; re-run `tfstream preprocess`"):
         train(digits_job, dataset_dir=flights_dataset, model_dir=str(tmp_path / "m"), verbose=0)
 
 
@@ -104,5 +104,5 @@ def test_an_empty_split_is_refused(make_job, digits_npz, tmp_path):
     assert m.num_examples("validation") == 0 and len(m.shards("validation")) == 1
     assert len(m.shards("train")) == 4 > m.num_examples("train")  # more shards than records: some empty
     assert sum(s["records"] for s in m.shards("train")) == m.num_examples("train")
-    with pytest.raises(ValueError, match=r"the 'validation' split is empty, nothing to validate on; give it a larger"):
+    with pytest.raises(TrainError, match=r"the .validation. split is empty, nothing to validate on; give it a larger"):
         train(job, dataset_dir=str(tmp_path / "ds"), model_dir=str(tmp_path / "m"), verbose=0)

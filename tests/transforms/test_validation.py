@@ -85,3 +85,34 @@ def test_sequences():
         convert_row({"X": np.ones((4, 2)), "y": 1}, rules)
     with pytest.raises(RowError, match="column 'X': the sequence holds NaN or inf"):
         convert_row({"X": np.full((2, 3), np.nan), "y": 1}, rules)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (1.6, "column 'n': expected an integer, got 1.6"),
+        (np.float64(2.5), "column 'n': expected an integer, got 2.5"),
+        ("1e20", "column 'n': '1e20' is outside the int64 range"),
+        (2**63, "is outside the int64 range"),
+        (True, "column 'n': expected an integer, got True"),
+    ],
+)
+def test_ints_are_never_truncated(value, message):
+    with pytest.raises(RowError, match=message.replace("(", r"\(")):
+        convert_row({"n": value, "arr_delay": "1"}, _rules(num("n", "int64")))
+
+
+def test_integral_floats_are_ints():
+    for value in (3.0, np.float32(3.0), "3.0", "3", np.int16(3)):
+        assert convert_row({"n": value, "arr_delay": "1"}, _rules(num("n", "int64")))[0]["n"] == 3
+
+
+def test_float32_overflow_is_an_error():
+    with pytest.raises(RowError, match=r"column 'x': '1e300' is outside the float32 range"):
+        convert_row({"x": "1e300", "arr_delay": "1"}, _rules(num("x")))
+
+
+def test_float_class_indices_are_not_truncated():
+    rules = _rules(num("x"), label=LabelRule(Label("d", "multiclass", tuple("0123")), "y"))
+    with pytest.raises(RowError, match="column 'y': expected an integer, got 1.4"):
+        convert_row({"x": 1, "y": 1.4}, rules)
