@@ -71,7 +71,10 @@ def encode_example(row: Mapping[str, Any], schema: Schema) -> bytes:
             raise ValueError(f"feature {f.name!r}: expected {f.size} value(s), got {len(values)}")
         _fill(fmap[f.name], f.dtype, values)
     _fill(fmap[schema.label.name], schema.label.dtype, [row[schema.label.name]])
-    return example.SerializeToString()
+    # Deterministic: map entries sorted by key. Otherwise the bytes of the same row can
+    # differ between processes (map order follows the process's hash seed), and so would
+    # the write-time shuffle order that is keyed by the record's hash.
+    return example.SerializeToString(deterministic=True)
 
 
 def decode_example(serialized: bytes, schema: Schema) -> dict[str, Any]:

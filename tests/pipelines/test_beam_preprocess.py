@@ -200,3 +200,15 @@ def test_shard_names_of_another_dataset_are_not_ours():
     assert is_shard_of("flights-00003-of-00008.tfrecord", "flights")
     assert not is_shard_of("flights-v2-00000-of-00001.tfrecord", "flights")
     assert not is_shard_of("flights-00000-of-00008.tfrecord.gz.tmp", "flights")
+
+
+def test_multi_processing_runner_gives_the_same_dataset(digits_job, digits_dataset, tmp_path):
+    """Every step is pickled to separate worker processes: what a distributed runner does."""
+    m = preprocess(digits_job, output_dir=str(tmp_path / "mp"),
+                   beam_args=["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    ref = load_manifest(digits_dataset)
+    for split in ref.split_names:
+        assert m.num_examples(split) == ref.num_examples(split)
+        assert m.statistics(split)["label"] == ref.statistics(split)["label"]
+        assert sorted(r.numpy() for r in tf.data.TFRecordDataset(m.shard_paths(split))) == \
+            sorted(r.numpy() for r in tf.data.TFRecordDataset(ref.shard_paths(split)))
