@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import keras
 
@@ -93,8 +93,19 @@ def _datasets(config: JobConfig, manifest: Manifest):
     return train_ds, val_ds, plain(t.eval_split)
 
 
+def _read_history(path: str) -> dict[str, list[float]]:
+    """The per-epoch metrics CSVLogger wrote, as columns."""
+    import csv
+
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
+
+
 def train(config: JobConfig, dataset_dir: Optional[str] = None, model_dir: Optional[str] = None,
-          *, verbose: int = 2) -> dict[str, Any]:
+          *, verbose: int = 2, callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
     """Fit, evaluate, save and export the reference model of ``config``.
 
     Args:
@@ -102,6 +113,11 @@ def train(config: JobConfig, dataset_dir: Optional[str] = None, model_dir: Optio
         dataset_dir: defaults to ``output.dir``, then ``runs/<name>/dataset``.
         model_dir: defaults to ``train.dir``, then ``runs/<name>/model``.
         verbose: Keras verbosity (0 silent, 2 one line per epoch).
+        callbacks: more Keras callbacks (TensorBoard, ...), run after tfstream's own.
+
+    An interrupted run resumes: run the same command again, and training continues after
+    the last finished epoch (Keras `BackupAndRestore`), with the best validation loss so
+    far still the one to beat, and ``history.csv`` continued.
 
     Returns:
         The content of ``metrics.json``.
@@ -128,16 +144,24 @@ def train(config: JobConfig, dataset_dir: Optional[str] = None, model_dir: Optio
     train_ds, val_ds, eval_ds = _datasets(config, manifest)
     monitor = "val_loss" if val_ds is not None else "loss"
     best = os.path.join(model_dir, "checkpoints", "best.weights.h5")
-    callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(model_dir, "checkpoints", "backup")),
-        keras.callbacks.ModelCheckpoint(best, monitor=monitor, save_best_only=True, save_weights_only=True),
-        keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv")),
+    backup = os.path.join(model_dir, "checkpoints", "backup")
+    history_csv = os.path.join(model_dir, "history.csv")
+    resuming = os.path.isdir(backup)  # left by an interrupted run; removed when a run finishes
+    if not resuming and os.path.exists(best):
+        os.remove(best)  # a finished earlier run's: this run must earn its own
+    earlier = _read_history(history_csv).get(monitor) if resuming else None
+    own = [
+        keras.callbacks.BackupAndRestore(backup),
+        # After a resume, the best epoch before the interruption is still the one to beat.
+        keras.callbacks.ModelCheckpoint(best, monitor=monitor, save_best_only=True, save_weights_only=True,
+                                        initial_value_threshold=min(earlier) if earlier else None),
+        keras.callbacks.CSVLogger(history_csv, append=resuming),
     ]
-    if t.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=t.early_stopping_patience))
+    if t.early_stopping_patience:  # (its patience starts again after a resume)
+        own.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=t.early_stopping_patience))
 
     start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=callbacks,
+    history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=[*own, *callbacks],
                         shuffle=False, verbose=verbose)
     fit_seconds = time.perf_counter() - start
     if os.path.exists(best):
@@ -147,8 +171,10 @@ def train(config: JobConfig, dataset_dir: Optional[str] = None, model_dir: Optio
     model.save(os.path.join(model_dir, "model.keras"))
     export_dir = export_serving(model, os.path.join(model_dir, "export"))
 
-    epochs_run = len(history.history.get("loss", []))
-    monitored = history.history.get(monitor, [])
+    full = _read_history(history_csv)  # every epoch, across resumes
+    epochs_run = len(full.get("loss", []))
+    epochs_now = len(history.epoch)
+    monitored = full.get(monitor, [])
     task_baseline = baseline(manifest, t.train_split, t.eval_split)
     if config.label.task == "regression":
         beats = task_baseline["mse"] is not None and evaluation["loss"] < task_baseline["mse"]
@@ -163,14 +189,15 @@ def train(config: JobConfig, dataset_dir: Optional[str] = None, model_dir: Optio
         "export_dir": export_dir,
         "examples": {s: manifest.num_examples(s) for s in manifest.split_names},
         "epochs_run": epochs_run,
+        "resumed_at_epoch": int(history.epoch[0]) + 1 if resuming and history.epoch else None,
         "best_epoch": int(monitored.index(min(monitored))) + 1 if monitored else epochs_run,
         "fit_seconds": round(fit_seconds, 2),
-        "train_examples_per_second": round(manifest.num_examples(t.train_split) * epochs_run / fit_seconds, 1)
-        if fit_seconds else None,
+        "train_examples_per_second": round(manifest.num_examples(t.train_split) * epochs_now / fit_seconds, 1)
+        if fit_seconds and epochs_now else None,
         "eval": {k: float(v) for k, v in evaluation.items()},
         "baseline": task_baseline,
         "beats_baseline": bool(beats),
-        "history": {k: [float(x) for x in v] for k, v in history.history.items()},
+        "history": {k: v for k, v in full.items() if k != "epoch"},
     }
     with open(os.path.join(model_dir, METRICS_NAME), "w", encoding="utf-8") as f:
         json.dump(metrics, f, indent=1)

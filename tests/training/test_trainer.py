@@ -106,3 +106,26 @@ def test_an_empty_split_is_refused(make_job, digits_npz, tmp_path):
     assert sum(s["records"] for s in m.shards("train")) == m.num_examples("train")
     with pytest.raises(TrainError, match=r"the .validation. split is empty, nothing to validate on; give it a larger"):
         train(job, dataset_dir=str(tmp_path / "ds"), model_dir=str(tmp_path / "m"), verbose=0)
+
+
+def test_an_interrupted_run_resumes_after_its_last_epoch(digits_job, digits_dataset, tmp_path):
+    import dataclasses
+
+    job = dataclasses.replace(digits_job, train=dataclasses.replace(digits_job.train, epochs=4))
+    model_dir = str(tmp_path / "model")
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("the machine went away")
+
+    with pytest.raises(RuntimeError, match="the machine went away"):
+        train(job, dataset_dir=digits_dataset, model_dir=model_dir, verbose=0, callbacks=[Crash()])
+    assert os.path.isdir(os.path.join(model_dir, "checkpoints", "backup"))
+
+    metrics = train(job, dataset_dir=digits_dataset, model_dir=model_dir, verbose=0)
+    assert metrics["resumed_at_epoch"] == 3  # epochs 1 and 2 were done before the crash
+    assert metrics["epochs_run"] == 4 and len(metrics["history"]["loss"]) == 4
+    val = metrics["history"]["val_loss"]
+    assert metrics["best_epoch"] == val.index(min(val)) + 1
+    assert not os.path.exists(os.path.join(model_dir, "checkpoints", "backup"))
