@@ -21,28 +21,18 @@ from __future__ import annotations
 import datetime
 import hashlib
 import importlib.metadata
-import json
 import logging
 import os
-import uuid
 from typing import Any, Iterable, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from tfstream.pipelines import fs, sources
+from tfstream.pipelines import fs, publish, sources
 from tfstream.pipelines.config import JobConfig, resolve_source_paths
-from tfstream.pipelines.manifest import (
-    FORMAT_VERSION,
-    MANIFEST_NAME,
-    Manifest,
-    load_manifest,
-    restore_manifest,
-    retire_manifest,
-    write_manifest,
-)
-from tfstream.pipelines.shards import SHARD_TEMPLATE, describe_shard, is_shard_of, shard_suffix
+from tfstream.pipelines.manifest import FORMAT_VERSION, Manifest, load_manifest, write_manifest
+from tfstream.pipelines.shards import SHARD_TEMPLATE, describe_shard, shard_suffix
 from tfstream.transforms.analyzers import DatasetStats
 from tfstream.transforms.codecs import encode_example
 from tfstream.transforms.schema import Schema
@@ -306,62 +296,6 @@ def build_pipeline(
     )
 
 
-def _old_shards(dataset_dir: str, config: JobConfig) -> list[str]:
-    """This dataset's shards in the split folders, of any earlier run and shard count."""
-    return [p for split in config.split.fractions
-            for p in fs.glob(fs.join(dataset_dir, split, f"{config.name}-*"))
-            if is_shard_of(os.path.basename(p), config.name)]
-
-
-def _publish(staging: str, dataset_dir: str, config: JobConfig) -> None:
-    """Move a finished run from its staging folder into the dataset directory.
-
-    Until the pipeline has succeeded, the previous dataset is untouched. While the shards
-    move, the directory has no manifest (nothing reads it); the new manifest is written
-    last, atomically. If a move fails, the previous shards and manifest are put back.
-    Old shards of any shard count are removed, so a glob-based reader finds only the new
-    ones.
-    """
-    data = json.loads(fs.read_bytes(fs.join(staging, MANIFEST_NAME)).decode("utf-8"))
-    aside = fs.join(dataset_dir, f".previous-{uuid.uuid4().hex[:12]}")
-    moved: list[tuple[str, str]] = []  # (from, to), undone in reverse order on failure
-    retired = retire_manifest(dataset_dir)
-    try:
-        for path in _old_shards(dataset_dir, config):
-            split = os.path.basename(os.path.dirname(path.rstrip("/")))
-            target = fs.join(aside, split, os.path.basename(path))
-            fs.rename(path, target)
-            moved.append((path, target))
-        for split in data["splits"].values():
-            for shard in split["shards"]:
-                src, dst = fs.join(staging, shard["file"]), fs.join(dataset_dir, shard["file"])
-                fs.rename(src, dst)
-                moved.append((src, dst))
-        write_manifest(dataset_dir, data)
-    except BaseException:
-        for src, dst in reversed(moved):
-            try:
-                fs.rename(dst, src)
-            except Exception:  # noqa: BLE001 - keep undoing; the original error is raised
-                _log.error("could not move %s back to %s", dst, src)
-        if retired:
-            restore_manifest(dataset_dir)
-        fs.remove_tree(staging)
-        fs.remove_tree(aside)
-        raise
-    fs.remove_tree(aside)
-    fs.remove_tree(staging)
-
-
-def _sweep_staging(dataset_dir: str) -> None:
-    """Remove staging folders that killed runs left behind (local directories only)."""
-    if fs.is_remote(dataset_dir) or not os.path.isdir(dataset_dir):
-        return
-    for name in os.listdir(dataset_dir):
-        if name.startswith(".staging-"):
-            fs.remove_tree(os.path.join(dataset_dir, name))
-
-
 def _check_paths_for_runner(options: PipelineOptions, dataset_dir: str, paths: Sequence[str]) -> None:
     from apache_beam.options.pipeline_options import StandardOptions
 
@@ -469,10 +403,10 @@ def preprocess(
     sources.check_source(paths, config.source, config.source_columns(), config.sequence_columns())
     fingerprint = sources.fingerprint(paths)
     fs.makedirs(dataset_dir)
-    _sweep_staging(dataset_dir)
+    publish.sweep_staging(dataset_dir)
     # The run writes into a staging folder; the previous dataset stays readable until
     # the run has succeeded, and a failed run leaves it as it was.
-    staging = fs.join(dataset_dir, f".staging-{uuid.uuid4().hex[:12]}")
+    staging = publish.staging_dir(dataset_dir)
     _log.info("preprocess %s: %d source file(s) -> %s", config.name, len(paths), dataset_dir)
     try:
         with beam.Pipeline(options=options) as pipeline:
@@ -487,5 +421,5 @@ def preprocess(
         if message:
             raise PreprocessError(message) from e
         raise
-    _publish(staging, dataset_dir, config)
+    publish.publish(staging, dataset_dir, config.split.fractions)
     return load_manifest(dataset_dir)

@@ -43,4 +43,6 @@ def test_readme_commands_exist():
 def test_every_shipped_config_loads(name):
     from tfstream.pipelines.config import load_config
 
-    load_config(os.path.join(ROOT, "configs", name))
+    config = load_config(os.path.join(ROOT, "configs", name))
+    assert config.schema().features and config.model.type in ("dense", "lstm")
+    assert config.schema().label.task in ("binary", "multiclass", "regression")

@@ -1,0 +1,84 @@
+"""Replacing a dataset directory's content with a finished run, all or nothing.
+
+A preprocessing run writes into a staging folder inside the dataset directory. Only when
+the pipeline has succeeded does `publish` move the new shards into place and write the
+new manifest, last and atomically. While the shards move there is no manifest, so no
+reader sees a half-replaced dataset; if a move fails, the previous shards and manifest
+are put back. Old shards of any shard count are removed, so that a glob-based reader
+finds only the new ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+
+from tfstream.pipelines import fs
+from tfstream.pipelines.manifest import MANIFEST_NAME, restore_manifest, retire_manifest, write_manifest
+from tfstream.pipelines.shards import is_shard_of
+
+_log = logging.getLogger(__name__)
+
+STAGING_PREFIX = ".staging-"
+
+
+def staging_dir(dataset_dir: str) -> str:
+    """A new, unique staging folder inside ``dataset_dir`` (hidden: a dot name)."""
+    return fs.join(dataset_dir, f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}")
+
+
+def _old_shards(dataset_dir: str, name: str, splits) -> list[str]:
+    """The dataset's shards in the split folders, of any earlier run and shard count."""
+    return [p for split in splits
+            for p in fs.glob(fs.join(dataset_dir, split, f"{name}-*"))
+            if is_shard_of(os.path.basename(p), name)]
+
+
+def publish(staging: str, dataset_dir: str, splits) -> None:
+    """Move a finished run from ``staging`` into ``dataset_dir`` (see the module doc).
+
+    Args:
+        staging: the run's staging folder, holding its shards and manifest.
+        dataset_dir: the dataset directory.
+        splits: every split name the config can write (old shards of each are removed).
+    """
+    data = json.loads(fs.read_bytes(fs.join(staging, MANIFEST_NAME)).decode("utf-8"))
+    aside = fs.join(dataset_dir, f".previous-{uuid.uuid4().hex[:12]}")
+    moved: list[tuple[str, str]] = []  # (from, to), undone in reverse order on failure
+    retired = retire_manifest(dataset_dir)
+    try:
+        for path in _old_shards(dataset_dir, data["name"], splits):
+            split = os.path.basename(os.path.dirname(path.rstrip("/")))
+            target = fs.join(aside, split, os.path.basename(path))
+            fs.rename(path, target)
+            moved.append((path, target))
+        for split in data["splits"].values():
+            for shard in split["shards"]:
+                src, dst = fs.join(staging, shard["file"]), fs.join(dataset_dir, shard["file"])
+                fs.rename(src, dst)
+                moved.append((src, dst))
+        write_manifest(dataset_dir, data)
+    except BaseException:
+        for src, dst in reversed(moved):
+            try:
+                fs.rename(dst, src)
+            except Exception:  # noqa: BLE001 - keep undoing; the original error is raised
+                _log.error("could not move %s back to %s", dst, src)
+        if retired:
+            restore_manifest(dataset_dir)
+        fs.remove_tree(staging)
+        fs.remove_tree(aside)
+        raise
+    fs.remove_tree(aside)
+    fs.remove_tree(staging)
+
+
+def sweep_staging(dataset_dir: str) -> None:
+    """Remove staging folders that killed runs left behind (local directories only)."""
+    if fs.is_remote(dataset_dir) or not os.path.isdir(dataset_dir):
+        return
+    for name in os.listdir(dataset_dir):
+        if name.startswith(STAGING_PREFIX):
+            fs.remove_tree(os.path.join(dataset_dir, name))
