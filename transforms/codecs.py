@@ -11,14 +11,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from tfstream.transforms.example_proto import Example
 from tfstream.transforms.schema import Schema, length_key
-
-
-def _example_pb2():
-    # The generated proto module; importing it pulls in TensorFlow once per process.
-    from tensorflow.core.example import example_pb2
-
-    return example_pb2
 
 
 def _fill(feature, dtype: str, values) -> None:
@@ -55,7 +49,7 @@ def encode_example(row: Mapping[str, Any], schema: Schema) -> bytes:
         >>> len(encode_example({"x": 1.5, "y": 2.0}, s)) > 0
         True
     """
-    example = _example_pb2().Example()
+    example = Example()
     fmap = example.features.feature
     for f in schema.features:
         value = row[f.name]
@@ -78,11 +72,11 @@ def encode_example(row: Mapping[str, Any], schema: Schema) -> bytes:
 
 
 def decode_example(serialized: bytes, schema: Schema) -> dict[str, Any]:
-    """Parse one serialized record into NumPy values, without TensorFlow ops.
+    """Parse one serialized record into NumPy values, without TensorFlow.
 
     The inverse of `encode_example`; used by tests and `tfstream inspect`.
     """
-    example = _example_pb2().Example.FromString(serialized)
+    example = Example.FromString(serialized)
     fmap = example.features.feature
 
     def values(key: str, dtype: str):

@@ -87,3 +87,27 @@ def test_encoding_is_byte_stable_across_processes(schema, tmp_path):
         outs.add(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                                 check=True).stdout)
     assert len(outs) == 1
+
+
+def test_same_bytes_as_tensorflows_own_example(schema):
+    from tensorflow.core.example import example_pb2
+
+    for row in _rows():
+        ours = encode_example(row, schema)
+        theirs = example_pb2.Example.FromString(ours)
+        assert theirs.SerializeToString(deterministic=True) == ours
+        assert set(theirs.features.feature) == {"x", "n", "v", "c", "s", "s_length", "y"}
+        assert list(theirs.features.feature["s"].float_list.value) == row["s"].reshape(-1).tolist()
+
+
+def test_writing_needs_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from tfstream.transforms.codecs import encode_example\n"
+            "from tfstream.transforms.schema import Feature, Label, Schema\n"
+            "s = Schema((Feature('x', 'numeric', 'float32'),), Label('y', 'regression'))\n"
+            "encode_example({'x': 1.0, 'y': 2.0}, s)\n"
+            "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
