@@ -162,7 +162,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _parser().error(f"unrecognized arguments: {' '.join(unknown)}")
     if not args.verbose:
         _quiet()
-        if args.command in ("preprocess", "train", "run"):
+        if args.command in ("train", "run"):  # preprocessing does not import TensorFlow
             _import_tensorflow_quietly()
     else:
         logging.basicConfig(level=logging.INFO)
