@@ -11,17 +11,25 @@ finds only the new ones.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import uuid
 
 from tfstream.pipelines import fs
-from tfstream.pipelines.manifest import MANIFEST_NAME, restore_manifest, retire_manifest, write_manifest
+from tfstream.pipelines.manifest import (
+    MANIFEST_NAME,
+    PREVIOUS_MANIFEST_NAME,
+    restore_manifest,
+    retire_manifest,
+    write_manifest,
+)
 from tfstream.pipelines.shards import is_shard_of
 
-_log = logging.getLogger(__name__)
 
 STAGING_PREFIX = ".staging-"
+
+
+class PublishError(RuntimeError):
+    """Publishing failed and could not be fully undone; the message says where things are."""
 
 
 def staging_dir(dataset_dir: str) -> str:
@@ -60,12 +68,20 @@ def publish(staging: str, dataset_dir: str, splits) -> None:
                 fs.rename(src, dst)
                 moved.append((src, dst))
         write_manifest(dataset_dir, data)
-    except BaseException:
+    except BaseException as error:
+        stuck = []
         for src, dst in reversed(moved):
             try:
                 fs.rename(dst, src)
-            except Exception:  # noqa: BLE001 - keep undoing; the original error is raised
-                _log.error("could not move %s back to %s", dst, src)
+            except Exception:  # noqa: BLE001 - keep undoing; reported below
+                stuck.append(dst)
+        if stuck:
+            # Keep every copy: the previous shards that could not be moved back are only here.
+            raise PublishError(
+                f"{dataset_dir}: publishing failed ({error}) and {len(stuck)} file(s) could not be moved back; "
+                f"the previous shards are in {aside}, the new ones in {staging}, and the previous manifest is "
+                f"{PREVIOUS_MANIFEST_NAME}: move them back by hand"
+            ) from error
         if retired:
             restore_manifest(dataset_dir)
         fs.remove_tree(staging)

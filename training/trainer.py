@@ -94,14 +94,26 @@ def _datasets(config: JobConfig, manifest: Manifest):
 
 
 def _read_history(path: str) -> dict[str, list[float]]:
-    """The per-epoch metrics CSVLogger wrote, as columns."""
+    """The per-epoch metrics CSVLogger wrote, as columns.
+
+    An epoch written twice (a run killed after logging it but before backing it up runs
+    it again) keeps its last row; columns without numbers (CSVLogger writes ``NA`` for
+    ``val_*`` when there is no validation split) are left out.
+    """
     import csv
 
     if not os.path.exists(path):
         return {}
     with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
+        by_epoch = {row["epoch"]: row for row in csv.DictReader(f)}
+    rows = [by_epoch[e] for e in sorted(by_epoch, key=int)]
+    out: dict[str, list[float]] = {}
+    for key in rows[0] if rows else {}:
+        try:
+            out[key] = [float(row[key]) for row in rows]
+        except ValueError:
+            continue
+    return out
 
 
 def train(config: JobConfig, dataset_dir: Optional[str] = None, model_dir: Optional[str] = None,
@@ -151,14 +163,16 @@ def train(config: JobConfig, dataset_dir: Optional[str] = None, model_dir: Optio
         os.remove(best)  # a finished earlier run's: this run must earn its own
     earlier = _read_history(history_csv).get(monitor) if resuming else None
     own = [
-        keras.callbacks.BackupAndRestore(backup),
         # After a resume, the best epoch before the interruption is still the one to beat.
         keras.callbacks.ModelCheckpoint(best, monitor=monitor, save_best_only=True, save_weights_only=True,
                                         initial_value_threshold=min(earlier) if earlier else None),
         keras.callbacks.CSVLogger(history_csv, append=resuming),
+        # Last: an epoch is backed up only once it is checkpointed and logged, so a resume
+        # never skips an epoch that the history and the best checkpoint have not seen.
+        keras.callbacks.BackupAndRestore(backup),
     ]
     if t.early_stopping_patience:  # (its patience starts again after a resume)
-        own.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=t.early_stopping_patience))
+        own.insert(2, keras.callbacks.EarlyStopping(monitor=monitor, patience=t.early_stopping_patience))
 
     start = time.perf_counter()
     history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=[*own, *callbacks],

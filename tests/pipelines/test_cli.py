@@ -1,6 +1,7 @@
 """The `tfstream` command: exit codes, messages, quiet start-up, Beam options passed through."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -132,3 +133,20 @@ def test_run_refuses_a_remote_workdir_before_preprocessing(tmp_path, capsys):
     config = _write_config(tmp_path / "c.yaml", _shipped("digits_lstm.yaml"))
     assert main(["run", "--config", config, "--workdir", "gs://bucket/run"]) == 2
     assert "train into a local directory and copy the model" in capsys.readouterr().err
+
+
+def test_run_the_seed_lstm_config_end_to_end(tmp_path, capsys, monkeypatch):
+    """`tfstream run` as the README shows it for the seed's example 3 (no validation split)."""
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    np.savez("series.npz", X=rng.random((300, 10, 1), dtype=np.float32), y=rng.integers(0, 2, 300))
+    config = os.path.join(CONFIGS, "seed_lstm.yaml")
+    assert main(["run", "--config", config, "--workdir", "runs/series", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^series\s+lstm\s+\d+\s+\d+\s+1\s+accuracy", out, re.M), out
+    metrics = json.load(open("runs/series/model/metrics.json"))
+    assert metrics["examples"]["train"] + metrics["examples"]["eval"] == 300
+    assert main(["summary", "runs/series"]) == 0
+    assert "series" in capsys.readouterr().out

@@ -156,3 +156,24 @@ def test_a_failed_publish_puts_the_previous_dataset_back(digits_job, tmp_path, m
     for split in after.split_names:
         after.shard_paths(split)  # present, right sizes
     assert not [n for n in os.listdir(out) if n.startswith((".staging-", ".previous-"))]
+
+
+def test_a_publish_that_cannot_be_undone_keeps_every_copy(digits_job, tmp_path, monkeypatch):
+    from tfstream.pipelines.publish import PublishError
+
+    out = str(tmp_path / "ds")
+    preprocess(digits_job, output_dir=out)
+    real_rename = fs.rename
+
+    def broken(src, dst):
+        if ".staging-" in src and dst.endswith("00001-of-00004.tfrecord"):
+            raise OSError("disk went away")
+        if ".previous-" in src:  # and the undo fails too
+            raise OSError("still away")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(fs, "rename", broken)
+    with pytest.raises(PublishError, match=r"could not be moved back; the previous shards are in .*\.previous-"):
+        preprocess(digits_job, output_dir=out)
+    kept = [n for n in os.listdir(out) if n.startswith(".previous-")]
+    assert kept and os.listdir(os.path.join(out, kept[0], "train"))

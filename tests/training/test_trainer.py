@@ -129,3 +129,13 @@ def test_an_interrupted_run_resumes_after_its_last_epoch(digits_job, digits_data
     val = metrics["history"]["val_loss"]
     assert metrics["best_epoch"] == val.index(min(val)) + 1
     assert not os.path.exists(os.path.join(model_dir, "checkpoints", "backup"))
+
+
+def test_without_a_validation_split(digits_job, digits_dataset, tmp_path):
+    import dataclasses
+
+    job = dataclasses.replace(digits_job, train=dataclasses.replace(digits_job.train, epochs=2, validation_split=None))
+    metrics = train(job, dataset_dir=digits_dataset, model_dir=str(tmp_path / "m"), verbose=0)
+    assert metrics["epochs_run"] == 2
+    assert "val_loss" not in metrics["history"] and len(metrics["history"]["loss"]) == 2
+    assert 1 <= metrics["best_epoch"] <= 2  # chosen on the training loss
