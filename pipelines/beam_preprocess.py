@@ -129,8 +129,10 @@ class _StatsCombineFn(beam.CombineFn):
         return self._stats.extract_output(acc)
 
 
-def _record_hash(record: bytes, salt: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(record, digest_size=8, key=salt[:64]).digest(), "big")
+def _bucketed(record: bytes, salt: bytes, buckets: int) -> tuple[int, tuple[int, bytes]]:
+    """``(bucket, (hash, record))``: the record's bucket and its sort key within it."""
+    h = int.from_bytes(hashlib.blake2b(record, digest_size=8, key=salt[:64]).digest(), "big")
+    return h % buckets, (h, record)
 
 
 class ShuffleRecords(beam.PTransform):
@@ -150,11 +152,9 @@ class ShuffleRecords(beam.PTransform):
         self._buckets = buckets
 
     def expand(self, records):
-        salt, buckets = self._salt, self._buckets
         return (
             records
-            | "Key" >> beam.Map(lambda r: (_record_hash(r, salt), r))
-            | "Bucket" >> beam.Map(lambda hr: (hr[0] % buckets, hr))
+            | "Key" >> beam.Map(_bucketed, salt=self._salt, buckets=self._buckets)
             | "Group" >> beam.GroupByKey()
             | "Sort" >> beam.FlatMap(lambda kv: (r for _, r in sorted(kv[1], key=lambda hr: hr[0])))
         )
@@ -407,7 +407,8 @@ def preprocess(
     # The run writes into a staging folder; the previous dataset stays readable until
     # the run has succeeded, and a failed run leaves it as it was.
     staging = publish.staging_dir(dataset_dir)
-    _log.info("preprocess %s: %d source file(s) -> %s", config.name, len(paths), dataset_dir)
+    _log.info("preprocess %r: %d source file(s) -> %s, with Apache Beam's %s", config.name, len(paths), dataset_dir,
+              options.get_all_options()["runner"] or "DirectRunner")
     try:
         with beam.Pipeline(options=options) as pipeline:
             build_pipeline(pipeline, config, staging, paths, fingerprint,

@@ -113,8 +113,6 @@ def _with_epochs(config, epochs: Optional[int]):
 def _preprocess(config, output: Optional[str], beam_args: Sequence[str]):
     from tfstream.pipelines.beam_preprocess import preprocess
 
-    _log.info("preprocess %r with Apache Beam (%s)", config.name,
-              next((a.split("=", 1)[1] for a in beam_args if a.startswith("--runner=")), "DirectRunner"))
     manifest = preprocess(config, output_dir=output, beam_args=beam_args)
     src = manifest.data["source"]
     _log.info("dataset: %s  (%s rows read, %s written, %s dropped)", manifest.root, f"{src['rows_read']:,}",
@@ -128,16 +126,14 @@ def _preprocess(config, output: Optional[str], beam_args: Sequence[str]):
 
 
 def _train(config, dataset: Optional[str], model_dir: Optional[str]):
+    from tfstream.pipelines.report import headline
     from tfstream.training.trainer import train
 
     _log.info("train %r: %s model, %d epoch(s) at most", config.name, config.model.type, config.train.epochs)
     metrics = train(config, dataset_dir=dataset, model_dir=model_dir)
-    b = metrics["baseline"]
-    if metrics["task"] == "regression":
-        _log.info("eval mse %.4g (baseline %s %.4g)", metrics["eval"]["loss"], b["name"], b["mse"] or float("nan"))
-    else:
-        _log.info("eval accuracy %.4f (baseline %s %.4f)", metrics["eval"]["accuracy"], b["name"],
-                  b["accuracy"] or float("nan"))
+    name, value, base = headline(metrics)
+    _log.info("eval %s %.4f (baseline %s %.4f)", name, value, metrics["baseline"]["name"],
+              float("nan") if base is None else base)
     _log.info("model: %s/model.keras", metrics["model_dir"])
     _log.info("export (serves raw features): %s", metrics["export_dir"])
     _log.info("metrics: %s/metrics.json", metrics["model_dir"])

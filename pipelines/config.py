@@ -347,7 +347,8 @@ class JobConfig:
 
     def source_columns(self) -> list[str]:
         """Every source column the job reads (features, label and split key)."""
-        return self.row_rules().columns() + [k for k in self.split.key if k not in self.row_rules().columns()]
+        columns = self.row_rules().columns()
+        return columns + [k for k in self.split.key if k not in columns]
 
     def to_json(self) -> dict[str, Any]:
         return _to_plain(self)

@@ -120,14 +120,19 @@ def format_manifest(manifest: Manifest, *, train_split: str | None = None) -> st
     return "\n".join(out)
 
 
+def headline(metrics: Mapping[str, Any]) -> tuple[str, Any, Any]:
+    """``(metric name, eval value, baseline value)`` of a run's metrics.json: the mean
+    squared error for regression (lower is better), the accuracy otherwise."""
+    if metrics["task"] == "regression":
+        return "mse", metrics["eval"]["loss"], metrics["baseline"]["mse"]
+    return "accuracy", metrics["eval"]["accuracy"], metrics["baseline"]["accuracy"]
+
+
 def format_summary(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
     """One row per run's metrics.json: the eval figure next to its trivial baseline."""
     rows = []
     for name, m in runs:
-        if m["task"] == "regression":
-            metric, value, base = "mse", m["eval"]["loss"], m["baseline"]["mse"]
-        else:
-            metric, value, base = "accuracy", m["eval"]["accuracy"], m["baseline"]["accuracy"]
+        metric, value, base = headline(m)
         rows.append([name, m["model"], m["examples"].get("train"), m["examples"].get("eval"), m["epochs_run"],
                      metric, value, base, m["beats_baseline"], m["train_examples_per_second"]])
     return format_table(

@@ -168,12 +168,14 @@ def _csv_header(stream, name: str, delimiter: str) -> list[str]:
     return header  # exactly as pyarrow will name the columns
 
 
-def _missing_columns_error(name: str, missing: Sequence[str], present: Sequence[str]) -> SourceError:
-    return SourceError(
-        f"{name}: missing required column(s) {sorted(missing)}; the file has {list(present)}. "
-        f"Fix the column names in the config (features[].column, label.column, split.key) "
-        f"or the file"
-    )
+def _require_columns(name: str, columns: Sequence[str], present: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in present]
+    if missing:
+        raise SourceError(
+            f"{name}: missing required column(s) {sorted(missing)}; the file has {list(present)}. "
+            f"Fix the column names in the config (features[].column, label.column, split.key) "
+            f"or the file"
+        )
 
 
 def check_source(paths: Sequence[str], source, columns: Sequence[str], sequence_columns: Sequence[str]) -> None:
@@ -192,10 +194,7 @@ def check_source(paths: Sequence[str], source, columns: Sequence[str], sequence_
         if source.format == "csv":
             with _csv_streams(path) as streams:
                 for name, stream in streams:
-                    header = _csv_header(stream, name, source.delimiter)
-                    missing = [c for c in columns if c not in header]
-                    if missing:
-                        raise _missing_columns_error(name, missing, header)
+                    _require_columns(name, columns, _csv_header(stream, name, source.delimiter))
         elif source.format == "parquet":
             import pyarrow.parquet as pq
 
@@ -204,10 +203,7 @@ def check_source(paths: Sequence[str], source, columns: Sequence[str], sequence_
                     meta = pq.ParquetFile(f)
                 except Exception as e:  # noqa: BLE001 - pyarrow raises ArrowInvalid/OSError
                     raise SourceError(f"{path}: not a Parquet file: {e}") from e
-                names = meta.schema_arrow.names
-                missing = [c for c in columns if c not in names]
-                if missing:
-                    raise _missing_columns_error(path, missing, names)
+                _require_columns(path, columns, meta.schema_arrow.names)
                 if meta.metadata.num_rows == 0:
                     raise SourceError(f"{path}: the file has no rows")
         else:
@@ -271,9 +267,7 @@ def _npz_arrays(f, path: str, lengths_key: str | None, columns: Sequence[str], s
         if not hasattr(archive, "files"):
             raise SourceError(f"{path}: a single .npy array, not an .npz archive of named arrays")
         files = archive.files
-    missing = [c for c in [*([lengths_key] if lengths_key else []), *columns] if c not in files]
-    if missing:
-        raise _missing_columns_error(path, missing, files)
+    _require_columns(path, [*([lengths_key] if lengths_key else []), *columns], files)
     arrays = {c: archive[c] for c in columns}
     if lengths_key is None:  # one row per entry of every array; sequences as (rows, steps, dim)
         n = arrays[columns[0]].shape[0] if arrays[columns[0]].ndim else 0

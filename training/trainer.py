@@ -32,6 +32,7 @@ import keras
 from tfstream.pipelines.config import JobConfig
 from tfstream.pipelines.manifest import Manifest, load_manifest
 from tfstream.pipelines.readers import read
+from tfstream.pipelines.report import headline
 from tfstream.training.export import export_serving
 from tfstream.training.models import build_model
 from tfstream.transforms.analyzers import majority_baseline
@@ -82,7 +83,7 @@ def baseline(manifest: Manifest, train_split: str, eval_split: str) -> dict[str,
 def _datasets(config: JobConfig, manifest: Manifest):
     r, t = config.reader, config.train
     train_ds = read(manifest, t.train_split, batch_size=r.batch_size, shuffle=True, shuffle_buffer=r.shuffle_buffer,
-                    cache=None if r.cache == "none" else r.cache, cycle_length=r.cycle_length, seed=r.seed,
+                    cache=r.cache, cycle_length=r.cycle_length, seed=r.seed,
                     prefetch_buffer=r.prefetch)
 
     def plain(split: str):
@@ -189,11 +190,6 @@ def train(config: JobConfig, dataset_dir: Optional[str] = None, model_dir: Optio
     epochs_run = len(full.get("loss", []))
     epochs_now = len(history.epoch)
     monitored = full.get(monitor, [])
-    task_baseline = baseline(manifest, t.train_split, t.eval_split)
-    if config.label.task == "regression":
-        beats = task_baseline["mse"] is not None and evaluation["loss"] < task_baseline["mse"]
-    else:
-        beats = task_baseline["accuracy"] is not None and evaluation["accuracy"] > task_baseline["accuracy"]
     metrics = {
         "job": config.name,
         "task": config.label.task,
@@ -209,10 +205,11 @@ def train(config: JobConfig, dataset_dir: Optional[str] = None, model_dir: Optio
         "train_examples_per_second": round(manifest.num_examples(t.train_split) * epochs_now / fit_seconds, 1)
         if fit_seconds and epochs_now else None,
         "eval": {k: float(v) for k, v in evaluation.items()},
-        "baseline": task_baseline,
-        "beats_baseline": bool(beats),
+        "baseline": baseline(manifest, t.train_split, t.eval_split),
         "history": {k: v for k, v in full.items() if k != "epoch"},
     }
+    name, value, base = headline(metrics)
+    metrics["beats_baseline"] = base is not None and (value < base if name == "mse" else value > base)
     with open(os.path.join(model_dir, METRICS_NAME), "w", encoding="utf-8") as f:
         json.dump(metrics, f, indent=1)
     return metrics

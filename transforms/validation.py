@@ -112,36 +112,29 @@ def _to_float(value: Any, column: str) -> float:
 
 
 def _to_int(value: Any, column: str) -> int:
+    def not_an_integer():
+        return RowError(column, "not_an_integer", f"column {column!r}: expected an integer, got {_show(value)}")
+
     if isinstance(value, (bool, np.bool_)):
-        raise RowError(column, "not_an_integer", f"column {column!r}: expected an integer, got {_show(value)}")
+        raise not_an_integer()
     if isinstance(value, (int, np.integer)):
         out = int(value)
-    elif isinstance(value, str):
+    else:
         try:
-            out = int(value)
+            out = int(value) if isinstance(value, str) else None  # exact, also past 2**53
         except ValueError:
-            out = _integral(_to_float_any(value, column), value, column)
-    else:  # a float (npz, Parquet) must be integral: never truncate silently
-        out = _integral(_to_float_any(value, column), value, column)
+            out = None
+        if out is None:  # "3.0" or 3.0 (npz, Parquet): integral floats only, never truncated
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise not_an_integer() from None
+            if not number.is_integer():  # also NaN and inf
+                raise not_an_integer()
+            out = int(number)
     if not _INT64_MIN <= out <= _INT64_MAX:
         raise RowError(column, "out_of_range", f"column {column!r}: {_show(value)} is outside the int64 range")
     return out
-
-
-def _to_float_any(value: Any, column: str) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise RowError(column, "not_a_number", f"column {column!r}: expected an integer, got {_show(value)}") from None
-    if not math.isfinite(out):
-        raise RowError(column, "not_finite", f"column {column!r}: expected an integer, got {_show(value)}")
-    return out
-
-
-def _integral(number: float, value: Any, column: str) -> int:
-    if not number.is_integer():
-        raise RowError(column, "not_an_integer", f"column {column!r}: expected an integer, got {_show(value)}")
-    return int(number)
 
 
 def _scalar(value: Any, feature: Feature, column: str) -> Any:
@@ -183,13 +176,11 @@ def _convert_feature(raw: Mapping[str, Any], rule: FeatureRule, na_values: tuple
         if not np.isfinite(arr).all():
             raise RowError(column, "not_finite", f"column {column!r}: the sequence holds NaN or inf")
         return arr
+    def item(value, column):
+        return _missing(rule, column, "missing value") if _is_missing(value, na_values) else _scalar(value, f, column)
+
     if len(rule.columns) > 1:  # a fixed vector from several scalar columns
-        values = []
-        for column in rule.columns:
-            v = raw[column]
-            values.append(_missing(rule, column, "missing value") if _is_missing(v, na_values)
-                          else _scalar(v, f, column))
-        return values
+        return [item(raw[column], column) for column in rule.columns]
     column = rule.columns[0]
     value = raw[column]
     if f.shape:  # a fixed vector held in one column (a Parquet list, a 2-D npz array)
@@ -199,11 +190,8 @@ def _convert_feature(raw: Mapping[str, Any], rule: FeatureRule, na_values: tuple
         if len(items) != f.size:
             raise RowError(column, "bad_shape",
                            f"column {column!r}: expected {f.size} values, got {len(items)}")
-        return [_missing(rule, column, "missing value") if _is_missing(v, na_values) else _scalar(v, f, column)
-                for v in items]
-    if _is_missing(value, na_values):
-        return _missing(rule, column, "missing value")
-    return _scalar(value, f, column)
+        return [item(v, column) for v in items]
+    return item(value, column)
 
 
 def _convert_label(raw: Mapping[str, Any], rule: LabelRule, na_values: tuple[str, ...]) -> Any:
