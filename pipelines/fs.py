@@ -92,16 +92,6 @@ def glob(pattern: str) -> list[str]:
     return _glob.glob(pattern)
 
 
-def remove(paths: list[str]) -> None:
-    if not paths:
-        return
-    if is_remote(paths[0]):
-        _beam_fs().delete(paths)
-    else:
-        for path in paths:
-            os.remove(path)
-
-
 def remove_tree(path: str) -> None:
     """Delete a folder and everything in it; a missing folder is not an error.
 
