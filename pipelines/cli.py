@@ -1,9 +1,9 @@
 """The `tfstream` command.
 
-    tfstream preprocess --config C [--output DIR] [-- BEAM OPTIONS]
+    tfstream preprocess --config C [--output DIR] [--previous MANIFEST] [-- BEAM OPTIONS]
     tfstream train      --config C [--dataset DIR] [--model-dir DIR] [--epochs N]
-    tfstream run        --config C [--workdir DIR] [-- BEAM OPTIONS]   # preprocess, then train
-    tfstream inspect    DATASET_DIR [--json]
+    tfstream run        --config C [--workdir DIR] [--previous MANIFEST] [-- BEAM OPTIONS]
+    tfstream inspect    DATASET_DIR [--json] [--split SPLIT] [--plot OUT_DIR]
     tfstream summary    RUN_DIR [RUN_DIR ...]
 
 Beam options after ``--`` (or any option the command does not know) go to Beam's
@@ -81,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("preprocess", allow_abbrev=False, help="raw source -> sharded TFRecords + manifest (Apache Beam)")
     p.add_argument("--config", required=True, help="job config (YAML)")
     p.add_argument("--output", help="dataset directory (default: output.dir, then runs/<name>/dataset)")
+    p.add_argument("--previous", metavar="MANIFEST", help="compare the new statistics with this manifest (a "
+                   "manifest.json or a dataset directory; default: the output's current manifest)")
 
     p = sub.add_parser("train", help="fit the reference model on a dataset, evaluate, save and export")
     p.add_argument("--config", required=True, help="job config (YAML)")
@@ -91,11 +93,15 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", allow_abbrev=False, help="preprocess, then train: the whole job")
     p.add_argument("--config", required=True, help="job config (YAML)")
     p.add_argument("--workdir", help="writes WORKDIR/dataset and WORKDIR/model (default: runs/<name>)")
+    p.add_argument("--previous", metavar="MANIFEST", help="as for preprocess")
     p.add_argument("--epochs", type=int, help="override train.epochs")
 
     p = sub.add_parser("inspect", help="print a dataset's manifest as tables")
     p.add_argument("dataset", help="dataset directory")
     p.add_argument("--json", action="store_true", help="print the raw manifest.json")
+    p.add_argument("--split", help="the split whose statistics are shown and plotted (default: train if present, "
+                                   "else the first split)")
+    p.add_argument("--plot", metavar="OUT_DIR", help="also write PNG plots of the statistics into OUT_DIR")
 
     p = sub.add_parser("summary", help="one table of the results of finished runs")
     p.add_argument("runs", nargs="+", help="run directories (holding model/metrics.json) or model directories")
@@ -110,13 +116,16 @@ def _with_epochs(config, epochs: Optional[int]):
     return dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs))
 
 
-def _preprocess(config, output: Optional[str], beam_args: Sequence[str]):
+def _preprocess(config, output: Optional[str], beam_args: Sequence[str], previous: Optional[str]):
     from tfstream.pipelines.beam_preprocess import preprocess
 
-    manifest = preprocess(config, output_dir=output, beam_args=beam_args)
+    manifest = preprocess(config, output_dir=output, beam_args=beam_args, previous=previous)
     src = manifest.data["source"]
-    _log.info("dataset: %s  (%s rows read, %s written, %s dropped)", manifest.root, f"{src['rows_read']:,}",
-              f"{src['rows_written']:,}", f"{src['rows_dropped']:,}")
+    _log.info("dataset: %s  (%s rows read, %s written, %s dropped, %s rejected)", manifest.root,
+              f"{src['rows_read']:,}", f"{src['rows_written']:,}", f"{src['rows_dropped']:,}",
+              f"{src['rows_rejected']:,}")
+    if src["rows_dropped"] or src["rows_rejected"]:
+        _log.info("  quarantine: %s", ", ".join(os.path.join(manifest.root, q) for q in src["quarantine"]))
     for split in manifest.split_names:
         n = manifest.num_examples(split)
         _log.info("  %-10s %9s records in %d shard(s)", split, f"{n:,}", len(manifest.shards(split)))
@@ -187,10 +196,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "inspect":
             from tfstream.pipelines.manifest import load_manifest
-            from tfstream.pipelines.report import format_manifest
+            from tfstream.pipelines.report import default_split, format_manifest
 
             manifest = load_manifest(args.dataset)
-            print(json.dumps(manifest.data, indent=1) if args.json else format_manifest(manifest))
+            split = args.split or default_split(manifest)
+            manifest.split(split)  # an unknown --split fails here, before any output
+            print(json.dumps(manifest.data, indent=1) if args.json else format_manifest(manifest, train_split=split))
+            if args.plot:
+                from tfstream.pipelines.plots import write_plots
+
+                paths = write_plots(manifest, args.plot, split=split)
+                # With --json, stdout must stay one JSON document: the paths go to stderr.
+                out = sys.stderr if args.json else sys.stdout
+                print(f"\nplots ({len(paths)} written)", file=out)
+                for path in paths:
+                    print(f"  {path}", file=out)
         elif args.command == "summary":
             from tfstream.pipelines.report import format_summary
 
@@ -202,7 +222,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             config = _with_epochs(load_config(args.config), getattr(args, "epochs", None))
             if args.command == "preprocess":
-                _preprocess(config, args.output, beam_args)
+                _preprocess(config, args.output, beam_args, args.previous)
             elif args.command == "train":
                 _train(config, args.dataset, args.model_dir)
             else:
@@ -210,7 +230,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
                 workdir = args.workdir or os.path.join("runs", config.name)
                 check_model_dir(workdir)  # before the preprocessing, not after it
-                manifest = _preprocess(config, os.path.join(workdir, "dataset"), beam_args)
+                manifest = _preprocess(config, os.path.join(workdir, "dataset"), beam_args, args.previous)
                 _train(config, manifest.root, os.path.join(workdir, "model"))
                 from tfstream.pipelines.report import format_summary
 

@@ -43,26 +43,72 @@ def _check(cond: bool, message: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class SourceConfig:
-    """Where the raw rows come from.
+    """Where the raw rows come from: files (``format`` and ``path``), or a prepared
+    tensorflow-datasets dataset (``tfds``).
 
     ``path`` is a file, a glob, or ``pkg:<package>/<file inside the package>`` for data
     that ships inside an installed package (located without importing the package).
     ``lengths_key`` (npz only) names the array of sequence lengths when sequences are
     stored concatenated; without it every npz array holds one entry per row.
+
+    ``tfds`` names a TFDS dataset already prepared in ``data_dir`` (default: TFDS's own,
+    ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``): ``name``, ``name/config``, with an
+    optional version (``name:1.0.0`` or ``name/1.0.0``; default: the newest prepared).
+    It is read from ``<data_dir>/<name>[/<config>]/<version>`` with
+    `tfds.builder_from_directory`, so no builder code is needed. ``tfds_split`` reads one
+    split (default: every split). Columns are the dataset's top-level features.
+
+    Example:
+        >>> SourceConfig(tfds="mnist:3.0.1", data_dir="/data/tfds").tfds_parts()
+        ('mnist', None, '3.0.1')
     """
 
-    format: str
-    path: str
+    format: Optional[str] = None
+    path: Optional[str] = None
     na_values: tuple[str, ...] = DEFAULT_NA_VALUES
     delimiter: str = ","
     lengths_key: Optional[str] = None
+    tfds: Optional[str] = None
+    data_dir: Optional[str] = None
+    tfds_split: Optional[str] = None
 
     def __post_init__(self):
-        _check(self.format in ("csv", "parquet", "npz"),
-               f"source.format: expected one of csv, parquet, npz; got {self.format!r}")
+        if self.tfds is not None:
+            _check(self.path is None, "source: give `path` (files) or `tfds` (a prepared TFDS dataset), not both")
+            _check(self.format is None, f"source.format: a tfds source has no format; remove `format: {self.format}`")
+            _check(_TFDS_RE.fullmatch(self.tfds) is not None,
+                   f"source.tfds: expected a TFDS dataset name, optionally with a config and a version "
+                   f"(mnist, mnist:3.0.1, glue/cola/2.0.0); got {self.tfds!r}")
+            _check(self.tfds_split is None or re.fullmatch(r"[\w-]+", self.tfds_split) is not None,
+                   f"source.tfds_split: expected a split name such as train; got {self.tfds_split!r} "
+                   f"(slices like train[:10%] are not supported: one worker reads whole shards)")
+            _check(self.delimiter == ",", "source.delimiter: only a csv source has one; remove it")
+        else:
+            for key in ("data_dir", "tfds_split"):
+                _check(getattr(self, key) is None,
+                       f"source.{key}: only a tfds source has one; remove it, or name the dataset in `source.tfds`")
+            _check(self.format is not None,
+                   "source.format: missing required key (csv, parquet or npz; or `tfds: <name>` for a TFDS dataset)")
+            _check(self.path is not None,
+                   "source.path: missing required key (a file, a glob or pkg:<package>/<file>; "
+                   "or `tfds: <name>` for a TFDS dataset)")
+            _check(self.format in ("csv", "parquet", "npz"),
+                   f"source.format: expected one of csv, parquet, npz; got {self.format!r}")
         _check(len(self.delimiter) == 1, f"source.delimiter: expected one character, got {self.delimiter!r}")
         if self.format != "npz":
             _check(self.lengths_key is None, "source.lengths_key: only an npz source has one; remove it")
+
+    def tfds_parts(self) -> tuple[str, Optional[str], Optional[str]]:
+        """``(name, config or None, version or None)`` of the ``tfds`` source."""
+        m = _TFDS_RE.fullmatch(self.tfds or "")
+        if m is None:
+            raise ConfigError("source.tfds: not a tfds source")
+        return m["name"], m["config"], m["version"]
+
+
+# A TFDS dataset: name[/config][:version or /version]; a version is three numbers.
+_TFDS_RE = re.compile(r"(?P<name>[A-Za-z]\w*)(?:/(?P<config>(?!\d+\.\d+\.\d+$)[\w.-]+))?"
+                      r"(?:[:/](?P<version>\d+\.\d+\.\d+))?")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +118,24 @@ class FeatureConfig:
     ``type``: ``float`` or ``int`` (numeric), ``string`` (categorical), ``sequence``
     (a variable-length sequence of float vectors with ``dim`` values per step).
     ``column`` (default: the name) is the source column; ``columns`` makes a fixed
-    vector from several scalar columns. ``on_missing``: ``error`` (default), ``drop``
-    (the row is dropped and counted), or ``default`` (replaced by ``default``).
+    vector from several scalar columns.
+
+    What happens to a value that is not usable, per feature:
+
+    * ``on_missing`` (an empty cell, an NA string, a null): ``error`` (default: the row
+      is rejected into the quarantine), ``drop`` (the row is dropped, into the
+      quarantine, and counted), ``default`` (replaced by ``default``), or ``impute``
+      (numbers only: replaced by the training split's mean, at write time and in the
+      model, so serving a missing value does the same).
+    * ``on_nan`` (NaN or ±inf in a float or sequence feature): ``error``, ``drop`` or
+      ``impute``, as above (a sequence imputes each step with the per-step mean).
+    * ``max_length`` (sequences): longer sequences are cut to their first ``max_length``
+      steps (``on_too_long: truncate``, the default), dropped (``drop``) or rejected
+      (``error``).
+
+    Categorical features: ``vocab_size`` keeps the most frequent tokens of the training
+    split (default: all, up to 100,000); other tokens, and tokens first seen at serving
+    time, share ``oov_buckets`` out-of-vocabulary ids.
     """
 
     name: str
@@ -84,6 +146,11 @@ class FeatureConfig:
     dim: Optional[int] = None
     on_missing: str = "error"
     default: Optional[Union[int, float, str]] = None
+    on_nan: str = "error"
+    max_length: Optional[int] = None
+    on_too_long: str = "truncate"
+    vocab_size: Optional[int] = None
+    oov_buckets: int = 1
 
     def __post_init__(self):
         where = f"features[{self.name}]"
@@ -91,8 +158,27 @@ class FeatureConfig:
                f"{where}.name: use letters, digits and _ (it becomes a Keras input name)")
         _check(self.type in ("float", "int", "string", "sequence"),
                f"{where}.type: expected one of float, int, string, sequence; got {self.type!r}")
-        _check(self.on_missing in ("error", "drop", "default"),
-               f"{where}.on_missing: expected one of error, drop, default; got {self.on_missing!r}")
+        _check(self.on_missing in ("error", "drop", "default", "impute"),
+               f"{where}.on_missing: expected one of error, drop, default, impute; got {self.on_missing!r}")
+        _check(self.on_nan in ("error", "drop", "impute"),
+               f"{where}.on_nan: expected one of error, drop, impute; got {self.on_nan!r}")
+        _check(self.on_too_long in ("truncate", "drop", "error"),
+               f"{where}.on_too_long: expected one of truncate, drop, error; got {self.on_too_long!r}")
+        if self.on_missing == "impute":
+            _check(self.type in ("float", "int"),
+                   f"{where}.on_missing: impute replaces a missing number by the training mean; a {self.type} "
+                   f"feature needs error, drop{'' if self.type == 'sequence' else ' or default'}")
+        if self.on_nan != "error":
+            _check(self.type in ("float", "sequence"),
+                   f"{where}.on_nan: only float and sequence features hold NaN or inf; remove it")
+        if self.max_length is not None:
+            _check(self.type == "sequence", f"{where}.max_length: only a sequence feature has a length")
+            _check(self.max_length >= 1, f"{where}.max_length: expected >= 1, got {self.max_length}")
+        if self.vocab_size is not None or self.oov_buckets != 1:
+            _check(self.type == "string", f"{where}: vocab_size and oov_buckets belong to string features")
+        _check(self.vocab_size is None or self.vocab_size >= 1,
+               f"{where}.vocab_size: expected >= 1, got {self.vocab_size}")
+        _check(1 <= self.oov_buckets <= 1000, f"{where}.oov_buckets: expected 1..1000, got {self.oov_buckets}")
         _check((self.default is not None) == (self.on_missing == "default"),
                f"{where}: set `default:` exactly when `on_missing: default`")
         if self.default is not None:
@@ -140,6 +226,9 @@ class FeatureConfig:
             columns=tuple(self.columns) or (self.column or self.name,),
             on_missing=self.on_missing,
             default=self.default,
+            on_nan=self.on_nan,
+            max_length=self.max_length,
+            on_too_long=self.on_too_long,
         )
 
 
@@ -297,6 +386,45 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DriftConfig:
+    """How a run's training-split statistics are compared with the previous run's.
+
+    Reported: features added, removed or retyped; a numeric mean (or a sequence's mean
+    length) that moved by more than ``max_mean_shift`` standard deviations of the
+    previous run; a vocabulary whose token frequencies moved by more than
+    ``max_vocab_linf`` (the L-infinity distance, as in TensorFlow Data Validation).
+    ``on_drift``: ``warn`` (default), ``error`` (the run is refused and the previous
+    dataset stays in place), or ``ignore``.
+    """
+
+    on_drift: str = "warn"
+    max_mean_shift: float = 0.5
+    max_vocab_linf: float = 0.1
+
+    def __post_init__(self):
+        _check(self.on_drift in ("warn", "error", "ignore"),
+               f"validation.drift.on_drift: expected warn, error or ignore; got {self.on_drift!r}")
+        _check(self.max_mean_shift > 0, f"validation.drift.max_mean_shift: expected > 0, got {self.max_mean_shift}")
+        _check(0 < self.max_vocab_linf <= 1,
+               f"validation.drift.max_vocab_linf: expected a fraction in (0, 1], got {self.max_vocab_linf}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationConfig:
+    """What a run tolerates. Rows that break a rule are rejected into the quarantine
+    (``<dataset>/quarantine/*.jsonl``); the run fails when more than
+    ``max_bad_fraction`` of the rows read are rejected (default 0: any rejected row
+    fails the run, and the quarantine says which and why)."""
+
+    max_bad_fraction: float = 0.0
+    drift: DriftConfig = dataclasses.field(default_factory=DriftConfig)
+
+    def __post_init__(self):
+        _check(0 <= self.max_bad_fraction <= 1,
+               f"validation.max_bad_fraction: expected a fraction in [0, 1], got {self.max_bad_fraction}")
+
+
+@dataclasses.dataclass(frozen=True)
 class JobConfig:
     """A whole job: source → dataset → model."""
 
@@ -309,6 +437,7 @@ class JobConfig:
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
     reader: ReaderConfig = dataclasses.field(default_factory=ReaderConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
 
     def __post_init__(self):
         _check(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name) is not None,
@@ -326,8 +455,8 @@ class JobConfig:
         has_seq = any(f.type == "sequence" for f in self.features)
         if self.model.type == "lstm":
             _check(has_seq, "model.type: an lstm model needs a feature of type sequence")
-        if self.source.format != "npz":
-            _check(not has_seq, "features: sequence features are read from an npz source only")
+        if self.source.format not in ("npz", None):
+            _check(not has_seq, "features: sequence features are read from an npz or a tfds source only")
         try:
             self.schema()
         except ValueError as e:
@@ -336,6 +465,14 @@ class JobConfig:
     def schema(self) -> Schema:
         """The schema of the records this job writes."""
         return Schema(tuple(f.to_feature() for f in self.features), self.label.to_label())
+
+    def imputed_features(self) -> list[str]:
+        """Features whose missing or non-finite values are replaced by the training mean."""
+        return [f.name for f in self.features if "impute" in (f.on_missing, f.on_nan)]
+
+    def vocabulary_sizes(self) -> dict[str, Optional[int]]:
+        """Categorical feature → how many tokens its vocabulary keeps (None: all)."""
+        return {f.name: f.vocab_size for f in self.features if f.type == "string"}
 
     def row_rules(self) -> RowRules:
         """How a raw source row becomes a stored record."""
@@ -478,9 +615,17 @@ def load_config(path: str) -> JobConfig:
 def resolve_source_paths(source: SourceConfig) -> list[str]:
     """The source files, sorted; ``pkg:`` paths are found without importing the package.
 
+    For a ``tfds`` source: the shard files of the prepared dataset's split(s), in split
+    and shard order, as its ``dataset_info.json`` lists them.
+
     Raises:
         FileNotFoundError: when nothing matches, saying what was looked for.
+        sources.SourceError: a TFDS dataset without the split, or not stored as TFRecord.
     """
+    if source.tfds is not None:
+        from tfstream.pipelines.sources import tfds_shard_paths
+
+        return tfds_shard_paths(source)
     path = source.path
     if path.startswith(PACKAGE_PREFIX):
         package, _, rel = path[len(PACKAGE_PREFIX):].partition("/")

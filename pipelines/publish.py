@@ -23,6 +23,7 @@ from tfstream.pipelines.manifest import (
     write_manifest,
 )
 from tfstream.pipelines.shards import is_shard_of
+from tfstream.pipelines.tfds_metadata import write_tfds_metadata
 
 
 STAGING_PREFIX = ".staging-"
@@ -37,11 +38,15 @@ def staging_dir(dataset_dir: str) -> str:
     return fs.join(dataset_dir, f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}")
 
 
-def _old_shards(dataset_dir: str, name: str, splits) -> list[str]:
-    """The dataset's shards in the split folders, of any earlier run and shard count."""
+QUARANTINE_DIR = "quarantine"
+
+
+def _old_files(dataset_dir: str, name: str, splits) -> list[str]:
+    """The dataset's shards in the split folders, of any earlier run and shard count,
+    and its quarantine files."""
     return [p for split in splits
             for p in fs.glob(fs.join(dataset_dir, split, f"{name}-*"))
-            if is_shard_of(os.path.basename(p), name)]
+            if is_shard_of(os.path.basename(p), name)] + fs.glob(fs.join(dataset_dir, QUARANTINE_DIR, "*.jsonl"))
 
 
 def publish(staging: str, dataset_dir: str, splits) -> None:
@@ -57,16 +62,17 @@ def publish(staging: str, dataset_dir: str, splits) -> None:
     moved: list[tuple[str, str]] = []  # (from, to), undone in reverse order on failure
     retired = retire_manifest(dataset_dir)
     try:
-        for path in _old_shards(dataset_dir, data["name"], splits):
+        for path in _old_files(dataset_dir, data["name"], splits):
             split = os.path.basename(os.path.dirname(path.rstrip("/")))
             target = fs.join(aside, split, os.path.basename(path))
             fs.rename(path, target)
             moved.append((path, target))
-        for split in data["splits"].values():
-            for shard in split["shards"]:
-                src, dst = fs.join(staging, shard["file"]), fs.join(dataset_dir, shard["file"])
-                fs.rename(src, dst)
-                moved.append((src, dst))
+        new_files = [shard["file"] for split in data["splits"].values() for shard in split["shards"]]
+        for rel in new_files + list(data["source"].get("quarantine", [])):
+            src, dst = fs.join(staging, rel), fs.join(dataset_dir, rel)
+            fs.rename(src, dst)
+            moved.append((src, dst))
+        write_tfds_metadata(dataset_dir, data)  # so that tensorflow-datasets can load the shards too
         write_manifest(dataset_dir, data)
     except BaseException as error:
         stuck = []

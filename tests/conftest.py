@@ -73,8 +73,10 @@ def digits_npz(tmp_path_factory) -> str:
 def flights_job(flights_csv):
     from tfstream.pipelines.config import config_from_dict
 
+    # gzip here (the demo config writes uncompressed shards), so the tests cover both
     return config_from_dict(job_dict("flights_dense.yaml", source={"path": flights_csv},
-                                     output={"num_shards": {"train": 3, "validation": 1, "eval": 1}}))
+                                     output={"num_shards": {"train": 3, "validation": 1, "eval": 1},
+                                             "compression": "gzip"}))
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,10 @@
 """Reference Keras 3 models, built from a dataset's schema and training-split statistics.
 
 Preprocessing lives inside the model: `Normalization` with the full-pass mean and
-variance, `StringLookup` with the training vocabulary. The saved and exported model
-therefore takes raw feature values and applies exactly the training-time preprocessing
-(no training/serving skew).
+variance, `StringLookup` with the training vocabulary and its out-of-vocabulary buckets,
+and, for features whose config imputes missing or non-finite values, the same imputation
+(the training mean). The saved and exported model therefore takes raw feature values and
+applies exactly the training-time preprocessing (no training/serving skew).
 
 * `build_dense`: tabular data; numeric features normalized, categorical features
   looked up and embedded, then a stack of Dense layers.
@@ -24,11 +25,6 @@ from keras import layers, ops
 
 from tfstream.transforms.schema import Feature, Label, Schema, length_key
 
-# Categorical vocabularies larger than this keep their most frequent tokens; the rest
-# map to the out-of-vocabulary bucket.
-MAX_MODEL_VOCABULARY = 10_000
-
-
 @keras.saving.register_keras_serializable(package="tfstream")
 class LengthMask(layers.Layer):
     """``[batch]`` lengths and a ``[batch, time, dim]`` padded sequence → a boolean
@@ -42,6 +38,16 @@ class LengthMask(layers.Layer):
         return tuple(sequence_shape[:2])
 
 
+@keras.saving.register_keras_serializable(package="tfstream")
+class FillNonFinite(layers.Layer):
+    """Replaces NaN and ±inf by 0. After `Normalization` 0 is the training mean, so this
+    imputes the mean: what preprocessing did to the stored records, done again at
+    serving time on raw inputs."""
+
+    def call(self, x):
+        return ops.where(ops.isfinite(x), x, ops.zeros_like(x))
+
+
 def _input(feature: Feature) -> keras.KerasTensor:
     if feature.kind == "sequence":
         return keras.Input(shape=(None, feature.size), dtype=feature.dtype, name=feature.name)
@@ -53,16 +59,24 @@ def _normalize(x, feature: Feature, stats: Mapping[str, Any]):
     if not feature.shape:  # a scalar: [batch] → [batch, 1]
         x = layers.Reshape((1,), name=f"{feature.name}_as_column")(x)
         mean, var = [mean], [var]
-    return layers.Normalization(mean=mean, variance=var, name=f"{feature.name}_normalized")(x)
+    x = layers.Normalization(mean=mean, variance=var, name=f"{feature.name}_normalized")(x)
+    return _imputed(x, feature, stats)
+
+
+def _imputed(x, feature: Feature, stats: Mapping[str, Any]):
+    if stats.get("impute") == "mean" and feature.dtype == "float32":
+        return FillNonFinite(name=f"{feature.name}_imputed")(x)
+    return x
 
 
 def _embed(x, feature: Feature, stats: Mapping[str, Any], embedding_dim: int):
-    vocabulary = [token for token, _ in stats["vocabulary"][:MAX_MODEL_VOCABULARY]]
+    vocabulary = [token for token, _ in stats.get("vocabulary", [])]
     if not vocabulary:
         raise ValueError(f"feature {feature.name!r}: the training split has no vocabulary to build a lookup from")
-    ids = layers.StringLookup(vocabulary=vocabulary, num_oov_indices=1, name=f"{feature.name}_lookup")(x)
-    dim = min(embedding_dim, len(vocabulary) + 1)
-    return layers.Embedding(len(vocabulary) + 1, dim, name=f"{feature.name}_embedding")(ids)
+    oov = int(stats.get("oov_buckets", 1))
+    ids = layers.StringLookup(vocabulary=vocabulary, num_oov_indices=oov, name=f"{feature.name}_lookup")(x)
+    size = len(vocabulary) + oov
+    return layers.Embedding(size, min(embedding_dim, size), name=f"{feature.name}_embedding")(ids)
 
 
 def _head(x, label: Label):
@@ -137,6 +151,7 @@ def build_lstm(schema: Schema, stats: Mapping[str, Any], *, lstm_units=(64,), hi
     mask = LengthMask(name="mask")(seq, lengths)
     fstats = stats["features"][feature.name]
     x = layers.Normalization(mean=fstats["mean"], variance=fstats["variance"], name=f"{feature.name}_normalized")(seq)
+    x = _imputed(x, feature, fstats)
     for i, units in enumerate(lstm_units):
         last = i == len(lstm_units) - 1
         rnn = layers.LSTM(units, return_sequences=not last, name=f"lstm_{i}")

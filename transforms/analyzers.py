@@ -3,31 +3,47 @@
 `DatasetStats` follows the `beam.CombineFn` protocol (create / add / merge / extract)
 without importing Beam, so the Beam pipeline can lift it into a distributed combine
 (partial accumulators per bundle, merged on any worker), and tests can run it on a list.
+Its memory is bounded whatever the number of rows: moments, a quantile sketch, and a
+histogram of sequence lengths. Vocabularies are not counted here (a table of every
+distinct token is unbounded); the pipeline counts them with a keyed Beam count, as
+tf.Transform does.
 
-Moments use Chan et al.'s pairwise update (count, mean, sum of squared deviations), which
-stays accurate when merged in any order, unlike sum-of-squares formulas.
+* Moments use Chan et al.'s pairwise update (count, mean, sum of squared deviations),
+  which stays accurate when merged in any order, unlike sum-of-squares formulas.
+* Quantiles come from `QuantileSketch`, a KLL-style compactor sketch: mergeable, a few
+  thousand numbers per feature, rank error well under 1% (tested against NumPy).
+* Values arrive row by row and are buffered, then added a few thousand at a time with
+  NumPy: per-value Python work would dominate the pipeline's time.
 """
 
 from __future__ import annotations
 
 import collections
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 
 from tfstream.transforms.schema import Schema
+from tfstream.transforms.validation import NOTES
 
 # Vocabularies are kept whole up to this size in the manifest, most frequent first.
 MAX_VOCABULARY = 100_000
 
+# Reported quantiles: 0%, 10%, ..., 100%; histograms: equal-width bins.
+QUANTILES = tuple(i / 10 for i in range(11))
+HISTOGRAM_BINS = 20
+
+_BUFFER = 4096
+
 
 class Moments:
-    """Count, mean, variance, min and max of scalars or of vectors (per component)."""
+    """Count, mean, variance, min and max of scalars or of vectors (per component).
+    NaN components are skipped (they are values still to impute)."""
 
     __slots__ = ("n", "mean", "m2", "min", "max")
 
     def __init__(self, size: int = 1):
-        self.n = 0
+        self.n = np.zeros(size)
         self.mean = np.zeros(size)
         self.m2 = np.zeros(size)
         self.min = np.full(size, np.inf)
@@ -35,25 +51,32 @@ class Moments:
 
     def add(self, values) -> None:
         """Add one value (scalar or vector) or a batch of shape ``[n, size]``."""
-        arr = np.asarray(values, dtype=np.float64)
-        arr = arr.reshape(-1, self.mean.shape[0])
+        arr = np.asarray(values, dtype=np.float64).reshape(-1, self.mean.shape[0])
         if not arr.shape[0]:
             return
-        n_b = arr.shape[0]
-        mean_b = arr.mean(axis=0)
-        m2_b = ((arr - mean_b) ** 2).sum(axis=0)
-        self._merge(n_b, mean_b, m2_b, arr.min(axis=0), arr.max(axis=0))
+        ok = np.isfinite(arr)
+        n_b = ok.sum(axis=0).astype(np.float64)
+        if ok.all():
+            mean_b = arr.mean(axis=0)
+            m2_b = ((arr - mean_b) ** 2).sum(axis=0)
+            min_b, max_b = arr.min(axis=0), arr.max(axis=0)
+        else:
+            masked = np.where(ok, arr, 0.0)
+            mean_b = masked.sum(axis=0) / np.maximum(n_b, 1)
+            m2_b = (np.where(ok, arr - mean_b, 0.0) ** 2).sum(axis=0)
+            min_b = np.where(ok, arr, np.inf).min(axis=0)
+            max_b = np.where(ok, arr, -np.inf).max(axis=0)
+        self._merge(n_b, mean_b, m2_b, min_b, max_b)
 
     def merge(self, other: "Moments") -> None:
         self._merge(other.n, other.mean, other.m2, other.min, other.max)
 
     def _merge(self, n_b, mean_b, m2_b, min_b, max_b) -> None:
-        if not n_b:
-            return
         n = self.n + n_b
+        safe = np.maximum(n, 1)
         delta = mean_b - self.mean
-        self.mean = self.mean + delta * (n_b / n)
-        self.m2 = self.m2 + m2_b + delta**2 * (self.n * n_b / n)
+        self.mean = self.mean + delta * (n_b / safe)
+        self.m2 = self.m2 + m2_b + delta**2 * (self.n * n_b / safe)
         self.n = n
         self.min = np.minimum(self.min, min_b)
         self.max = np.maximum(self.max, max_b)
@@ -63,41 +86,146 @@ class Moments:
             a = [float(x) for x in a]
             return a[0] if scalar else a
 
-        if not self.n:
+        if not self.n.any():
             return {"count": 0}
         return {
-            "count": int(self.n),
+            "count": int(self.n.max()),
             "mean": out(self.mean),
-            "variance": out(self.m2 / self.n),
+            "variance": out(self.m2 / np.maximum(self.n, 1)),
             "min": out(self.min),
             "max": out(self.max),
         }
 
 
+class QuantileSketch:
+    """A mergeable sketch of a stream of numbers, for quantiles and histograms.
+
+    KLL-style compactors: level ``i`` holds items of weight ``2**i``; a level that grows
+    past ``k`` items is sorted and every other item (alternating the offset) moves up a
+    level with twice the weight. Total weight is kept exactly (an odd item out stays),
+    so histogram counts add up to the number of values.
+
+    Example:
+        >>> s = QuantileSketch()
+        >>> s.add(np.arange(1001.0))
+        >>> float(s.quantiles([0.5])[0])
+        500.0
+    """
+
+    __slots__ = ("k", "levels", "flip")
+
+    def __init__(self, k: int = 2048):
+        self.k = k
+        self.levels: list[np.ndarray] = [np.empty(0)]
+        self.flip = 0
+
+    @property
+    def count(self) -> int:
+        return int(sum(len(lv) << i for i, lv in enumerate(self.levels)))
+
+    def add(self, values) -> None:
+        arr = np.asarray(values, dtype=np.float64).reshape(-1)
+        arr = arr[np.isfinite(arr)]
+        if arr.size:
+            self.levels[0] = np.concatenate([self.levels[0], arr])
+            self._compact()
+
+    def merge(self, other: "QuantileSketch") -> None:
+        for i, lv in enumerate(other.levels):
+            if i == len(self.levels):
+                self.levels.append(np.empty(0))
+            self.levels[i] = np.concatenate([self.levels[i], lv])
+        self._compact()
+
+    def _compact(self) -> None:
+        i = 0
+        while i < len(self.levels):
+            level = self.levels[i]
+            if len(level) > self.k:
+                level = np.sort(level)
+                keep = level[-1:] if len(level) % 2 else level[:0]
+                pairs = level[: len(level) - len(keep)]
+                up = pairs[self.flip :: 2]
+                self.flip ^= 1
+                self.levels[i] = keep
+                if i + 1 == len(self.levels):
+                    self.levels.append(np.empty(0))
+                self.levels[i + 1] = np.concatenate([self.levels[i + 1], up])
+            i += 1
+
+    def _weighted(self) -> tuple[np.ndarray, np.ndarray]:
+        values = np.concatenate(self.levels)
+        weights = np.concatenate([np.full(len(lv), float(1 << i)) for i, lv in enumerate(self.levels)])
+        order = np.argsort(values, kind="stable")
+        return values[order], weights[order]
+
+    def quantiles(self, qs: Iterable[float]) -> np.ndarray:
+        """Approximate quantiles (q in [0, 1]); NaN when the sketch is empty."""
+        qs = np.asarray(list(qs), dtype=np.float64)
+        values, weights = self._weighted()
+        if not values.size:
+            return np.full(qs.shape, np.nan)
+        cum = np.cumsum(weights)
+        idx = np.searchsorted(cum, qs * cum[-1], side="left")
+        return values[np.clip(idx, 0, values.size - 1)]
+
+    def histogram(self, lo: float, hi: float, bins: int = HISTOGRAM_BINS) -> tuple[list[float], list[int]]:
+        """Equal-width bins over ``[lo, hi]``: ``(edges, counts)``; counts add up to the
+        number of values."""
+        values, weights = self._weighted()
+        if hi <= lo:
+            hi = lo + 1.0
+        counts, edges = np.histogram(values, bins=bins, range=(lo, hi), weights=weights)
+        return [float(e) for e in edges], [int(round(c)) for c in counts]
+
+
 class _Accumulator:
-    __slots__ = ("num_examples", "numeric", "vocab", "lengths", "classes")
+    __slots__ = ("num_examples", "numeric", "sketches", "pending", "counts", "lengths", "classes")
 
     def __init__(self, schema: Schema):
         self.num_examples = 0
         self.numeric: dict[str, Moments] = {}
-        self.vocab: dict[str, collections.Counter] = {}
+        self.sketches: dict[str, list[QuantileSketch]] = {}
+        self.pending: dict[str, list] = {}
+        # per feature: rows with the feature, values missing, non-finite, truncated
+        self.counts: dict[str, collections.Counter] = {f.name: collections.Counter() for f in schema.features}
         self.lengths: dict[str, collections.Counter] = {}
         for f in schema.features:
-            if f.kind == "categorical":
-                self.vocab[f.name] = collections.Counter()
-            else:
+            if f.kind == "numeric":
                 self.numeric[f.name] = Moments(f.size)
-            if f.kind == "sequence":
+                self.sketches[f.name] = [QuantileSketch() for _ in range(f.size)]
+                self.pending[f.name] = []
+            elif f.kind == "sequence":
+                self.numeric[f.name] = Moments(f.size)
                 self.lengths[f.name] = collections.Counter()
         label = schema.label
         self.classes: Optional[list[int]] = [0] * label.num_classes if label.num_classes else None
         if self.classes is None:
             self.numeric[label.name] = Moments(1)
+            self.sketches[label.name] = [QuantileSketch()]
+            self.pending[label.name] = []
+
+    def flush(self) -> None:
+        for name, values in self.pending.items():
+            if not values:
+                continue
+            moments = self.numeric[name]
+            arr = np.asarray(values, dtype=np.float64).reshape(-1, moments.mean.shape[0])
+            moments.add(arr)
+            for i, sketch in enumerate(self.sketches[name]):
+                sketch.add(arr[:, i])
+            values.clear()
+
+
+def _none_to_nan(value: Any) -> Any:
+    if isinstance(value, list):
+        return [np.nan if v is None else v for v in value]
+    return np.nan if value is None else value
 
 
 class DatasetStats:
-    """Statistics of one split: per-feature moments, vocabularies, sequence lengths, and
-    the label distribution.
+    """Statistics of one split: per-feature counts, moments, quantiles and histograms,
+    sequence lengths, and the label distribution.
 
     Example:
         >>> from tfstream.transforms.schema import Feature, Label
@@ -114,24 +242,31 @@ class DatasetStats:
     def create_accumulator(self) -> _Accumulator:
         return _Accumulator(self.schema)
 
-    def add_input(self, acc: _Accumulator, row: dict[str, Any]) -> _Accumulator:
+    def add_input(self, acc: _Accumulator, row: Mapping[str, Any]) -> _Accumulator:
         acc.num_examples += 1
+        notes = row.get(NOTES) or {}
+        for kind, names in notes.items():
+            for name in names:
+                acc.counts[name][kind] += 1
         for f in self.schema.features:
             value = row[f.name]
-            if f.kind == "categorical":
-                acc.vocab[f.name][value] += 1
-            else:
+            acc.counts[f.name]["count"] += 1
+            if f.kind == "numeric":
+                pending = acc.pending[f.name]
+                pending.append(_none_to_nan(value))
+                if len(pending) >= _BUFFER:
+                    acc.flush()
+            elif f.kind == "sequence":
                 acc.numeric[f.name].add(value)
-                if f.kind == "sequence":
-                    acc.lengths[f.name][len(value)] += 1
+                acc.lengths[f.name][len(value)] += 1
         label = row[self.schema.label.name]
         if acc.classes is not None:
             acc.classes[label] += 1
         else:
-            acc.numeric[self.schema.label.name].add(label)
+            acc.pending[self.schema.label.name].append(label)
         return acc
 
-    def add_inputs(self, acc: _Accumulator, rows: Iterable[dict[str, Any]]) -> _Accumulator:
+    def add_inputs(self, acc: _Accumulator, rows: Iterable[Mapping[str, Any]]) -> _Accumulator:
         for row in rows:
             acc = self.add_input(acc, row)
         return acc
@@ -139,51 +274,84 @@ class DatasetStats:
     def merge_accumulators(self, accumulators: Iterable[_Accumulator]) -> _Accumulator:
         accumulators = iter(accumulators)
         out = next(accumulators)
+        out.flush()
         for acc in accumulators:
+            acc.flush()
             out.num_examples += acc.num_examples
             for name, m in acc.numeric.items():
                 out.numeric[name].merge(m)
-            for name, c in acc.vocab.items():
-                out.vocab[name].update(c)
+            for name, sketches in acc.sketches.items():
+                for mine, theirs in zip(out.sketches[name], sketches):
+                    mine.merge(theirs)
+            for name, c in acc.counts.items():
+                out.counts[name].update(c)
             for name, c in acc.lengths.items():
                 out.lengths[name].update(c)
             if out.classes is not None:
                 out.classes = [a + b for a, b in zip(out.classes, acc.classes)]
         return out
 
+    def compact(self, acc: _Accumulator) -> _Accumulator:
+        acc.flush()  # (Beam calls this before sending an accumulator over the wire)
+        return acc
+
     def extract_output(self, acc: _Accumulator) -> dict[str, Any]:
+        acc.flush()
         features: dict[str, Any] = {}
         for f in self.schema.features:
+            counts = acc.counts[f.name]
+            base = {"kind": f.kind, "count": int(counts["count"]), "missing": int(counts["missing"])}
             if f.kind == "categorical":
-                counts = acc.vocab[f.name]
-                ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-                features[f.name] = {
-                    "kind": f.kind,
-                    "count": int(sum(counts.values())),
-                    "num_unique": len(counts),
-                    "vocabulary": [[token, int(n)] for token, n in ranked[:MAX_VOCABULARY]],
-                }
+                features[f.name] = base
             elif f.kind == "sequence":
-                hist = acc.lengths[f.name]
-                n_seq = sum(hist.values())
-                lengths = {
-                    "count": int(n_seq),
-                    "min": int(min(hist)) if hist else 0,
-                    "max": int(max(hist)) if hist else 0,
-                    "mean": float(sum(k * v for k, v in hist.items()) / n_seq) if n_seq else 0.0,
-                    "histogram": {str(k): int(hist[k]) for k in sorted(hist)},
-                }
                 step = acc.numeric[f.name].to_json(scalar=False)
-                features[f.name] = {"kind": f.kind, "count": int(n_seq), "length": lengths,
-                                    "steps": step.pop("count"), **step}
+                step.pop("count")
+                lengths = acc.lengths[f.name]
+                features[f.name] = {**base, "non_finite": int(counts["non_finite"]),
+                                    "truncated": int(counts["truncated"]),
+                                    "length": _length_stats(lengths),
+                                    "steps": int(sum(k * v for k, v in lengths.items())), **step}
             else:
-                features[f.name] = {"kind": f.kind, **acc.numeric[f.name].to_json(scalar=not f.shape)}
+                features[f.name] = {**base, "non_finite": int(counts["non_finite"]),
+                                    **_numeric_stats(acc.numeric[f.name], acc.sketches[f.name], scalar=not f.shape)}
         label = self.schema.label
         if acc.classes is not None:
             label_stats = {"class_counts": dict(zip(label.classes, acc.classes))}
         else:
-            label_stats = acc.numeric[label.name].to_json(scalar=True)
+            label_stats = _numeric_stats(acc.numeric[label.name], acc.sketches[label.name], scalar=True)
         return {"num_examples": int(acc.num_examples), "features": features, "label": label_stats}
+
+
+def _numeric_stats(moments: Moments, sketches: list[QuantileSketch], scalar: bool) -> dict[str, Any]:
+    out = moments.to_json(scalar)
+    out.pop("count", None)  # the feature's count is the rows', set by the caller
+    if not moments.n.any():
+        return out
+    quantiles = [[float(q) for q in s.quantiles(QUANTILES)] for s in sketches]
+    for q, lo, hi in zip(quantiles, moments.min, moments.max):
+        q[0], q[-1] = float(lo), float(hi)  # the ends are known exactly
+    out["quantiles"] = quantiles[0] if scalar else quantiles
+    if scalar:
+        edges, counts = sketches[0].histogram(float(moments.min[0]), float(moments.max[0]))
+        out["histogram"] = {"edges": edges, "counts": counts}
+    return out
+
+
+def _length_stats(hist: collections.Counter) -> dict[str, Any]:
+    n = sum(hist.values())
+    if not n:
+        return {"count": 0, "min": 0, "max": 0, "mean": 0.0, "histogram": {}, "quantiles": []}
+    lengths = sorted(hist)
+    cum = np.cumsum([hist[k] for k in lengths])
+    idx = np.searchsorted(cum, np.asarray(QUANTILES) * n, side="left")
+    return {
+        "count": int(n),
+        "min": int(lengths[0]),
+        "max": int(lengths[-1]),
+        "mean": float(sum(k * v for k, v in hist.items()) / n),
+        "histogram": {str(k): int(hist[k]) for k in lengths},
+        "quantiles": [int(lengths[min(i, len(lengths) - 1)]) for i in idx],
+    }
 
 
 def majority_baseline(label_stats: dict[str, Any]) -> Optional[float]:
@@ -193,5 +361,3 @@ def majority_baseline(label_stats: dict[str, Any]) -> Optional[float]:
         return None
     total = sum(counts.values())
     return max(counts.values()) / total if total else None
-
-

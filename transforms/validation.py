@@ -5,12 +5,15 @@ call it directly. A raw row maps source column names to what the source reader g
 strings (CSV), Python values (Parquet), NumPy values (npz), or None.
 
 Outcomes:
-* a typed row (feature name / label name → value) ready for `transforms.codecs`;
-* a drop, with a reason, when a missing value meets ``on_missing: drop`` (counted by the
-  pipeline, never silent);
+* a typed row (feature name / label name → value) ready for `transforms.codecs`, maybe
+  with values still to impute (None, or NaN steps in a sequence) and notes under
+  `NOTES` saying what was missing, non-finite or truncated (the statistics count them;
+  `impute_row` fills the values in and removes the notes);
+* a drop, with a reason, when a rule says ``drop`` (the pipeline writes the row to the
+  quarantine and counts it: never silent);
 * a `RowError` for anything else (unparseable value, missing value with
-  ``on_missing: error``, label outside the declared classes, ...). The pipeline adds the
-  file and the row number to its message.
+  ``on_missing: error``, label outside the declared classes, ...): the pipeline rejects
+  the row into the quarantine with the file and the row number.
 """
 
 from __future__ import annotations
@@ -35,12 +38,16 @@ class RowError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class FeatureRule:
-    """How one stored feature is read from a raw row."""
+    """How one stored feature is read from a raw row (see `pipelines.config.FeatureConfig`
+    for the meaning of each policy)."""
 
     feature: Feature
     columns: tuple[str, ...]
-    on_missing: str = "error"  # error | drop | default
+    on_missing: str = "error"  # error | drop | default | impute
     default: Optional[Union[float, int, str]] = None
+    on_nan: str = "error"  # error | drop | impute
+    max_length: Optional[int] = None
+    on_too_long: str = "truncate"  # truncate | drop | error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,9 +81,30 @@ class RowRules:
         return out
 
 
+# A typed row may carry notes under this key (never a feature name: those start with a
+# letter): {"missing" | "non_finite" | "truncated": (feature names, ...)}.
+NOTES = "__notes__"
+
+
 class _Drop(Exception):
     def __init__(self, reason: str):
         self.reason = reason
+
+
+def _note(notes: dict, kind: str, name: str) -> None:
+    names = notes.setdefault(kind, [])
+    if name not in names:
+        names.append(name)
+
+
+def _by_policy(policy: str, column: str, reason: str, message: str, notes: dict, note: str, name: str) -> None:
+    """Apply a rule's policy to a value that breaks it: ``error`` rejects the row,
+    ``drop`` drops it; any other policy (truncate, impute) keeps it, noted."""
+    if policy == "error":
+        raise RowError(column, reason, f"column {column!r}: {message}")
+    if policy == "drop":
+        raise _Drop(f"{reason}:{column}")
+    _note(notes, note, name)
 
 
 def _is_missing(value: Any, na_values: tuple[str, ...]) -> bool:
@@ -84,8 +112,6 @@ def _is_missing(value: Any, na_values: tuple[str, ...]) -> bool:
         return True
     if isinstance(value, str):
         return value in na_values
-    if isinstance(value, (float, np.floating)):
-        return math.isnan(value)
     return False
 
 
@@ -98,13 +124,21 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
-def _to_float(value: Any, column: str) -> float:
+class _NonFinite(Exception):
+    """A NaN or inf where a rule may accept it (``on_nan``)."""
+
+
+def _to_float(value: Any, column: str, non_finite_ok: bool = False) -> float:
     try:
         out = float(value)
     except (TypeError, ValueError):
         raise RowError(column, "not_a_number", f"column {column!r}: expected a number, got {_show(value)}") from None
     if not math.isfinite(out):
-        raise RowError(column, "not_finite", f"column {column!r}: expected a finite number, got {_show(value)}")
+        if non_finite_ok:
+            raise _NonFinite()
+        raise RowError(column, "not_finite",
+                       f"column {column!r}: expected a finite number, got {_show(value)}; set `on_nan: drop` or "
+                       f"`on_nan: impute` on the feature to accept such rows")
     if abs(out) > _FLOAT32_MAX:  # stored as float32: it would become inf
         raise RowError(column, "out_of_range",
                        f"column {column!r}: {_show(value)} is outside the float32 range (±{_FLOAT32_MAX:.4g})")
@@ -137,19 +171,29 @@ def _to_int(value: Any, column: str) -> int:
     return out
 
 
-def _scalar(value: Any, feature: Feature, column: str) -> Any:
+def _scalar(value: Any, rule: FeatureRule, column: str, notes: dict) -> Any:
+    feature = rule.feature
     if feature.dtype == "string":
         if isinstance(value, bytes):
             return value.decode("utf-8")
         return str(value)
-    return _to_float(value, column) if feature.dtype == "float32" else _to_int(value, column)
+    if feature.dtype != "float32":
+        return _to_int(value, column)
+    try:
+        return _to_float(value, column, non_finite_ok=rule.on_nan != "error")
+    except _NonFinite:
+        if rule.on_nan == "drop":
+            raise _Drop(f"not_finite:{column}") from None
+        _note(notes, "non_finite", feature.name)
+        return None  # imputed by `impute_row`
 
 
-def _missing(rule: FeatureRule, column: str, what: str) -> Any:
+def _missing(rule: FeatureRule, column: str, what: str, notes: dict) -> Any:
     if rule.on_missing == "drop":
         raise _Drop(f"missing:{column}")
-    if rule.on_missing == "default":
-        return rule.default
+    if rule.on_missing in ("default", "impute"):
+        _note(notes, "missing", rule.feature.name)
+        return rule.default  # None for impute: filled in by `impute_row`
     raise RowError(
         column, "missing",
         f"column {column!r}: {what} for feature {rule.feature.name!r}; set `on_missing: drop` "
@@ -157,27 +201,42 @@ def _missing(rule: FeatureRule, column: str, what: str) -> Any:
     )
 
 
-def _convert_feature(raw: Mapping[str, Any], rule: FeatureRule, na_values: tuple[str, ...]) -> Any:
+def _convert_sequence(raw: Mapping[str, Any], rule: FeatureRule, notes: dict) -> Any:
+    f = rule.feature
+    column = rule.columns[0]
+    value = raw[column]
+    if value is None:
+        return _missing(rule, column, "no sequence", notes)
+    arr = np.asarray(value, dtype=np.float32)
+    if arr.ndim == 1 and f.size == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2 or arr.shape[1] != f.size:
+        raise RowError(column, "bad_shape",
+                       f"column {column!r}: expected a sequence of shape (steps, {f.size}), "
+                       f"got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise RowError(column, "empty_sequence", f"column {column!r}: the sequence is empty")
+    if rule.max_length is not None and arr.shape[0] > rule.max_length:
+        _by_policy(rule.on_too_long, column, "too_long",
+                   f"the sequence has {arr.shape[0]} steps, more than max_length {rule.max_length}; set "
+                   f"`on_too_long: truncate` or `drop` to accept such rows", notes, "truncated", f.name)
+        arr = arr[: rule.max_length]
+    if not np.isfinite(arr).all():  # imputed step by step by `impute_row`
+        _by_policy(rule.on_nan, column, "not_finite",
+                   "the sequence holds NaN or inf; set `on_nan: drop` or `on_nan: impute` on the feature to accept "
+                   "such rows", notes, "non_finite", f.name)
+    return arr
+
+
+def _convert_feature(raw: Mapping[str, Any], rule: FeatureRule, na_values: tuple[str, ...], notes: dict) -> Any:
     f = rule.feature
     if f.kind == "sequence":
-        column = rule.columns[0]
-        value = raw[column]
-        if value is None:
-            return _missing(rule, column, "no sequence")
-        arr = np.asarray(value, dtype=np.float32)
-        if arr.ndim == 1 and f.size == 1:
-            arr = arr.reshape(-1, 1)
-        if arr.ndim != 2 or arr.shape[1] != f.size:
-            raise RowError(column, "bad_shape",
-                           f"column {column!r}: expected a sequence of shape (steps, {f.size}), "
-                           f"got shape {arr.shape}")
-        if arr.shape[0] == 0:
-            raise RowError(column, "empty_sequence", f"column {column!r}: the sequence is empty")
-        if not np.isfinite(arr).all():
-            raise RowError(column, "not_finite", f"column {column!r}: the sequence holds NaN or inf")
-        return arr
+        return _convert_sequence(raw, rule, notes)
+
     def item(value, column):
-        return _missing(rule, column, "missing value") if _is_missing(value, na_values) else _scalar(value, f, column)
+        if _is_missing(value, na_values):
+            return _missing(rule, column, "missing value", notes)
+        return _scalar(value, rule, column, notes)
 
     if len(rule.columns) > 1:  # a fixed vector from several scalar columns
         return [item(raw[column], column) for column in rule.columns]
@@ -185,7 +244,7 @@ def _convert_feature(raw: Mapping[str, Any], rule: FeatureRule, na_values: tuple
     value = raw[column]
     if f.shape:  # a fixed vector held in one column (a Parquet list, a 2-D npz array)
         if value is None:
-            return [_missing(rule, column, "missing value")] * f.size
+            return [_missing(rule, column, "missing value", notes)] * f.size
         items = list(np.asarray(value).reshape(-1)) if not isinstance(value, (list, tuple)) else list(value)
         if len(items) != f.size:
             raise RowError(column, "bad_shape",
@@ -243,9 +302,58 @@ def convert_row(raw: Mapping[str, Any], rules: RowRules) -> tuple[Optional[dict[
         >>> convert_row({"x": "1.5", "y": "2"}, rules)
         ({'x': 1.5, 'y': 2.0}, None)
     """
+    notes: dict[str, list[str]] = {}
     try:
-        row = {rule.feature.name: _convert_feature(raw, rule, rules.na_values) for rule in rules.features}
+        row = {rule.feature.name: _convert_feature(raw, rule, rules.na_values, notes) for rule in rules.features}
         row[rules.label.label.name] = _convert_label(raw, rules.label, rules.na_values)
     except _Drop as drop:
         return None, drop.reason
+    if notes:
+        row[NOTES] = {kind: tuple(names) for kind, names in notes.items()}
     return row, None
+
+
+def imputation_values(stats: Mapping[str, Any], names) -> dict[str, Any]:
+    """The values `impute_row` fills in: each named feature's mean in ``stats`` (the
+    training split's statistics, ``{"features": {name: {"mean": ...}}}``)."""
+    out = {}
+    for name in names:
+        mean = stats["features"][name].get("mean")
+        out[name] = np.nan_to_num(np.asarray(mean, dtype=np.float64)) if mean is not None else np.float64(0.0)
+    return out
+
+
+def impute_row(row: dict[str, Any], values: Mapping[str, Any], schema) -> dict[str, Any]:
+    """Fill in what `convert_row` left to impute, with ``values`` (`imputation_values`),
+    and drop the notes. An int feature gets the mean rounded to the nearest integer.
+
+    Example:
+        >>> from tfstream.transforms.schema import Feature, Label, Schema
+        >>> s = Schema((Feature("x", "numeric", "float32"),), Label("y", "regression"))
+        >>> impute_row({"x": None, "y": 1.0, NOTES: {"missing": ("x",)}}, {"x": np.float64(2.5)}, s)
+        {'x': 2.5, 'y': 1.0}
+    """
+    notes = row.pop(NOTES, None)
+    if not notes:
+        return row
+    todo = set(notes.get("missing", ())) | set(notes.get("non_finite", ()))
+    for f in schema.features:
+        if f.name not in todo or f.name not in values:
+            continue
+        fill = values[f.name]
+        value = row[f.name]
+        if f.kind == "sequence":
+            value = np.where(np.isfinite(value), value, fill.astype(np.float32).reshape(1, -1)).astype(np.float32)
+        elif f.shape:
+            fills = np.broadcast_to(fill, (f.size,))
+            value = [_filled(v, float(m), f.dtype) for v, m in zip(value, fills)]
+        else:
+            value = _filled(value, float(fill), f.dtype)
+        row[f.name] = value
+    return row
+
+
+def _filled(value: Any, mean: float, dtype: str) -> Any:
+    if value is not None:
+        return value
+    return int(round(mean)) if dtype == "int64" else mean

@@ -2,6 +2,7 @@
 
 import glob
 import hashlib
+import json
 import os
 import re
 
@@ -12,7 +13,15 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from tfstream.pipelines.manifest import load_manifest
-from tfstream.pipelines.beam_preprocess import ReadSource, ShuffleRecords, _ConvertChunk, _StatsCombineFn, preprocess
+from tfstream.pipelines.beam_preprocess import (
+    ComputeVocabularies,
+    PreprocessError,
+    ReadSource,
+    ShuffleRecords,
+    _ConvertChunk,
+    _StatsCombineFn,
+    preprocess,
+)
 from tfstream.pipelines.report import format_manifest
 from tfstream.transforms.codecs import decode_example
 from tfstream.transforms.schema import format_parse_spec
@@ -42,9 +51,15 @@ def test_convert_routes_drops_and_counts(flights_job):
     expected_split = splitter.assign([good[k] for k in flights_job.split.key])
     with BeamTestPipeline() as p:
         routed = (p | beam.Create([chunk])
-                  | beam.ParDo(fn).with_outputs("_read", "_dropped", *flights_job.split.fractions))
+                  | beam.ParDo(fn).with_outputs("_read", "_quarantine", *flights_job.split.fractions))
         assert_that(routed["_read"], equal_to([3]), label="read")
-        assert_that(routed["_dropped"], equal_to(["missing:dep_delay", "missing_label:arr_delay"]), label="dropped")
+        assert_that(routed["_quarantine"] | beam.Map(lambda r: (r["row"], r["action"], r["reason"], r["column"],
+                                                                r["message"], r["values"]["dep_delay"])),
+                    equal_to([(2, "dropped", "missing", "dep_delay",
+                               "f.csv: row 2: dropped by the rule for missing values in column 'dep_delay'", "NA"),
+                              (3, "dropped", "missing_label", "arr_delay",
+                               "f.csv: row 3: dropped by the rule for missing label values in column 'arr_delay'",
+                               "2")]), label="quarantined")
         assert_that(routed[expected_split] | beam.Map(lambda r: (r["carrier"], r["late"], r["sched_dep_time"])),
                     equal_to([("UA", 0, 517)]), label="row")
 
@@ -56,9 +71,20 @@ def test_stats_combine_fn_is_lifted_and_merged(flights_job):
     with BeamTestPipeline() as p:
         stats = p | beam.Create(rows, reshuffle=True) | beam.CombineGlobally(_StatsCombineFn(flights_job.schema()))
         summary = stats | beam.Map(lambda s: (s["num_examples"], s["features"]["dep_delay"]["mean"],
-                                              s["features"]["carrier"]["vocabulary"], s["label"]["class_counts"]))
-        assert_that(summary, equal_to([(12, 6.5, [["UA", 8], ["AA", 4]],
+                                              s["features"]["dep_delay"]["quantiles"][5],
+                                              s["features"]["carrier"], s["label"]["class_counts"]))
+        assert_that(summary, equal_to([(12, 6.5, 6.0, {"kind": "categorical", "count": 12, "missing": 0},
                                         {"arr_delay<=15": 6, "arr_delay>15": 6})]))
+
+
+def test_vocabularies_are_keyed_counts_cut_to_the_top_k():
+    rows = [{"a": t, "b": "x"} for t in "ccbbbaad"]
+    with BeamTestPipeline() as p:
+        out = p | beam.Create(rows, reshuffle=True) | ComputeVocabularies({"a": 3, "b": None})
+        assert_that(out, equal_to([
+            ("a", {"num_unique": 4, "vocabulary": [["b", 3], ["a", 2], ["c", 2]]}),  # ties: alphabetical
+            ("b", {"num_unique": 1, "vocabulary": [["x", 8]]}),
+        ]))
 
 
 def test_shuffle_records_keeps_every_record():
@@ -81,9 +107,17 @@ def test_manifest_is_the_contract(flights_dataset, flights_csv):
     m = load_manifest(flights_dataset)
     src = m.data["source"]
     assert src["rows_read"] == _data_rows(flights_csv)
-    assert src["rows_written"] + src["rows_dropped"] == src["rows_read"]
+    assert src["rows_written"] + src["rows_dropped"] + src["rows_rejected"] == src["rows_read"]
     assert src["rows_dropped"] == sum(src["dropped"].values()) > 0  # the slice has cancelled flights
     assert set(src["dropped"]) == {"missing:dep_delay", "missing_label:arr_delay"}
+    assert src["rows_rejected"] == 0 and src["rejected"] == {}
+    # every row not written is in the quarantine, with its file, row and reason
+    (quarantine,) = src["quarantine"]
+    with open(os.path.join(flights_dataset, quarantine), encoding="utf-8") as f:
+        lines = [json.loads(line) for line in f]
+    assert len(lines) == src["rows_dropped"]
+    assert {(r["action"], f"{r['reason']}:{r['column']}") for r in lines} == {("dropped", k) for k in src["dropped"]}
+    assert all(r["file"] == flights_csv and r["row"] >= 1 for r in lines)
     assert sum(m.num_examples(s) for s in m.split_names) == src["rows_written"]
     assert m.split_names == ["train", "validation", "eval"]
     for split in m.split_names:
@@ -99,6 +133,17 @@ def test_manifest_is_the_contract(flights_dataset, flights_csv):
     assert len(m.shards("train")) == 3
     stats = m.statistics("train")["features"]
     assert {t for t, _ in stats["origin"]["vocabulary"]} == {"EWR", "JFK", "LGA"}
+    for name in ("carrier", "origin", "dest"):
+        vocab = stats[name]["vocabulary"]
+        assert sum(n for _, n in vocab) == stats[name]["count"] == m.num_examples("train")
+        assert stats[name]["num_unique"] == len(vocab) and stats[name]["oov_buckets"] == 1
+        assert "vocabulary" not in m.statistics("eval")["features"][name]  # the training split's only
+    for name in ("month", "day", "sched_dep_time", "sched_arr_time", "dep_delay", "distance"):
+        s = stats[name]
+        assert s["count"] == m.num_examples("train") and s["missing"] == 0 and s["non_finite"] == 0
+        assert s["min"] == s["quantiles"][0] <= s["quantiles"][5] <= s["quantiles"][10] == s["max"]
+        assert sum(s["histogram"]["counts"]) == s["count"] and len(s["histogram"]["edges"]) == 21
+    assert stats["month"]["quantiles"][5] in (6.0, 7.0)
     assert m.data["options"]["config"]["name"] == "flights"
     assert len(m.data["source"]["fingerprint"]["sha256"]) == 64
 
@@ -133,7 +178,7 @@ def test_a_rerun_writes_the_same_records_and_removes_stale_shards(flights_job, m
     before = {split: records(first, split) for split in first.split_names}
 
     fewer = make_job("flights_dense.yaml", source={"path": flights_job.source.path},
-                     output={"num_shards": {"train": 2, "validation": 1, "eval": 1}})
+                     output={"num_shards": {"train": 2, "validation": 1, "eval": 1}, "compression": "gzip"})
     second = preprocess(fewer, output_dir=out)
     for split in first.split_names:
         assert before[split] == records(second, split)
@@ -184,8 +229,14 @@ def test_a_failed_run_leaves_the_previous_dataset_readable(digits_job, make_job,
     src["y"][20] = 42  # outside the 10 declared classes
     np.savez(tmp_path / "bad.npz", **src)
     bad = make_job("digits_lstm.yaml", source={"path": str(tmp_path / "bad.npz")})
-    with pytest.raises(Exception, match=r"bad.npz: row 21: column 'y': label 42 is outside the declared classes"):
+    with pytest.raises(PreprocessError, match=r"1 of 600 rows \(0.17%\) break a rule, more than "
+                                              r"validation.max_bad_fraction 0\. Worst: unknown_class:y x1 \(first: "
+                                              r".*bad.npz: row 21: column 'y': label 42 is outside the declared classes"):
         preprocess(bad, output_dir=out)
+    refused = os.path.join(out, "rejected-run")
+    (line,) = open(glob.glob(os.path.join(refused, "quarantine", "*.jsonl"))[0], encoding="utf-8").readlines()
+    assert json.loads(line)["row"] == 21
+    assert json.load(open(os.path.join(refused, "manifest.json")))["source"]["rows_rejected"] == 1
     after = load_manifest(out)
     assert {s: after.shards(s) for s in after.split_names} == before
     for split in after.split_names:

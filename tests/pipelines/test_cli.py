@@ -150,3 +150,26 @@ def test_run_the_seed_lstm_config_end_to_end(tmp_path, capsys, monkeypatch):
     assert metrics["examples"]["train"] + metrics["examples"]["eval"] == 300
     assert main(["summary", "runs/series"]) == 0
     assert "series" in capsys.readouterr().out
+
+
+def test_inspect_plot_writes_pngs_and_prints_their_paths(digits_dataset, tmp_path, capsys):
+    out_dir = str(tmp_path / "plots")
+    assert main(["inspect", digits_dataset, "--plot", out_dir]) == 0
+    out = capsys.readouterr().out
+    assert "sequence lengths in steps ('train' split)" in out
+    path = os.path.join(out_dir, "train-mfcc-length-histogram.png")
+    assert "plots (1 written)" in out and f"  {path}" in out.splitlines()
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_inspect_split_with_json_keeps_stdout_json(digits_dataset, tmp_path, capsys):
+    assert main(["inspect", digits_dataset, "--json", "--split", "eval", "--plot", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["name"] == "digits"
+    assert os.path.join(str(tmp_path), "eval-mfcc-length-histogram.png") in captured.err
+
+
+def test_inspect_unknown_split(digits_dataset, capsys):
+    assert main(["inspect", digits_dataset, "--split", "test"]) == 2
+    assert "no split 'test'; the dataset has ['train', 'validation', 'eval']" in capsys.readouterr().err

@@ -48,7 +48,7 @@ def test_missing_required_key():
 def test_feature_rules(make_job):
     with pytest.raises(ConfigError, match=r"features\[x\]: set `default:` exactly when `on_missing: default`"):
         make_job("flights_dense.yaml", features=[{"name": "x", "type": "float", "on_missing": "default"}])
-    with pytest.raises(ConfigError, match=r"features: sequence features are read from an npz source only"):
+    with pytest.raises(ConfigError, match=r"features: sequence features are read from an npz or a tfds source only"):
         make_job("flights_dense.yaml", features=[{"name": "x", "type": "sequence", "dim": 2}])
     with pytest.raises(ConfigError, match=r"features: the names \['late'\] are used twice"):
         make_job("flights_dense.yaml", features=[{"name": "late", "type": "float"}])
@@ -101,3 +101,32 @@ def test_defaults_are_typed(make_job):
 def test_num_shards_names_splits(make_job):
     with pytest.raises(ConfigError, match=r"output.num_shards: \['trian'\] are not splits; the splits are"):
         make_job("flights_dense.yaml", output={"num_shards": {"trian": 3}})
+
+
+@pytest.mark.parametrize("feature, message", [
+    ({"name": "c", "type": "string", "on_missing": "impute"},
+     r"features\[c\].on_missing: impute replaces a missing number by the training mean; a string feature needs "
+     r"error, drop or default"),
+    ({"name": "n", "type": "int", "on_nan": "impute"},
+     r"features\[n\].on_nan: only float and sequence features hold NaN or inf; remove it"),
+    ({"name": "x", "type": "float", "on_nan": "ignore"},
+     r"features\[x\].on_nan: expected one of error, drop, impute; got 'ignore'"),
+    ({"name": "x", "type": "float", "max_length": 5}, r"features\[x\].max_length: only a sequence feature has a length"),
+    ({"name": "x", "type": "float", "vocab_size": 5},
+     r"features\[x\]: vocab_size and oov_buckets belong to string features"),
+    ({"name": "c", "type": "string", "oov_buckets": 0}, r"features\[c\].oov_buckets: expected 1..1000, got 0"),
+])
+def test_value_policies_are_checked(make_job, feature, message):
+    with pytest.raises(ConfigError, match=message):
+        make_job("flights_dense.yaml", features=[feature])
+
+
+def test_validation_section(make_job):
+    job = make_job("flights_dense.yaml", validation={"max_bad_fraction": 0.01, "drift": {"on_drift": "error"}})
+    assert job.validation.max_bad_fraction == 0.01 and job.validation.drift.max_mean_shift == 0.5
+    with pytest.raises(ConfigError, match=r"validation.max_bad_fraction: expected a fraction in \[0, 1\], got 2"):
+        make_job("flights_dense.yaml", validation={"max_bad_fraction": 2})
+    with pytest.raises(ConfigError, match=r"validation.drift.on_drift: expected warn, error or ignore; got 'fail'"):
+        make_job("flights_dense.yaml", validation={"drift": {"on_drift": "fail"}})
+    with pytest.raises(ConfigError, match=r"validation.drift.max_shift: unknown key; did you mean 'max_mean_shift'\?"):
+        make_job("flights_dense.yaml", validation={"drift": {"max_shift": 1}})

@@ -42,3 +42,26 @@ def test_lstm_output_ignores_padding(digits_dataset):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert a.shape == (3, 10)
     np.testing.assert_allclose(a.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_imputed_features_are_imputed_in_the_model_too(flights_dataset):
+    """A feature imputed with the training mean at write time is imputed the same way
+    when the model meets a NaN at serving time; other features' oov buckets follow the
+    statistics."""
+    import copy
+
+    m = load_manifest(flights_dataset)
+    stats = copy.deepcopy(m.statistics("train"))
+    stats["features"]["dep_delay"]["impute"] = "mean"
+    stats["features"]["carrier"]["oov_buckets"] = 3
+    model = build_dense(m.schema, stats)
+    assert model.get_layer("carrier_lookup").vocabulary_size() == len(stats["features"]["carrier"]["vocabulary"]) + 3
+    row = {"month": np.array([3]), "day": np.array([9]), "sched_dep_time": np.array([830]),
+           "sched_arr_time": np.array([1100]), "distance": np.array([1400.0], np.float32),
+           "carrier": np.array([b"UA"], object), "origin": np.array([b"EWR"], object),
+           "dest": np.array([b"IAH"], object)}
+    mean = stats["features"]["dep_delay"]["mean"]
+    as_mean = np.asarray(model({**row, "dep_delay": np.array([mean], np.float32)}))
+    as_nan = np.asarray(model({**row, "dep_delay": np.array([np.nan], np.float32)}))
+    np.testing.assert_allclose(as_nan, as_mean, rtol=1e-6)
+    assert np.isfinite(as_nan).all()

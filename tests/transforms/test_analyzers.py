@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from tfstream.transforms.analyzers import DatasetStats, Moments, majority_baseline
+from tfstream.transforms.analyzers import DatasetStats, Moments, QuantileSketch, majority_baseline
+from tfstream.transforms.validation import NOTES
 from tfstream.transforms.schema import Feature, Label, Schema
 
 
@@ -39,9 +40,10 @@ def test_dataset_stats():
     assert out["num_examples"] == 3
     assert out["features"]["x"]["mean"] == pytest.approx(3.0)
     assert out["features"]["x"]["variance"] == pytest.approx(np.var([1.0, 2.0, 6.0]))
-    assert out["features"]["c"]["vocabulary"] == [["b", 2], ["a", 1]]
+    assert out["features"]["c"] == {"kind": "categorical", "count": 3, "missing": 0}  # vocabularies: in Beam
     seq = out["features"]["s"]
-    assert seq["length"] == {"count": 3, "min": 2, "max": 3, "mean": pytest.approx(8 / 3), "histogram": {"2": 1, "3": 2}}
+    assert seq["length"] == {"count": 3, "min": 2, "max": 3, "mean": pytest.approx(8 / 3), "histogram": {"2": 1, "3": 2},
+                             "quantiles": [2] * 4 + [3] * 7}
     assert seq["steps"] == 8
     np.testing.assert_allclose(seq["mean"], [5 / 8, 5 / 8])
     assert out["label"] == {"class_counts": {"no": 1, "yes": 2}}
@@ -52,4 +54,44 @@ def test_empty_split_has_zero_counts():
     schema = Schema((Feature("x", "numeric", "float32"),), Label("y", "regression"))
     stats = DatasetStats(schema)
     out = stats.extract_output(stats.create_accumulator())
-    assert out["num_examples"] == 0 and out["features"]["x"] == {"kind": "numeric", "count": 0}
+    assert out["num_examples"] == 0
+    assert out["features"]["x"] == {"kind": "numeric", "count": 0, "missing": 0, "non_finite": 0}
+
+
+def test_quantile_sketch_merged_in_any_order_is_within_half_a_percent_in_rank():
+    rng = np.random.default_rng(1)
+    data = rng.lognormal(size=300_000)  # long-tailed, like delays
+    parts = [QuantileSketch(k=512) for _ in range(5)]
+    for i, chunk in enumerate(np.array_split(data, 97)):
+        parts[i % 5].add(chunk)
+    merged = parts[4]
+    for p in parts[:4]:
+        merged.merge(p)
+    qs = np.linspace(0, 1, 21)
+    ranks = np.searchsorted(np.sort(data), merged.quantiles(qs)) / data.size
+    assert np.abs(ranks - qs).max() < 0.005
+    assert merged.count == data.size
+    edges, counts = merged.histogram(float(data.min()), float(data.max()))
+    assert sum(counts) == data.size and len(edges) == 21
+    exact, _ = np.histogram(data, bins=20, range=(data.min(), data.max()))
+    assert np.abs(np.array(counts) - exact).max() < 0.01 * data.size
+
+
+def test_missing_non_finite_and_truncated_values_are_counted_and_left_out_of_the_moments():
+    schema = Schema((Feature("x", "numeric", "float32"), Feature("v", "numeric", "int64", (2,)),
+                     Feature("s", "sequence", "float32", (1,))), Label("y", "regression"))
+    rows = [
+        {"x": 1.0, "v": [1, 10], "s": np.array([[1.0], [np.nan]]), "y": 0.0,
+         NOTES: {"non_finite": ("s",), "truncated": ("s",)}},
+        {"x": None, "v": [None, 20], "s": np.array([[3.0]]), "y": 1.0, NOTES: {"missing": ("x", "v")}},
+        {"x": 3.0, "v": [3, 30], "s": np.array([[5.0]]), "y": 2.0},
+    ]
+    stats = DatasetStats(schema)
+    out = stats.extract_output(stats.add_inputs(stats.create_accumulator(), rows))
+    x, v, s = (out["features"][k] for k in "xvs")
+    assert (x["count"], x["missing"], x["mean"], x["min"], x["max"]) == (3, 1, 2.0, 1.0, 3.0)
+    assert x["quantiles"][0] == 1.0 and x["quantiles"][-1] == 3.0
+    assert v["missing"] == 1 and v["mean"] == [2.0, 20.0]
+    assert (s["non_finite"], s["truncated"], s["steps"]) == (1, 1, 4)
+    assert s["mean"] == [3.0]  # the NaN step is left out until it is imputed
+    assert out["label"]["mean"] == 1.0 and out["label"]["quantiles"][5] == 1.0

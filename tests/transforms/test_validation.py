@@ -116,3 +116,58 @@ def test_float_class_indices_are_not_truncated():
     rules = _rules(num("x"), label=LabelRule(Label("d", "multiclass", tuple("0123")), "y"))
     with pytest.raises(RowError, match="column 'y': expected an integer, got 1.4"):
         convert_row({"x": 1, "y": 1.4}, rules)
+
+
+def test_missing_value_to_impute_is_left_as_none_and_noted():
+    from tfstream.transforms.schema import Schema
+    from tfstream.transforms.validation import NOTES, impute_row
+
+    rules = _rules(num("x", on_missing="impute"), num("n", "int64", on_missing="impute"))
+    row, dropped = convert_row({"x": "NA", "n": "", "arr_delay": "1"}, rules)
+    assert dropped is None and row["x"] is None and row["n"] is None and row[NOTES] == {"missing": ("x", "n")}
+    schema = Schema((Feature("x", "numeric", "float32"), Feature("n", "numeric", "int64")), rules.label.label)
+    filled = impute_row(row, {"x": np.float64(2.5), "n": np.float64(3.6)}, schema)
+    assert filled == {"x": 2.5, "n": 4, "late": 0}  # an int gets the rounded mean; the notes are gone
+
+
+@pytest.mark.parametrize("policy, expected", [
+    ("drop", (None, "not_finite:x")),
+    ("impute", ({"x": None, "late": 0, "__notes__": {"non_finite": ("x",)}}, None)),
+])
+def test_non_finite_policies(policy, expected):
+    rule = FeatureRule(Feature("x", "numeric", "float32"), ("x",), on_nan=policy)
+    for value in ("inf", "-inf", float("nan"), np.float32("nan")):
+        assert convert_row({"x": value, "arr_delay": "1"}, _rules(rule)) == expected
+    with pytest.raises(RowError, match=r"column 'x': expected a finite number, got 'inf'; set `on_nan: drop` or "
+                                       r"`on_nan: impute` on the feature to accept such rows"):
+        convert_row({"x": "inf", "arr_delay": "1"}, _rules(num("x")))
+
+
+def _seq(**kw):
+    return FeatureRule(Feature("s", "sequence", "float32", (2,)), ("s",), **kw)
+
+
+def test_sequence_length_and_nan_policies():
+    from tfstream.transforms.schema import Schema
+    from tfstream.transforms.validation import NOTES, impute_row
+
+    long = np.arange(10, dtype=np.float32).reshape(5, 2)
+    row, _ = convert_row({"s": long, "arr_delay": "1"}, _rules(_seq(max_length=3)))
+    np.testing.assert_array_equal(row["s"], long[:3])
+    assert row[NOTES] == {"truncated": ("s",)}
+    assert convert_row({"s": long, "arr_delay": "1"}, _rules(_seq(max_length=3, on_too_long="drop"))) == \
+        (None, "too_long:s")
+    with pytest.raises(RowError, match=r"column 's': the sequence has 5 steps, more than max_length 4; set "
+                                       r"`on_too_long: truncate` or `drop` to accept such rows") as e:
+        convert_row({"s": long, "arr_delay": "1"}, _rules(_seq(max_length=4, on_too_long="error")))
+    assert e.value.reason == "too_long"
+    holey = long.copy()
+    holey[1, 0] = np.nan
+    with pytest.raises(RowError, match=r"column 's': the sequence holds NaN or inf; set `on_nan: drop`"):
+        convert_row({"s": holey, "arr_delay": "1"}, _rules(_seq()))
+    assert convert_row({"s": holey, "arr_delay": "1"}, _rules(_seq(on_nan="drop"))) == (None, "not_finite:s")
+    row, _ = convert_row({"s": holey, "arr_delay": "1"}, _rules(_seq(on_nan="impute")))
+    schema = Schema((Feature("s", "sequence", "float32", (2,)),), Label("late", "binary", ("no", "yes")))
+    filled = impute_row(row, {"s": np.array([-1.0, -2.0])}, schema)
+    np.testing.assert_array_equal(filled["s"][1], [-1.0, 3.0])  # per-step mean, for the NaN component only
+    assert NOTES not in filled
