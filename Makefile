@@ -23,6 +23,9 @@ demo: $(STAMP)
 	$(BIN)/tfstream run --config configs/flights_dense.yaml --workdir $(RUNS)/flights
 	$(BIN)/tfstream run --config configs/digits_lstm.yaml --workdir $(RUNS)/digits
 	$(BIN)/tfstream summary $(RUNS)/flights $(RUNS)/digits
+	$(BIN)/tfstream inspect $(RUNS)/flights/dataset --plot $(RUNS)/flights/plots > $(RUNS)/flights/inspect.txt
+	$(BIN)/tfstream inspect $(RUNS)/digits/dataset --plot $(RUNS)/digits/plots > $(RUNS)/digits/inspect.txt
+	@echo "dataset reports: $(RUNS)/flights/inspect.txt, $(RUNS)/digits/inspect.txt (plots in $(RUNS)/*/plots/)"
 
 # pytest exits 5 when it collects no test; make then fails, as it should.
 test: $(STAMP)
