@@ -8,6 +8,9 @@ Example:
     >>> cfg = load_config("configs/flights_dense.yaml")              # doctest: +SKIP
     >>> preprocess(cfg, output_dir="runs/flights/dataset")           # doctest: +SKIP
     >>> ds = read("runs/flights/dataset", "train", batch_size=256)   # doctest: +SKIP
+
+NumPy arrays larger than memory (memory-mapped) are written by `write_arrays`, in one
+process, streaming, to the same kind of dataset.
 """
 
 import importlib
@@ -19,9 +22,11 @@ _EXPORTS = {
     "Manifest": "manifest",
     "ManifestError": "manifest",
     "load_manifest": "manifest",
+    "quarantine_records": "manifest",
     "PreprocessError": "beam_preprocess",
     "build_pipeline": "beam_preprocess",
     "preprocess": "beam_preprocess",
+    "write_arrays": "arrays",
     "SourceError": "sources",
     "write_tfds_metadata": "tfds_metadata",
     "write_plots": "plots",

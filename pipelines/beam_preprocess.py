@@ -1,14 +1,25 @@
 """The write side: an Apache Beam pipeline from a raw source to a tfstream dataset.
 
-    read (chunks of rows) → reshuffle → validate + split (stable hash)
+    read (chunks of rows) → reshuffle → validate + split (stable hash), per chunk:
+        one element per split and chunk (a list of typed rows), not one per row
         rows that break a rule, and rows a rule drops → quarantine/*.jsonl, counted
-        per split: full-pass statistics (a lifted CombineFn)
-                   vocabularies of the training split (keyed counts, top-k)
+        per split: full-pass statistics (a lifted CombineFn over batches of rows)
+                   vocabularies of the training split (token counts per batch,
+                       summed per token, then the top k per feature)
                    impute (training-split means, a side input) → encode
-                   → WriteToTFRecord (sharded) → describe shards
+                   → WriteShards: keyed hash per record → shard; group by shard;
+                       sort, write each shard file, describe it
     → manifest.json, from side inputs
     then, on the driver: the bad-row fraction and drift against the previous run are
     checked, and the run is published (or refused, leaving the previous dataset as it was)
+
+Rows travel in batches (a chunk's rows of one split) because Beam's cost per element
+dwarfs the work per row; every step after validation handles a list of rows at a time.
+
+The per-row routing (`route_chunk`), the vocabulary ranking (`top_tokens`), the manifest
+(`manifest_json`) and the end of a run (`start_run`, `finish_run`) are plain functions:
+`pipelines.arrays.write_arrays`, the single-process writer for NumPy arrays larger than
+memory, calls the same ones, so both write the same kind of dataset.
 
 The pipeline runs on any Beam runner: the DirectRunner by default, or Dataflow, Flink
 or Spark through the standard Beam options (``-- --runner=DataflowRunner ...``). Every
@@ -23,15 +34,18 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import copy
 import datetime
 import hashlib
 import heapq
 import importlib.metadata
+import io
 import json
 import logging
+import math
 import os
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -48,16 +62,24 @@ from tfstream.pipelines.manifest import (
     write_manifest,
 )
 from tfstream.pipelines.publish import QUARANTINE_DIR
-from tfstream.pipelines.shards import SHARD_TEMPLATE, describe_shard, shard_suffix
+from tfstream.pipelines.shards import SHARD_TEMPLATE, describe_shard, shard_file, write_record
 from tfstream.transforms.analyzers import MAX_VOCABULARY, DatasetStats
 from tfstream.transforms.codecs import encode_example
 from tfstream.transforms.schema import Schema
 from tfstream.transforms.split import Splitter
-from tfstream.transforms.validation import RowError, RowRules, convert_row, impute_row, imputation_values
+from tfstream.transforms.validation import (
+    ImputationError,
+    RowError,
+    RowRules,
+    convert_row,
+    impute_row,
+    imputation_values,
+)
 
 _log = logging.getLogger(__name__)
 
-_QUARANTINE = "_quarantine"
+# Tags of `route_chunk`'s non-split outputs (a split name never starts with "_").
+QUARANTINED = "_quarantine"
 _READ = "_read"
 
 REJECTED_RUN_DIR = "rejected-run"
@@ -70,6 +92,11 @@ class PreprocessError(RuntimeError):
 def default_num_shards(fraction: float) -> int:
     """Shards for a split when the config names none: 8 for the whole dataset, pro rata."""
     return max(1, round(8 * fraction))
+
+
+def num_shards_of(config: JobConfig, split: str) -> int:
+    """The number of shards a split is written in: ``output.num_shards``, else the default."""
+    return config.output.num_shards.get(split, default_num_shards(config.split.fractions[split]))
 
 
 # --------------------------------------------------------------------------- transforms
@@ -107,8 +134,8 @@ def _json_value(value: Any) -> Any:
         value = value.item()
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
-    if isinstance(value, float) and value != value:
-        return "NaN"
+    if isinstance(value, float) and not math.isfinite(value):  # strict JSON has no NaN or Infinity
+        return repr(value)
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return repr(value)
@@ -121,9 +148,67 @@ def quarantine_record(file: str, row: int, action: str, reason: str, column: str
             "values": {c: _json_value(v) for c, v in raw.items()}}
 
 
+def rows_in_chunk(chunk: tuple[str, int, dict[str, Any]]) -> int:
+    """The number of rows in a chunk ``(file, first_row, {column: values})``."""
+    columns = chunk[2]
+    return len(next(iter(columns.values()))) if columns else 0
+
+
+def route_chunk(chunk: tuple[str, int, dict[str, Any]], rules: RowRules, splitter: Splitter,
+                split_key: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Validate every row of a chunk and route it: to its split, or to the quarantine,
+    rejected (it breaks a rule) or dropped (a rule says drop).
+
+    The split key is the ``split_key`` columns' values, or, without key columns, the
+    file's base name and the row number (so a row keeps its split when the file moves).
+
+    Args:
+        chunk: ``(file, first row number, {column: values})`` as `sources.read_chunks`
+            yields it.
+        rules: the job's row rules.
+        splitter: the job's splitter.
+        split_key: the split key columns (may be empty).
+
+    Yields:
+        ``(split name, typed row)``, or ``(QUARANTINED, quarantine record)``.
+
+    Example:
+        >>> from tfstream.transforms.schema import Feature, Label
+        >>> from tfstream.transforms.validation import FeatureRule, LabelRule
+        >>> rules = RowRules((FeatureRule(Feature("x", "numeric", "float32"), ("x",)),),
+        ...                  LabelRule(Label("y", "regression"), "y"))
+        >>> [(tag, out.get("message", out)) for tag, out in
+        ...  route_chunk(("f.csv", 1, {"x": ["1", "?"], "y": ["2", "3"]}), rules, Splitter({"train": 1.0}), ())]
+        [('train', {'x': 1.0, 'y': 2.0}), ('_quarantine', "f.csv: row 2: column 'x': expected a number, got '?'")]
+    """
+    name, first_row, columns = chunk
+    keys = list(columns)
+    split_key = tuple(split_key)
+    base = os.path.basename(name)
+    for i in range(rows_in_chunk(chunk)):
+        raw = {c: columns[c][i] for c in keys}
+        row_number = first_row + i
+        try:
+            row, dropped = convert_row(raw, rules)
+        except RowError as e:
+            yield QUARANTINED, quarantine_record(
+                name, row_number, "rejected", e.reason, e.column, f"{name}: row {row_number}: {e}", raw)
+            continue
+        if row is None:
+            reason, _, column = dropped.partition(":")
+            yield QUARANTINED, quarantine_record(
+                name, row_number, "dropped", reason, column,
+                f"{name}: row {row_number}: dropped by the rule for {reason.replace('_', ' ')} values "
+                f"in column {column!r}", raw)
+            continue
+        key = [raw[c] for c in split_key] if split_key else [base, row_number]
+        yield splitter.assign(key), row
+
+
 class _ConvertChunk(beam.DoFn):
-    """Validates every row of a chunk and routes it to its split (tagged output), or to
-    the quarantine: rejected (it breaks a rule) or dropped (a rule says drop)."""
+    """`route_chunk` as tagged outputs: per split, one list of the chunk's typed rows
+    of that split (split tags get batches, not rows); per quarantined row, its record
+    (tag ``_quarantine``); and the chunk's row count (tag ``_read``)."""
 
     def __init__(self, rules: RowRules, splitter: Splitter, split_key: Sequence[str]):
         self._rules = rules
@@ -131,33 +216,21 @@ class _ConvertChunk(beam.DoFn):
         self._split_key = tuple(split_key)
 
     def process(self, chunk):
-        name, first_row, columns = chunk
-        keys = list(columns)
-        n = len(columns[keys[0]]) if keys else 0
-        yield beam.pvalue.TaggedOutput(_READ, n)
-        base = os.path.basename(name)
-        for i in range(n):
-            raw = {c: columns[c][i] for c in keys}
-            row_number = first_row + i
-            try:
-                row, dropped = convert_row(raw, self._rules)
-            except RowError as e:
-                yield beam.pvalue.TaggedOutput(_QUARANTINE, quarantine_record(
-                    name, row_number, "rejected", e.reason, e.column, f"{name}: row {row_number}: {e}", raw))
-                continue
-            if row is None:
-                reason, _, column = dropped.partition(":")
-                yield beam.pvalue.TaggedOutput(_QUARANTINE, quarantine_record(
-                    name, row_number, "dropped", reason, column,
-                    f"{name}: row {row_number}: dropped by the rule for {reason.replace('_', ' ')} values "
-                    f"in column {column!r}", raw))
-                continue
-            key = [raw[c] for c in self._split_key] if self._split_key else [base, row_number]
-            yield beam.pvalue.TaggedOutput(self._splitter.assign(key), row)
+        yield beam.pvalue.TaggedOutput(_READ, rows_in_chunk(chunk))
+        batches: dict[str, list[dict[str, Any]]] = {}
+        for tag, value in route_chunk(chunk, self._rules, self._splitter, self._split_key):
+            if tag == QUARANTINED:
+                yield beam.pvalue.TaggedOutput(tag, value)
+            else:
+                batches.setdefault(tag, []).append(value)
+        for tag, rows in batches.items():
+            yield beam.pvalue.TaggedOutput(tag, rows)
 
 
 class _StatsCombineFn(beam.CombineFn):
-    """Beam adapter of `transforms.analyzers.DatasetStats` (lifted: partial per bundle)."""
+    """Beam adapter of `transforms.analyzers.DatasetStats` (lifted: partial per bundle).
+
+    Its inputs are batches: each element is a list of typed rows."""
 
     def __init__(self, schema: Schema):
         self._stats = DatasetStats(schema)
@@ -165,8 +238,8 @@ class _StatsCombineFn(beam.CombineFn):
     def create_accumulator(self):
         return self._stats.create_accumulator()
 
-    def add_input(self, acc, row):
-        return self._stats.add_input(acc, row)
+    def add_input(self, acc, rows):
+        return self._stats.add_inputs(acc, rows)
 
     def merge_accumulators(self, accs):
         return self._stats.merge_accumulators(accs)
@@ -232,14 +305,25 @@ class _Reversed:
         return _Reversed, (self.token,)
 
 
-def _tokens(row: dict[str, Any], names: Sequence[str]):
-    return ((name, row[name]) for name in names)
+def _token_counts(rows: Sequence[dict[str, Any]], names: Sequence[str]):
+    """A batch of rows → ``((feature, token), count)`` pairs, counted within the batch."""
+    counts: collections.Counter = collections.Counter()
+    for name in names:
+        counts.update(row[name] for row in rows)
+        yield from (((name, token), n) for token, n in counts.items())
+        counts.clear()
+
+
+def _by_feature(kv):
+    (name, token), n = kv
+    return name, (n, token)
 
 
 class ComputeVocabularies(beam.PTransform):
-    """Typed rows → ``(feature, {"num_unique", "vocabulary"})`` for each categorical
-    feature: a keyed count of every token, then the top ``k`` per feature (tf.Transform's
-    way: no worker holds a whole table of distinct tokens)."""
+    """Batches of typed rows → ``(feature, {"num_unique", "vocabulary"})`` for each
+    categorical feature: token counts per batch, summed per ``(feature, token)``, then
+    the top ``k`` per feature (tf.Transform's way: no worker holds a whole table of
+    distinct tokens)."""
 
     def __init__(self, sizes: dict[str, Optional[int]]):
         super().__init__()
@@ -249,9 +333,9 @@ class ComputeVocabularies(beam.PTransform):
         k = max((size or MAX_VOCABULARY) for size in self._sizes.values())
         return (
             rows
-            | "Tokens" >> beam.FlatMap(_tokens, names=sorted(self._sizes))
-            | "Count" >> beam.combiners.Count.PerElement()
-            | "ByFeature" >> beam.Map(lambda kv: (kv[0][0], (kv[1], kv[0][1])))
+            | "Tokens" >> beam.FlatMap(_token_counts, names=sorted(self._sizes))
+            | "Count" >> beam.CombinePerKey(sum)
+            | "ByFeature" >> beam.Map(_by_feature)
             | "Top" >> beam.CombinePerKey(_TopTokens(k))
             | "Trim" >> beam.Map(_trimmed, sizes=self._sizes)
         )
@@ -263,74 +347,169 @@ def _trimmed(name_vocab, sizes):
     return name, {**vocab, "vocabulary": vocab["vocabulary"][:size]}
 
 
-def _impute(row: dict[str, Any], stats: dict[str, Any], names: Sequence[str], schema: Schema) -> dict[str, Any]:
-    return impute_row(row, imputation_values(stats, names), schema)
+def top_tokens(counts: Mapping[str, Mapping[str, int]], sizes: Mapping[str, Optional[int]]
+               ) -> list[tuple[str, dict[str, Any]]]:
+    """`ComputeVocabularies` in one process: token counts per feature → the same
+    ``(feature, {"num_unique", "vocabulary"})`` pairs, ranked by the same `_TopTokens`.
 
-
-def _bucketed(record: bytes, salt: bytes, buckets: int) -> tuple[int, tuple[int, bytes]]:
-    """``(bucket, (hash, record))``: the record's bucket and its sort key within it."""
-    h = int.from_bytes(hashlib.blake2b(record, digest_size=8, key=salt[:64]).digest(), "big")
-    return h % buckets, (h, record)
-
-
-class ShuffleRecords(beam.PTransform):
-    """Serialized records → the same records in a pseudo-random order, fixed by their
-    content: hashed into ``buckets`` groups, each sorted by hash.
-
-    Source files are often sorted (by date, by class). Like tensorflow-datasets, the
-    records are shuffled at write time, so every shard is a random sample and a bounded
-    shuffle buffer on the read side mixes well. (`beam.Reshuffle` is not enough: it
-    redistributes work, and the DirectRunner keeps the arrival order.) One bucket is
-    sorted in memory on one worker: ``buckets`` should keep a bucket to a few hundred MB.
+    Example:
+        >>> top_tokens({"c": {"a": 1, "b": 3, "z": 1}}, {"c": 2})
+        [('c', {'num_unique': 3, 'vocabulary': [['b', 3], ['a', 1]]})]
     """
-
-    def __init__(self, *, salt: str, buckets: int = 1024):
-        super().__init__()
-        self._salt = salt.encode("utf-8")
-        self._buckets = buckets
-
-    def expand(self, records):
-        return (
-            records
-            | "Key" >> beam.Map(_bucketed, salt=self._salt, buckets=self._buckets)
-            | "Group" >> beam.GroupByKey()
-            | "Sort" >> beam.FlatMap(lambda kv: (r for _, r in sorted(kv[1], key=lambda hr: hr[0])))
-        )
+    k = max((size or MAX_VOCABULARY) for size in sizes.values()) if sizes else MAX_VOCABULARY
+    top = _TopTokens(k)
+    out = []
+    for name in sorted(sizes):
+        acc = top.create_accumulator()
+        for token, n in counts.get(name, {}).items():
+            acc = top.add_input(acc, (n, token))
+        out.append(_trimmed((name, top.extract_output(acc)), sizes))
+    return out
 
 
-class WriteSplit(beam.PTransform):
-    """Typed rows of one split → sharded TFRecords; outputs one description per shard."""
+
+
+def record_hash(record: bytes, key: bytes) -> int:
+    """A record's keyed hash (BLAKE2b, 8 bytes, keyed by the dataset name): it picks the
+    record's shard (``hash % num_shards``) and its place within the shard.
+
+    `pipelines.arrays` picks shards the same way, so both writers put a record in the
+    same shard.
+    """
+    return int.from_bytes(hashlib.blake2b(record, digest_size=8, key=key[:64]).digest(), "big")
+
+
+def _encode_batch(rows: Sequence[dict[str, Any]], schema: Schema, key: bytes, num_shards: int
+                  ) -> Iterator[tuple[int, list[tuple[int, bytes]]]]:
+    """A batch of typed rows → ``(shard, [(hash, record), ...])``, one pair per shard
+    that receives records from this batch."""
+    by_shard: dict[int, list[tuple[int, bytes]]] = {}
+    for row in rows:
+        record = encode_example(row, schema)
+        h = record_hash(record, key)
+        by_shard.setdefault(h % num_shards, []).append((h, record))
+    return iter(by_shard.items())
+
+
+def _impute_batch(rows: Sequence[dict[str, Any]], values, schema: Schema) -> list[dict[str, Any]]:
+    return [impute_row(row, values, schema) for row in rows]
+
+
+# Records are framed into this buffer and written to the shard file when it is this full:
+# few, large writes (few calls into zlib for gzip shards).
+_WRITE_BUFFER_BYTES = 1 << 20
+
+
+def _write_shard(shard_parts, *, dataset_dir: str, split: str, name: str, num_shards: int, compression: str) -> str:
+    """``(shard index, [[(hash, record), ...], ...])`` → the shard file, written; its path.
+
+    The records are sorted by ``(hash, record)``: a pseudo-random order, fixed by their
+    content, the same on every run and runner. A shard that received nothing is
+    written empty: every shard of the split exists.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    index, parts = shard_parts
+    records = sorted(hr for part in parts for hr in part)
+    path = fs.join(dataset_dir, *shard_file(split, name, index, num_shards, compression).split("/"))
+    kind = CompressionTypes.GZIP if compression == "gzip" else CompressionTypes.UNCOMPRESSED
+    buf = io.BytesIO()
+    # Straight into the run's staging folder (private to the run): a retried bundle
+    # writes the same bytes again, and no reader looks before the run is published.
+    with FileSystems.create(path, compression_type=kind) as f:
+        for _, record in records:
+            write_record(buf, record)
+            if buf.tell() >= _WRITE_BUFFER_BYTES:
+                f.write(buf.getvalue())
+                buf.seek(0)
+                buf.truncate()
+        f.write(buf.getvalue())
+    return path
+
+
+class WriteShards(beam.PTransform):
+    """Batches of typed rows of one split → its sharded TFRecord files; outputs one
+    ``(split, shard description)`` per shard (`shards.describe_shard`).
+
+    Like tensorflow-datasets, the records are shuffled at write time, so every shard is a
+    random sample of the source even when the source is sorted (by date, by class), and a
+    bounded shuffle buffer on the read side mixes well: a record's keyed hash
+    (`record_hash`) picks its shard, and a shard's records are sorted by hash. Shard
+    contents and order are thus the same on every run and every runner.
+
+    Memory: a shard's records are grouped, sorted and written on one worker, all in
+    memory: keep a shard to a few hundred MB (``output.num_shards``: more shards for more
+    data). Every shard file exists, even one that received no record.
+    """
 
     def __init__(self, split: str, schema: Schema, dataset_dir: str, name: str, num_shards: int, compression: str):
         super().__init__()
         self._split, self._schema, self._dir = split, schema, dataset_dir
         self._name, self._num_shards, self._compression = name, num_shards, compression
 
-    def expand(self, rows):
-        prefix = fs.join(self._dir, self._split, self._name)
-        files = (
-            rows
-            | "Encode" >> beam.Map(encode_example, schema=self._schema)
-            | "Shuffle" >> ShuffleRecords(salt=self._name)
-            | "Write" >> beam.io.WriteToTFRecord(
-                prefix,
-                file_name_suffix=shard_suffix(self._compression),
-                num_shards=self._num_shards,
-                shard_name_template=SHARD_TEMPLATE,
-                compression_type=CompressionTypes.GZIP if self._compression == "gzip"
-                else CompressionTypes.UNCOMPRESSED,
-            )
-        )
+    def expand(self, batches):
+        n = self._num_shards
+        keyed = batches | "Encode" >> beam.FlatMap(
+            _encode_batch, schema=self._schema, key=self._name.encode("utf-8"), num_shards=n)
+        every_shard = batches.pipeline | "ShardIndices" >> beam.Create([(i, []) for i in range(n)])
         return (
-            files
+            (keyed, every_shard)
+            | "WithEmptyShards" >> beam.Flatten()
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShard" >> beam.Map(_write_shard, dataset_dir=self._dir, split=self._split, name=self._name,
+                                       num_shards=n, compression=self._compression)
             | "Describe" >> beam.Map(describe_shard, compression=self._compression, root=self._dir)
-            | "Tag" >> beam.Map(lambda d, split: (split, d), split=self._split)
+            | "Tag" >> beam.Map(_tagged, tag=self._split)
         )
 
 
-def _manifest_json(_, *, name, schema_json, compression, fractions, fingerprint, options, versions, shards, stats,
-                   vocabularies, train_split, feature_policies, quarantined, examples, quarantine_files,
-                   dataset_dir, rows_read) -> dict[str, Any]:
+def _tagged(value, tag):
+    return tag, value
+
+
+def manifest_settings(config: JobConfig, fingerprint: dict[str, Any], writer: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of `manifest_json` that come from the config, not from the data.
+
+    Args:
+        config: the job config.
+        fingerprint: the source fingerprint.
+        writer: what wrote the dataset and how, recorded under ``options`` next to the
+            config: ``{"beam": {options}}`` for `preprocess`.
+    """
+    return {
+        "name": config.name,
+        "schema_json": config.schema().to_json(),
+        "compression": config.output.compression,
+        "fractions": dict(config.split.fractions),
+        "fingerprint": fingerprint,
+        "options": {"config": config.to_json(), **writer},
+        "versions": _versions(),
+        "train_split": config.train.train_split,
+        "feature_policies": _feature_policies(config),
+    }
+
+
+def _manifest_json(_, **kwargs) -> dict[str, Any]:
+    return manifest_json(**kwargs)  # beam.Map's element (a seed) is not used
+
+
+def manifest_json(*, name, schema_json, compression, fractions, fingerprint, options, versions, shards, stats,
+                  vocabularies, train_split, feature_policies, quarantined, examples, quarantine_files,
+                  dataset_dir, rows_read) -> dict[str, Any]:
+    """The manifest of a run, from everything it computed (see `manifest_settings` for
+    the arguments that come from the config).
+
+    Args:
+        shards: ``(split, shard description)`` pairs (`shards.describe_shard`).
+        stats: ``(split, statistics)`` pairs (`DatasetStats.extract_output`).
+        vocabularies: ``(feature, {"num_unique", "vocabulary"})`` pairs of the
+            training split.
+        quarantined: ``((action, quarantine_key), count)`` pairs.
+        examples: ``(key, (file, row, message))`` pairs: the first rejected row per key.
+        quarantine_files: the quarantine files' paths.
+        dataset_dir: the folder the run writes into (paths are made relative to it).
+        rows_read: the number of rows read.
+    """
     splits = {}
     for split in fractions:
         split_shards = sorted((d for s, d in shards if s == split), key=lambda d: d["file"])
@@ -406,11 +585,13 @@ def _feature_policies(config: JobConfig) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _quarantine_key(record: dict[str, Any]) -> tuple[str, str]:
+def quarantine_key(record: dict[str, Any]) -> tuple[str, str]:
+    """``(action, "reason:column")``: what the manifest counts quarantined rows by."""
     return record["action"], f"{record['reason']}:{record['column']}"
 
 
-def _first_example(record: dict[str, Any]) -> tuple[str, tuple[str, int, str]]:
+def first_example(record: dict[str, Any]) -> tuple[str, tuple[str, int, str]]:
+    """``("reason:column", (file, row, message))``: the smallest per key is quoted."""
     return f"{record['reason']}:{record['column']}", (record["file"], record["row"], record["message"])
 
 
@@ -430,36 +611,38 @@ def build_pipeline(
     chunks = pipeline | "Read" >> ReadSource(paths, config.source, config.source_columns(), config.sequence_columns())
     routed = chunks | "Validate" >> beam.ParDo(
         _ConvertChunk(rules, Splitter(fractions, config.split.salt), config.split.key)
-    ).with_outputs(_READ, _QUARANTINE, *fractions)
+    ).with_outputs(_READ, QUARANTINED, *fractions)
 
     stats_of = {
         split: routed[split] | f"Stats[{split}]" >> beam.CombineGlobally(_StatsCombineFn(schema))
         for split in fractions
     }
     imputed = config.imputed_features()
+    if imputed:  # the training split's means, computed once, then a side input of every split's rows
+        means = stats_of[train_split] | "ImputationValues" >> beam.Map(imputation_values, names=imputed)
     shard_descs, split_stats = [], []
     for split in fractions:
         rows = routed[split]
         if imputed:  # with the training split's means, on every split: no leak from eval
             rows = rows | f"Impute[{split}]" >> beam.Map(
-                _impute, stats=beam.pvalue.AsSingleton(stats_of[train_split]), names=imputed, schema=schema)
-        n = config.output.num_shards.get(split, default_num_shards(fractions[split]))
-        shard_descs.append(rows | f"Write[{split}]" >> WriteSplit(
+                _impute_batch, values=beam.pvalue.AsSingleton(means), schema=schema)
+        n = num_shards_of(config, split)
+        shard_descs.append(rows | f"Write[{split}]" >> WriteShards(
             split, schema, dataset_dir, config.name, n, config.output.compression))
-        split_stats.append(stats_of[split] | f"TagStats[{split}]" >> beam.Map(lambda st, s: (s, st), s=split))
+        split_stats.append(stats_of[split] | f"TagStats[{split}]" >> beam.Map(_tagged, tag=split))
     shards = shard_descs | "AllShards" >> beam.Flatten()
     stats = split_stats | "AllStats" >> beam.Flatten()
     sizes = config.vocabulary_sizes()
     vocabularies = (routed[train_split] | "Vocabularies" >> ComputeVocabularies(sizes) if sizes
                     else pipeline | "NoVocabularies" >> beam.Create([]))
 
-    quarantine = routed[_QUARANTINE]
-    quarantined = quarantine | "QuarantineKeys" >> beam.Map(_quarantine_key) \
+    quarantine = routed[QUARANTINED]
+    quarantined = quarantine | "QuarantineKeys" >> beam.Map(quarantine_key) \
         | "CountQuarantined" >> beam.combiners.Count.PerElement()
     examples = (
         quarantine
         | "Rejected" >> beam.Filter(lambda r: r["action"] == "rejected")
-        | "ExampleKeys" >> beam.Map(_first_example)
+        | "ExampleKeys" >> beam.Map(first_example)
         | "FirstExample" >> beam.CombinePerKey(min)
     )
     quarantine_files = (
@@ -477,18 +660,10 @@ def build_pipeline(
         | "ManifestSeed" >> beam.Create([None])
         | "BuildManifest" >> beam.Map(
             _manifest_json,
-            name=config.name,
-            schema_json=schema.to_json(),
-            compression=config.output.compression,
-            fractions=fractions,
-            fingerprint=fingerprint,
-            options={"config": config.to_json(), "beam": beam_options or {}},
-            versions=_versions(),
+            **manifest_settings(config, fingerprint, {"beam": beam_options or {}}),
             shards=side.AsList(shards),
             stats=side.AsList(stats),
             vocabularies=side.AsList(vocabularies),
-            train_split=train_split,
-            feature_policies=_feature_policies(config),
             quarantined=side.AsList(quarantined),
             examples=side.AsList(examples),
             quarantine_files=side.AsList(quarantine_files),
@@ -563,7 +738,7 @@ def _root_cause(error: BaseException) -> BaseException:
     current: Optional[BaseException] = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, (RowError, sources.SourceError)):
+        if isinstance(current, (RowError, sources.SourceError, ImputationError)):
             return current
         current = current.__cause__ or current.__context__
     return error
@@ -572,7 +747,7 @@ def _root_cause(error: BaseException) -> BaseException:
 def _worker_message(error: BaseException) -> Optional[str]:
     """Beam's portable runners re-raise worker errors as text: find our message in it."""
     text = str(error)
-    for marker in ("RowError: ", "SourceError: "):
+    for marker in ("RowError: ", "SourceError: ", "ImputationError: "):
         if marker in text:
             return text.split(marker, 1)[1].split("\n", 1)[0].split(" [while running", 1)[0].strip()
     return None
@@ -611,7 +786,7 @@ def _bad_rows_problem(data: dict[str, Any], max_bad_fraction: float, quarantine_
         f"{rejected:,} of {read:,} rows ({rejected / read:.2%}) break a rule, more than validation.max_bad_fraction "
         f"{max_bad_fraction:g}. Worst: {reasons}{f'; and {more} more kind(s)' if more else ''}. Every such row is in "
         f"{quarantine_dir}. Fix the source, relax the rule on the feature (on_missing, on_nan, on_too_long), or raise "
-        f"max_bad_fraction"
+        f"validation.max_bad_fraction"
     )
 
 
@@ -656,19 +831,13 @@ def preprocess(
         PreprocessError: the pipeline failed, or the run was refused; the message says
             which rows or features, and what to change.
     """
-    dataset_dir = output_dir or config.output.dir or os.path.join("runs", config.name, "dataset")
-    if not fs.is_remote(dataset_dir):
-        dataset_dir = os.path.abspath(dataset_dir)
+    dataset_dir = resolve_dataset_dir(config, output_dir)
     paths = resolve_source_paths(config.source)
     options = PipelineOptions(list(beam_args))
     _check_paths_for_runner(options, dataset_dir, paths)
     sources.check_source(paths, config.source, config.source_columns(), config.sequence_columns())
     fingerprint = sources.fingerprint(paths)
-    fs.makedirs(dataset_dir)
-    publish.sweep_staging(dataset_dir)
-    # The run writes into a staging folder; the previous dataset stays readable until
-    # the run has succeeded, and a failed run leaves it as it was.
-    staging = publish.staging_dir(dataset_dir)
+    staging = start_run(dataset_dir, previous)
     _log.info("preprocess %r: %d source file(s) -> %s, with Apache Beam's %s", config.name, len(paths), dataset_dir,
               options.get_all_options()["runner"] or "DirectRunner")
     try:
@@ -678,16 +847,61 @@ def preprocess(
     except Exception as e:  # noqa: BLE001 - re-raised with the cause that names the row
         fs.remove_tree(staging)
         cause = _root_cause(e)
-        if cause is not e:
-            raise PreprocessError(str(cause)) from e
+        if cause is not e or isinstance(cause, ImputationError):  # Beam appends the step's name
+            raise PreprocessError(str(cause).split(" [while running", 1)[0]) from e
         message = _worker_message(e)
         if message:
             raise PreprocessError(message) from e
         raise
-    manifest_path = fs.join(staging, MANIFEST_NAME)
-    data = json.loads(fs.read_bytes(manifest_path).decode("utf-8"))
+    return finish_run(config, staging, dataset_dir, previous)
+
+
+def resolve_dataset_dir(config: JobConfig, output_dir: Optional[str]) -> str:
+    """The dataset directory of a run: ``output_dir``, else the config's ``output.dir``,
+    else ``runs/<name>/dataset``; local paths made absolute."""
+    dataset_dir = output_dir or config.output.dir or os.path.join("runs", config.name, "dataset")
+    return dataset_dir if fs.is_remote(dataset_dir) else os.path.abspath(dataset_dir)
+
+
+def start_run(dataset_dir: str, previous: Optional[str] = None) -> str:
+    """Create the dataset directory, remove staging folders of killed runs, and return
+    a new staging folder for this run.
+
+    The run writes into the staging folder; the previous dataset stays readable until
+    the run has succeeded (`finish_run`), and a failed run leaves it as it was.
+
+    Raises:
+        FileNotFoundError: ``previous`` (the manifest to compare with) was given but
+            holds no manifest this version reads: checked before the run, not after.
+    """
+    if previous is not None and _previous_manifest(previous) is None:
+        raise FileNotFoundError(f"previous manifest {previous!r}: none there that this tfstream reads; give a "
+                                f"manifest.json or a dataset directory written by `tfstream preprocess`")
+    fs.makedirs(dataset_dir)
+    publish.sweep_staging(dataset_dir)
+    return publish.staging_dir(dataset_dir)
+
+
+def finish_run(config: JobConfig, staging: str, dataset_dir: str, previous: Optional[str] = None) -> Manifest:
+    """Check a finished run in ``staging`` (its ``manifest.json`` written), then publish
+    it into ``dataset_dir``, or refuse it (see `preprocess`).
+
+    Raises:
+        PreprocessError: the run was refused: too many rejected rows, or drift with
+            ``on_drift: error``; the previous dataset is unchanged.
+    """
+    data = json.loads(fs.read_bytes(fs.join(staging, MANIFEST_NAME)).decode("utf-8"))
+    src = data["source"]
+    if src["rows_written"] + src["rows_dropped"] + src["rows_rejected"] != src["rows_read"]:
+        fs.remove_tree(staging)
+        raise PreprocessError(  # never expected: a row lost or counted twice is a bug, not a dataset
+            f"internal error: {src['rows_read']:,} rows read but {src['rows_written']:,} written + "
+            f"{src['rows_dropped']:,} dropped + {src['rows_rejected']:,} rejected; the run was not published, "
+            f"please report it")
     problems = []
-    bad = _bad_rows_problem(data, config.validation.max_bad_fraction, fs.join(dataset_dir, QUARANTINE_DIR))
+    # the refused run's rows end up in rejected-run/quarantine (see _refuse)
+    bad = _bad_rows_problem(data, config.validation.max_bad_fraction,
+                            fs.join(dataset_dir, REJECTED_RUN_DIR, QUARANTINE_DIR))
     if bad:
         problems.append(bad)
     before = _previous_manifest(previous or dataset_dir)

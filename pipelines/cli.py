@@ -5,6 +5,7 @@
     tfstream run        --config C [--workdir DIR] [--previous MANIFEST] [-- BEAM OPTIONS]
     tfstream inspect    DATASET_DIR [--json] [--split SPLIT] [--plot OUT_DIR]
     tfstream summary    RUN_DIR [RUN_DIR ...]
+    tfstream bench      [--scale smoke|full] [--only B1,B3] [--workdir DIR] [--out DIR]
 
 Beam options after ``--`` (or any option the command does not know) go to Beam's
 `PipelineOptions` unchanged, e.g. ``-- --runner=DataflowRunner --project=P --region=R
@@ -47,7 +48,7 @@ def _quiet() -> None:
         pass
 
 
-def _import_tensorflow_quietly() -> None:
+def import_tensorflow_quietly() -> None:
     """Import TensorFlow with the process's stderr pointed at /dev/null.
 
     TensorFlow 2.21 prints its start-up lines (oneDNN, CUDA probing) through absl before
@@ -105,7 +106,59 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("summary", help="one table of the results of finished runs")
     p.add_argument("runs", nargs="+", help="run directories (holding model/metrics.json) or model directories")
+
+    p = sub.add_parser("bench", help="run the benchmarks (from a source checkout): figures, results.json, plots")
+    p.add_argument("--scale", choices=("smoke", "full"), default="full",
+                   help="smoke: every benchmark on tiny data, in seconds; full: the issue's sizes (default)")
+    p.add_argument("--only", metavar="B1,B3", help="run only these benchmarks (default: B1 to B7)")
+    p.add_argument("--workdir", default=os.path.join("runs", "bench"),
+                   help="datasets are built once into WORKDIR/cache/SCALE and reused (default: runs/bench)")
+    p.add_argument("--out", help="writes OUT/results.json and the PNG plots (default: WORKDIR/SCALE)")
     return parser
+
+
+def _import_benchmarks():
+    """The `benchmarks` package of this source checkout.
+
+    It is not part of tfstream's wheel (it needs the datasets extra and writes plots):
+    `tfstream bench` runs from a checkout, installed in editable mode, whose root holds
+    both ``pipelines/`` and ``benchmarks/``.
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.isfile(os.path.join(root, "benchmarks", "__init__.py")):
+        raise FileNotFoundError(f"{root}: no benchmarks/ beside pipelines/; `tfstream bench` runs from a source "
+                                f"checkout installed with `pip install -e .` (the benchmarks are not in the wheel)")
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    import benchmarks
+
+    if os.path.dirname(os.path.dirname(os.path.abspath(benchmarks.__file__))) != root:
+        raise ImportError(f"`import benchmarks` found {benchmarks.__file__}, not this checkout's {root}/benchmarks; "
+                          f"run tfstream bench from another directory")
+    return benchmarks
+
+
+def _bench(args) -> int:
+    benchmarks = _import_benchmarks()
+    from benchmarks.report import format_table
+    from benchmarks.suite import select
+
+    try:
+        select(args.only)
+    except ValueError as e:
+        _parser().error(str(e))
+    out = args.out or os.path.join(args.workdir, args.scale)
+    results = benchmarks.run_suite(args.scale, args.workdir, out, only=args.only, log=_log.info)
+    print(format_table(results["benchmarks"]))
+    print(f"\nresults: {results['results_json']}")
+    for path in results["plots"].values():
+        print(f"plot:    {path}")
+    failed = [name for name, r in results["benchmarks"].items() if r["status"] == "error"]
+    if failed:
+        print(f"tfstream bench: error: {', '.join(failed)} failed; the traceback is in {results['results_json']}",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def _with_epochs(config, epochs: Optional[int]):
@@ -168,7 +221,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.verbose:
         _quiet()
         if args.command in ("train", "run"):  # preprocessing does not import TensorFlow
-            _import_tensorflow_quietly()
+            import_tensorflow_quietly()
     else:
         logging.basicConfig(level=logging.INFO)
     if args.command in ("preprocess", "run") and (unknown or beam_args):
@@ -194,6 +247,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from tfstream.pipelines.sources import SourceError
 
     try:
+        if args.command == "bench":
+            return _bench(args)
         if args.command == "inspect":
             from tfstream.pipelines.manifest import load_manifest
             from tfstream.pipelines.report import default_split, format_manifest

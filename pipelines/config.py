@@ -122,13 +122,14 @@ class FeatureConfig:
 
     What happens to a value that is not usable, per feature:
 
-    * ``on_missing`` (an empty cell, an NA string, a null): ``error`` (default: the row
-      is rejected into the quarantine), ``drop`` (the row is dropped, into the
-      quarantine, and counted), ``default`` (replaced by ``default``), or ``impute``
-      (numbers only: replaced by the training split's mean, at write time and in the
-      model, so serving a missing value does the same).
-    * ``on_nan`` (NaN or ±inf in a float or sequence feature): ``error``, ``drop`` or
-      ``impute``, as above (a sequence imputes each step with the per-step mean).
+    * ``on_missing`` (an empty cell, an NA string, a null, a NaN in a binary source):
+      ``error`` (default: the row is rejected into the quarantine), ``drop`` (the row is
+      dropped, into the quarantine, and counted), ``default`` (replaced by ``default``),
+      or ``impute`` (numbers only: replaced by the training split's mean in the stored
+      records; for float features the model does the same with a NaN it is served).
+    * ``on_nan``, for a non-finite value that is not a missing marker: ±inf in a float
+      feature, NaN or ±inf inside a sequence: ``error``, ``drop`` or ``impute``, as above
+      (a sequence imputes each such step value with the per-step mean).
     * ``max_length`` (sequences): longer sequences are cut to their first ``max_length``
       steps (``on_too_long: truncate``, the default), dropped (``drop``) or rejected
       (``error``).
@@ -301,6 +302,8 @@ class SplitConfig:
         for name, frac in self.fractions.items():
             _check(re.fullmatch(r"[a-z][a-z0-9_]*", name) is not None,
                    f"split.fractions: split name {name!r} must be lower-case letters, digits and _")
+            # a split is a folder beside quarantine/; TFDS reads "all" as every split
+            _check(name not in ("quarantine", "all"), f"split.fractions: {name!r} is a reserved name; rename the split")
             _check(0 < frac <= 1, f"split.fractions.{name}: expected a fraction in (0, 1], got {frac}")
         total = sum(self.fractions.values())
         _check(abs(total - 1) < 1e-6, f"split.fractions: the fractions add up to {total:g}, not 1")
@@ -324,7 +327,18 @@ class OutputConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ReaderConfig:
-    """tf.data reader settings, named as in tf.data."""
+    """tf.data reader settings, named as in tf.data.
+
+    ``max_tokens_per_batch`` buckets the training split's sequences by length (see
+    `pipelines.readers.bucket_plan`): ``num_buckets`` buckets that pad least,
+    each batch holding about ``max_tokens_per_batch`` padded steps and at most
+    ``batch_size`` sequences. Left out: batches of ``batch_size``, padded to their
+    longest sequence.
+
+    ``memory_budget_mb`` bounds the input pipeline: `tfstream train` estimates its
+    memory from the manifest (`pipelines.memory`), refuses to start when the estimate
+    does not fit (naming the setting to lower), and caps tf.data's autotuner with it.
+    """
 
     batch_size: int = 256
     shuffle_buffer: int = 10000
@@ -332,13 +346,25 @@ class ReaderConfig:
     cache: str = "none"
     prefetch: int = -1
     seed: Optional[int] = None
+    max_tokens_per_batch: Optional[int] = None
+    num_buckets: int = 8
+    memory_budget_mb: Optional[int] = None
 
     def __post_init__(self):
+        _check(self.memory_budget_mb is None or self.memory_budget_mb >= 16,
+               f"reader.memory_budget_mb: expected >= 16 (MiB), got {self.memory_budget_mb}")
         _check(1 <= self.batch_size <= 1_000_000, f"reader.batch_size: expected 1..1000000, got {self.batch_size}")
         _check(self.shuffle_buffer >= 0, f"reader.shuffle_buffer: expected >= 0, got {self.shuffle_buffer}")
         _check(self.cycle_length >= 1, f"reader.cycle_length: expected >= 1, got {self.cycle_length}")
         _check(self.prefetch == -1 or self.prefetch >= 0,
                f"reader.prefetch: expected -1 (AUTOTUNE) or >= 0, got {self.prefetch}")
+        _check(self.max_tokens_per_batch is None or 1 <= self.max_tokens_per_batch <= 100_000_000,
+               f"reader.max_tokens_per_batch: expected 1..100000000 (or leave it out: no bucketing), "
+               f"got {self.max_tokens_per_batch}")
+        _check(1 <= self.num_buckets <= 1000, f"reader.num_buckets: expected 1..1000, got {self.num_buckets}")
+        if self.num_buckets != 8:
+            _check(self.max_tokens_per_batch is not None,
+                   "reader.num_buckets: buckets are made only with max_tokens_per_batch; set it, or remove num_buckets")
 
 
 @dataclasses.dataclass(frozen=True)

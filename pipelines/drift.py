@@ -12,6 +12,7 @@ the data.
 * ``length_shift``: the same, for a sequence feature's mean length.
 * ``vocab_shift``: the L-infinity distance between the two token distributions (the
   largest change of any token's share) is above ``max_vocab_linf``.
+* ``label_shift``: the same two checks on the label (class shares, or the mean).
 
 Findings are warnings, or errors when the config says ``on_drift: error``.
 
@@ -27,6 +28,7 @@ import math
 from typing import Any, Mapping, Optional
 
 from tfstream.pipelines.config import DriftConfig
+from tfstream.transforms.analyzers import length_stats
 
 
 def _finding(feature: str, kind: str, detail: str, severity: str, value: Optional[float] = None,
@@ -66,26 +68,38 @@ def _mean_shift(old: Mapping[str, Any], new: Mapping[str, Any]) -> Optional[floa
     return max(shifts) if shifts else None
 
 
-def _length_moments(length: Mapping[str, Any]) -> dict[str, Any]:
-    hist = {int(k): v for k, v in length.get("histogram", {}).items()}
-    n = sum(hist.values())
-    if not n:
-        return {"count": 0}
-    mean = sum(k * v for k, v in hist.items()) / n
-    var = sum(v * (k - mean) ** 2 for k, v in hist.items()) / n
-    return {"count": n, "mean": mean, "variance": var}
+def vocabulary_linf(old: Mapping[str, Any], new: Mapping[str, Any]) -> Optional[float]:
+    """The largest change in any token's share between two categorical statistics
+    (``{"count", "missing", "vocabulary": [[token, count], ...], "num_unique"}``).
 
+    Shares are of all the feature's values, not of the kept vocabulary. A vocabulary cut
+    to its ``vocab_size`` most frequent tokens does not say the share of a token it left
+    out, only that it is at most its smallest kept share: such a token counts with the
+    smallest change that is certain, so a token crossing the cut is not drift by itself.
+    """
+    def shares(stats):
+        total = (stats.get("count") or 0) - (stats.get("missing") or 0)
+        vocab = stats.get("vocabulary") or []
+        if not total or not vocab:
+            return None, 0.0, True
+        p = {t: n / total for t, n in vocab}
+        complete = stats.get("num_unique", len(vocab)) <= len(vocab)
+        return p, min(p.values()), complete
 
-def vocabulary_linf(old: list, new: list) -> Optional[float]:
-    """The largest change in any token's share between two ``[[token, count], ...]``
-    vocabularies (tokens absent from one side have share 0 there)."""
-    total_old = sum(n for _, n in old)
-    total_new = sum(n for _, n in new)
-    if not total_old or not total_new:
+    p, p_floor, p_complete = shares(old)
+    q, q_floor, q_complete = shares(new)
+    if p is None or q is None:
         return None
-    p = {t: n / total_old for t, n in old}
-    q = {t: n / total_new for t, n in new}
-    return max(abs(p.get(t, 0.0) - q.get(t, 0.0)) for t in set(p) | set(q))
+    worst = 0.0
+    for token in set(p) | set(q):
+        if token in p and token in q:
+            change = abs(p[token] - q[token])
+        elif token in p:  # not in the new vocabulary: its new share is 0, or at most q_floor
+            change = p[token] if q_complete else max(0.0, p[token] - q_floor)
+        else:
+            change = q[token] if p_complete else max(0.0, q[token] - p_floor)
+        worst = max(worst, change)
+    return worst
 
 
 def compare_manifests(previous: Mapping[str, Any], current: Mapping[str, Any], split: str,
@@ -123,7 +137,7 @@ def compare_manifests(previous: Mapping[str, Any], current: Mapping[str, Any], s
         kind = new.get("kind")
         if kind == "categorical":
             if old.get("vocabulary") and new.get("vocabulary"):
-                linf = vocabulary_linf(old["vocabulary"], new["vocabulary"])
+                linf = vocabulary_linf(old, new)
                 if linf is not None and linf > config.max_vocab_linf:
                     findings.append(_finding(
                         name, "vocab_shift",
@@ -131,8 +145,9 @@ def compare_manifests(previous: Mapping[str, Any], current: Mapping[str, Any], s
                         severity, linf, config.max_vocab_linf))
             continue
         if kind == "sequence":
-            old_m, new_m, what, kind_out = (_length_moments(old.get("length", {})),
-                                            _length_moments(new.get("length", {})), "mean length", "length_shift")
+            old_m, new_m, what, kind_out = (length_stats(old.get("length", {}).get("histogram", {})),
+                                            length_stats(new.get("length", {}).get("histogram", {})),
+                                            "mean length", "length_shift")
         else:
             old_m, new_m, what, kind_out = old, new, "mean", "mean_shift"
         shift = _mean_shift(old_m, new_m)
@@ -143,7 +158,34 @@ def compare_manifests(previous: Mapping[str, Any], current: Mapping[str, Any], s
                 f"{what} moved from {_fmt(old_m['mean'])} to {_fmt(new_m['mean'])}: {shown} "
                 f"(more than {config.max_mean_shift:g})",
                 severity, None if math.isinf(shift) else shift, config.max_mean_shift))
+    findings += _label_drift(previous, current, split, config, severity)
     return findings
+
+
+def _label_drift(previous, current, split, config, severity) -> list[dict[str, Any]]:
+    """The label's class shares (L-infinity) or, for regression, its mean."""
+    try:
+        old = previous["splits"][split]["statistics"]["label"]
+        new = current["splits"][split]["statistics"]["label"]
+    except KeyError:
+        return []
+    name = current["schema"]["label"]["name"]
+    if previous["schema"]["label"] != current["schema"]["label"]:
+        return []  # reported as retyped
+    if "class_counts" in old and "class_counts" in new:
+        as_vocab = [{"count": sum(c.values()), "vocabulary": [[k, v] for k, v in c.items()]}
+                    for c in (old["class_counts"], new["class_counts"])]
+        linf = vocabulary_linf(*as_vocab)
+        if linf is not None and linf > config.max_vocab_linf:
+            return [_finding(name, "label_shift", f"class shares moved by up to {linf:.3f} (L-infinity), above "
+                                                  f"{config.max_vocab_linf:g}", severity, linf, config.max_vocab_linf)]
+        return []
+    shift = _mean_shift(old, new)
+    if shift is not None and shift > config.max_mean_shift:
+        return [_finding(name, "label_shift", f"mean moved from {_fmt(old['mean'])} to {_fmt(new['mean'])}: "
+                                              f"{shift:.2f} standard deviations (more than {config.max_mean_shift:g})",
+                         severity, None if math.isinf(shift) else shift, config.max_mean_shift)]
+    return []
 
 
 def _fmt(value: Any) -> str:

@@ -109,3 +109,15 @@ def remove_tree(path: str) -> None:
         import shutil
 
         shutil.rmtree(path, ignore_errors=True)
+
+
+def remove(path: str) -> None:
+    """Delete one file; a missing file is not an error."""
+    if is_remote(path):
+        if _beam_fs().exists(path):
+            _beam_fs().delete([path])
+    else:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass

@@ -10,14 +10,18 @@ directory is never read: while a run is in progress there is no manifest.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from tfstream.pipelines import fs
 from tfstream.transforms.schema import Schema
 
 MANIFEST_NAME = "manifest.json"
 PREVIOUS_MANIFEST_NAME = "manifest.previous.json"
-FORMAT_VERSION = 1
+# 2: quarantine and rejected rows in `source`, quantiles and missing counts in the
+# statistics, vocabularies on the training split only. Version 1 datasets stay readable
+# (the readers and trainers need nothing that changed).
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class ManifestError(ValueError):
@@ -155,9 +159,31 @@ def load_manifest(dataset_dir: str) -> Manifest:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ManifestError(f"{path}: not valid JSON ({e}); re-run `tfstream preprocess`") from e
     version = data.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ManifestError(
-            f"{path}: manifest format version {version!r}; this tfstream reads version "
-            f"{FORMAT_VERSION}: re-run `tfstream preprocess` with this version"
+            f"{path}: manifest format version {version!r}; this tfstream reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}: re-run `tfstream preprocess` with this version"
         )
     return Manifest(data, dataset_dir)
+
+
+def quarantine_records(dataset_dir: str, data: Optional[Mapping[str, Any]] = None) -> list[dict[str, Any]]:
+    """The quarantined rows of a run: one dict per row left out (file, row, action,
+    reason, column, message, raw values).
+
+    Args:
+        dataset_dir: the dataset directory, or a refused run's ``rejected-run`` folder.
+        data: the run's manifest content; default: ``<dataset_dir>/manifest.json``.
+
+    Example:
+        >>> rows = quarantine_records("runs/flights/dataset")            # doctest: +SKIP
+        >>> rows[0]["reason"], rows[0]["column"]                          # doctest: +SKIP
+        ('missing', 'dep_delay')
+    """
+    if data is None:
+        data = json.loads(fs.read_bytes(fs.join(dataset_dir, MANIFEST_NAME)).decode("utf-8"))
+    records = []
+    for rel in data["source"].get("quarantine", []):
+        text = fs.read_bytes(fs.join(dataset_dir, rel)).decode("utf-8")
+        records += [json.loads(line) for line in text.splitlines() if line]
+    return records

@@ -23,7 +23,7 @@ from tfstream.pipelines.manifest import (
     write_manifest,
 )
 from tfstream.pipelines.shards import is_shard_of
-from tfstream.pipelines.tfds_metadata import write_tfds_metadata
+from tfstream.pipelines.tfds_metadata import DATASET_INFO_NAME, FEATURES_NAME, write_tfds_metadata
 
 
 STAGING_PREFIX = ".staging-"
@@ -49,6 +49,11 @@ def _old_files(dataset_dir: str, name: str, splits) -> list[str]:
             if is_shard_of(os.path.basename(p), name)] + fs.glob(fs.join(dataset_dir, QUARANTINE_DIR, "*.jsonl"))
 
 
+def _tfds_files(dataset_dir: str) -> list[str]:
+    names = [fs.join(dataset_dir, n) for n in (DATASET_INFO_NAME, FEATURES_NAME)]
+    return [p for p in names if fs.exists(p)] + fs.glob(fs.join(dataset_dir, "*.labels.txt"))
+
+
 def publish(staging: str, dataset_dir: str, splits) -> None:
     """Move a finished run from ``staging`` into ``dataset_dir`` (see the module doc).
 
@@ -60,8 +65,15 @@ def publish(staging: str, dataset_dir: str, splits) -> None:
     data = json.loads(fs.read_bytes(fs.join(staging, MANIFEST_NAME)).decode("utf-8"))
     aside = fs.join(dataset_dir, f".previous-{uuid.uuid4().hex[:12]}")
     moved: list[tuple[str, str]] = []  # (from, to), undone in reverse order on failure
+    written: list[str] = []
     retired = retire_manifest(dataset_dir)
     try:
+        # TFDS finds a dataset by its dataset_info.json: set it aside with the manifest,
+        # so that TFDS readers too never see a half-replaced dataset.
+        for path in _tfds_files(dataset_dir):
+            target = fs.join(aside, os.path.basename(path))
+            fs.rename(path, target)
+            moved.append((path, target))
         for path in _old_files(dataset_dir, data["name"], splits):
             split = os.path.basename(os.path.dirname(path.rstrip("/")))
             target = fs.join(aside, split, os.path.basename(path))
@@ -72,9 +84,11 @@ def publish(staging: str, dataset_dir: str, splits) -> None:
             src, dst = fs.join(staging, rel), fs.join(dataset_dir, rel)
             fs.rename(src, dst)
             moved.append((src, dst))
-        write_tfds_metadata(dataset_dir, data)  # so that tensorflow-datasets can load the shards too
+        written = write_tfds_metadata(dataset_dir, data)  # so that tensorflow-datasets can load the shards too
         write_manifest(dataset_dir, data)
     except BaseException as error:
+        for path in written:  # describes the new shards, which go back to the staging folder
+            fs.remove(path)
         stuck = []
         for src, dst in reversed(moved):
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from tfstream.pipelines.manifest import Manifest
+from tfstream.transforms.analyzers import length_stats
 from tfstream.transforms.schema import format_parse_spec, length_key
 
 
@@ -57,14 +58,19 @@ def _size(n: int) -> str:
 
 
 def default_split(manifest: Manifest) -> str:
-    """The split whose statistics `tfstream inspect` shows: ``train`` if the dataset has
-    one (only it carries whole vocabularies), else the first split.
+    """The split whose statistics `tfstream inspect` shows: the training split of the
+    job that wrote the dataset (only it carries vocabularies), else ``train``, else the
+    first split.
 
     Example:
         >>> default_split(load_manifest("runs/flights/dataset"))  # doctest: +SKIP
         'train'
     """
-    return "train" if "train" in manifest.split_names else manifest.split_names[0]
+    configured = manifest.data.get("options", {}).get("config", {}).get("train", {}).get("train_split")
+    for split in (configured, "train"):
+        if split in manifest.split_names:
+            return split
+    return manifest.split_names[0]
 
 
 def _std(variance: Any) -> Optional[float]:
@@ -137,22 +143,9 @@ def _numeric_row(name: str, stats: Mapping[str, Any]) -> list[Any]:
 
 def _length_quantiles(length: Mapping[str, Any]) -> list[Any]:
     """p10, p50 and p90 of a sequence length: recorded ones when the manifest has them,
-    else exact ones from the length histogram (lower nearest rank)."""
-    if length.get("quantiles"):
-        return [length["quantiles"][i] for i in (1, 5, 9)]
-    hist = sorted((int(k), n) for k, n in length.get("histogram", {}).items())
-    total = sum(n for _, n in hist)
-    if not total:
-        return [None, None, None]
-    out = []
-    for q in (0.1, 0.5, 0.9):
-        seen = 0
-        for value, n in hist:
-            seen += n
-            if seen >= q * total:
-                out.append(value)
-                break
-    return out
+    else from the length histogram (manifests written before quantiles were)."""
+    quantiles = length.get("quantiles") or length_stats(length.get("histogram", {}))["quantiles"]
+    return [quantiles[i] for i in (1, 5, 9)] if quantiles else [None, None, None]
 
 
 def _sequence_section(manifest: Manifest, split: str) -> list[str]:
@@ -207,8 +200,9 @@ def _rows_section(source: Mapping[str, Any]) -> list[str]:
     out = ["", "rows left out, by reason", format_table(["outcome", "reason", "column", "rows"], rows)] if rows else []
     files = source.get("quarantine")
     if files:
-        out += ["", f"quarantine: {_cell(source.get('rows_rejected'))} rejected row(s) as JSON lines, "
-                    f"in {len(files)} file(s) under the dataset"]
+        kept = (source.get("rows_dropped") or 0) + (source.get("rows_rejected") or 0)
+        out += ["", f"quarantine: {_cell(kept)} row(s) as JSON lines ({_cell(source.get('rows_dropped'))} dropped, "
+                    f"{_cell(source.get('rows_rejected'))} rejected), in {len(files)} file(s) under the dataset"]
         out += [f"  {path}" for path in files]
     return out
 

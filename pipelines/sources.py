@@ -38,7 +38,6 @@ import gzip
 import io
 import os
 import re
-import struct
 import zipfile
 from typing import Any, Iterator, Sequence
 
@@ -285,34 +284,106 @@ def _npz_arrays(f, path: str, lengths_key: str | None, columns: Sequence[str], s
         files = archive.files
     _require_columns(path, [*([lengths_key] if lengths_key else []), *columns], files)
     arrays = {c: archive[c] for c in columns}
+    lengths = None
+    if lengths_key is not None:
+        lengths = np.asarray(np.load(f, allow_pickle=False)[lengths_key] if headers_only else archive[lengths_key])
+    check_array_layout(path, arrays, sequence_columns, lengths_key, lengths)
+    return lengths, arrays
+
+
+def check_array_layout(name: str, arrays, sequence_columns: Sequence[str], lengths_key: str | None = None,
+                       lengths=None) -> None:
+    """Check that named arrays form rows, in the npz layouts (see the module doc).
+
+    Shared by the npz source and `pipelines.arrays.write_arrays`. Reads only shapes, and
+    for ``lengths`` a streaming min and sum (a memory-mapped array is not copied).
+
+    Args:
+        name: how the arrays are named in errors (the npz file).
+        arrays: column → array (or anything with ``shape`` and ``ndim``), in column order.
+        sequence_columns: the columns that hold sequences.
+        lengths_key: the name of the lengths array, or None when every array has one
+            entry per row.
+        lengths: the lengths array (with ``lengths_key``).
+
+    Raises:
+        SourceError: an array whose row count or shape does not fit the layout.
+    """
+    columns = list(arrays)
     if lengths_key is None:  # one row per entry of every array; sequences as (rows, steps, dim)
         n = arrays[columns[0]].shape[0] if arrays[columns[0]].ndim else 0
         if n == 0:
-            raise SourceError(f"{path}: array {columns[0]!r} has no rows")
+            raise SourceError(f"{name}: array {columns[0]!r} has no rows")
         for c, arr in arrays.items():
             if arr.ndim == 0 or arr.shape[0] != n:
-                raise SourceError(f"{path}: array {c!r} has {arr.shape[0] if arr.ndim else 0} rows; "
+                raise SourceError(f"{name}: array {c!r} has {arr.shape[0] if arr.ndim else 0} rows; "
                                   f"expected {n} like {columns[0]!r}")
             if c in sequence_columns and arr.ndim != 3:
                 raise SourceError(
-                    f"{path}: sequence array {c!r} has shape {arr.shape}; without `lengths_key` a sequence "
+                    f"{name}: sequence array {c!r} has shape {arr.shape}; without `lengths_key` a sequence "
                     f"array is (rows, steps, dim). For variable-length sequences, concatenate them along "
                     f"the first axis and set `source.lengths_key` to the array of lengths"
                 )
-        return None, arrays
-    lengths = np.asarray(np.load(f, allow_pickle=False)[lengths_key] if headers_only else archive[lengths_key])
+        return
     if lengths.ndim != 1 or lengths.size == 0:
-        raise SourceError(f"{path}: {lengths_key!r} must be a non-empty 1-D array of lengths, got shape {lengths.shape}")
-    if not np.issubdtype(lengths.dtype, np.integer) or (lengths < 0).any():
-        raise SourceError(f"{path}: {lengths_key!r} must hold non-negative integers")
+        raise SourceError(f"{name}: {lengths_key!r} must be a non-empty 1-D array of lengths, got shape {lengths.shape}")
+    if not np.issubdtype(lengths.dtype, np.integer) or lengths.min() < 0:
+        raise SourceError(f"{name}: {lengths_key!r} must hold non-negative integers")
     n, total = lengths.size, int(lengths.sum())
     for c, arr in arrays.items():
         want = total if c in sequence_columns else n
         what = f"sum({lengths_key}) = {total} (concatenated sequences)" if c in sequence_columns \
             else f"len({lengths_key}) = {n} (one per sequence)"
         if arr.ndim == 0 or arr.shape[0] != want:
-            raise SourceError(f"{path}: array {c!r} has {arr.shape[0] if arr.ndim else 0} rows; expected {what}")
-    return lengths, arrays
+            raise SourceError(f"{name}: array {c!r} has {arr.shape[0] if arr.ndim else 0} rows; expected {what}")
+
+
+def array_chunks(name: str, arrays, sequence_columns: Sequence[str], lengths=None, chunk_rows: int = CHUNK_ROWS):
+    """Slice arrays laid out as `check_array_layout` checks into chunks of rows.
+
+    Only the rows of one chunk are read: slicing a memory-mapped array touches the
+    pages of that slice, and the offsets of concatenated sequences are summed chunk by
+    chunk, so not even the lengths are copied whole.
+
+    Args:
+        name: the chunks' file name (npz path, or a stand-in for in-memory arrays).
+        arrays: column → array.
+        sequence_columns: the columns that hold sequences.
+        lengths: the sequence lengths when sequence arrays are concatenated, or None.
+        chunk_rows: rows per chunk.
+
+    Yields:
+        ``(name, first row number (from 1), {column: values}, {column: slice})``: the
+        chunk as `read_chunks` yields it (1-D arrays as Python lists, others as lists of
+        NumPy rows or sequences), and the array slice each column's values came from.
+
+    Example:
+        >>> arrays = {"X": np.arange(6.0).reshape(6, 1), "y": np.array([1, 2])}
+        >>> [(row, chunk["y"], [len(s) for s in chunk["X"]]) for _, row, chunk, _ in
+        ...  array_chunks("a", arrays, ["X"], lengths=np.array([2, 4]), chunk_rows=1)]
+        [(1, [1], [2]), (2, [2], [4])]
+    """
+    n = lengths.shape[0] if lengths is not None else next(iter(arrays.values())).shape[0]
+    offset = 0  # where the chunk's first sequence starts in the concatenated arrays
+    for start in range(0, n, chunk_rows):
+        stop = min(start + chunk_rows, n)
+        if lengths is not None:
+            ends = offset + np.cumsum(np.asarray(lengths[start:stop], dtype=np.int64))
+            starts = np.concatenate([[offset], ends[:-1]])
+        chunk: dict[str, Any] = {}
+        slices: dict[str, Any] = {}
+        for c, arr in arrays.items():
+            if c in sequence_columns and lengths is not None:
+                part = slices[c] = arr[offset:int(ends[-1])]
+                view = np.asarray(part)
+                chunk[c] = [view[s - offset:e - offset] for s, e in zip(starts.tolist(), ends.tolist())]
+            else:
+                part = slices[c] = arr[start:stop]
+                view = np.asarray(part)
+                chunk[c] = view.tolist() if view.ndim == 1 else list(view)
+        if lengths is not None:
+            offset = int(ends[-1])
+        yield name, start + 1, chunk, slices
 
 
 def read_chunks(path: str, *, source, columns: Sequence[str], sequence_columns: Sequence[str] = (),
@@ -355,18 +426,8 @@ def read_chunks(path: str, *, source, columns: Sequence[str], sequence_columns: 
     else:
         with _open(path) as f:
             lengths, arrays = _npz_arrays(f, path, source.lengths_key, columns, sequence_columns)
-            n = lengths.size if lengths is not None else arrays[columns[0]].shape[0]
-            offsets = np.concatenate([[0], np.cumsum(lengths)]) if lengths is not None else None
-            for start in range(0, n, chunk_rows):
-                stop = min(start + chunk_rows, n)
-                chunk: dict[str, Any] = {}
-                for c, arr in arrays.items():
-                    if c in sequence_columns and offsets is not None:
-                        chunk[c] = [np.asarray(arr[offsets[i]:offsets[i + 1]]) for i in range(start, stop)]
-                    else:
-                        chunk[c] = np.asarray(arr[start:stop]).tolist() if arr.ndim == 1 \
-                            else list(np.asarray(arr[start:stop]))
-                yield path, start + 1, chunk
+            for name, first_row, chunk, _ in array_chunks(path, arrays, sequence_columns, lengths, chunk_rows):
+                yield name, first_row, chunk
 
 
 # --------------------------------------------------------------------------- TFDS
@@ -503,31 +564,15 @@ def _check_tfds(paths: Sequence[str], source, columns: Sequence[str], sequence_c
                               f"prepare the TFDS dataset again")
 
 
-def _masked_crc(data: bytes) -> int:
-    import google_crc32c
-
-    crc = google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
 def _tfrecords(path: str) -> Iterator[bytes]:
     """The records of an uncompressed TFRecord file, checksums verified, without TensorFlow."""
+    from tfstream.pipelines.shards import RecordError, read_records
+
     with _open(path) as f:
-        n = 0
-        while True:
-            header = f.read(12)
-            if not header:
-                return
-            length = struct.unpack("<Q", header[:8])[0] if len(header) == 12 else -1
-            data = f.read(length) if length >= 0 else b""
-            crc = f.read(4)
-            if length < 0 or len(data) < length or len(crc) < 4:
-                raise SourceError(f"{path}: truncated TFRecord file after {n} records; prepare the TFDS dataset again")
-            if struct.unpack("<I", crc)[0] != _masked_crc(data):
-                raise SourceError(f"{path}: record {n + 1}: checksum mismatch (a corrupt file); "
-                                  f"prepare the TFDS dataset again")
-            n += 1
-            yield data
+        try:
+            yield from read_records(f, path)
+        except RecordError as e:
+            raise SourceError(f"{e}; prepare the TFDS dataset again") from None
 
 
 def _tfds_value(value: Any, path: str, row: int, column: str) -> Any:

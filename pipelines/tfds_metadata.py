@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from typing import Any, Mapping, Optional
 
@@ -133,12 +132,7 @@ def _remove_stale(dataset_dir: str, file_names=(DATASET_INFO_NAME, FEATURES_NAME
     for file_name in file_names:
         path = fs.join(dataset_dir, file_name)
         if fs.exists(path):
-            if fs.is_remote(path):
-                from apache_beam.io.filesystems import FileSystems
-
-                FileSystems.delete([path])
-            else:
-                os.remove(path)
+            fs.remove(path)
             removed.append(path)
     return removed
 
@@ -146,8 +140,10 @@ def _remove_stale(dataset_dir: str, file_names=(DATASET_INFO_NAME, FEATURES_NAME
 def write_tfds_metadata(dataset_dir: str, manifest_data: Mapping[str, Any]) -> list[str]:
     """Write tensorflow-datasets metadata for a tfstream dataset directory.
 
-    Call it after the manifest is written: it describes exactly the shards the manifest
-    names. ``dataset_info.json`` is written last, so TFDS never sees a half-written set.
+    `publish.publish` calls it once the new shards are in place, just before it writes
+    the manifest (and sets the earlier TFDS files aside first, restoring them if
+    publishing fails): it describes exactly the shards the manifest names.
+    ``dataset_info.json`` is written last, so TFDS never sees a half-written set.
     Gzip-compressed datasets cannot be read by TFDS: for them nothing is written (and
     TFDS metadata of an earlier run is removed), with a warning.
 

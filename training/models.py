@@ -18,12 +18,15 @@ regression.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Mapping
 
 import keras
 from keras import layers, ops
 
 from tfstream.transforms.schema import Feature, Label, Schema, length_key
+
+_log = logging.getLogger(__name__)
 
 @keras.saving.register_keras_serializable(package="tfstream")
 class LengthMask(layers.Layer):
@@ -73,6 +76,11 @@ def _embed(x, feature: Feature, stats: Mapping[str, Any], embedding_dim: int):
     vocabulary = [token for token, _ in stats.get("vocabulary", [])]
     if not vocabulary:
         raise ValueError(f"feature {feature.name!r}: the training split has no vocabulary to build a lookup from")
+    unique = int(stats.get("num_unique", len(vocabulary)))
+    if unique > len(vocabulary):
+        _log.info("feature %r: the %d most frequent of %d tokens have their own id; the other %d share %d "
+                  "out-of-vocabulary bucket(s) (features[].vocab_size)", feature.name, len(vocabulary), unique,
+                  unique - len(vocabulary), int(stats.get("oov_buckets", 1)))
     oov = int(stats.get("oov_buckets", 1))
     ids = layers.StringLookup(vocabulary=vocabulary, num_oov_indices=oov, name=f"{feature.name}_lookup")(x)
     size = len(vocabulary) + oov

@@ -8,7 +8,8 @@ and the best checkpoint, evaluates on the eval split, and writes into the model 
                          after importing tfstream.training)
     export/              SavedModel serving raw features (see training.export)
     checkpoints/         best weights, and a backup that lets an interrupted run resume
-    history.csv          per-epoch metrics
+    history.csv          per-epoch metrics (with padding_efficiency for sequence jobs:
+                         real ÷ padded steps of the training batches fed)
     metrics.json         eval metrics, the trivial baseline, counts and timings
 
 Example:
@@ -31,7 +32,8 @@ import keras
 
 from tfstream.pipelines.config import JobConfig
 from tfstream.pipelines.manifest import Manifest, load_manifest
-from tfstream.pipelines.readers import read
+from tfstream.pipelines.memory import MemoryBudgetError, MemoryEstimate, MiB, check_budget, estimate_input_memory
+from tfstream.pipelines.readers import PaddingCounter, read
 from tfstream.pipelines.report import headline
 from tfstream.training.export import export_serving
 from tfstream.training.models import build_model
@@ -80,18 +82,72 @@ def baseline(manifest: Manifest, train_split: str, eval_split: str) -> dict[str,
     }
 
 
+class PaddingEfficiency(keras.callbacks.Callback):
+    """Adds ``padding_efficiency`` to each epoch's logs (so to ``history.csv`` and
+    ``metrics.json``): the real ÷ padded sequence steps of the training batches fed
+    that epoch, from the reader's `PaddingCounter`.
+
+    Exact for a finite training dataset (tfstream's): an epoch consumes every batch its
+    iterator makes, and Keras makes the next epoch's iterator after ``on_epoch_end``.
+    Put it before `keras.callbacks.CSVLogger`, which logs the keys it sees.
+
+    Example:
+        >>> counter = PaddingCounter()
+        >>> ds = read("runs/digits/dataset", "train", padding_counter=counter)    # doctest: +SKIP
+        >>> model.fit(ds, callbacks=[PaddingEfficiency(counter)])                 # doctest: +SKIP
+    """
+
+    def __init__(self, counter: PaddingCounter):
+        super().__init__()
+        self.counter = counter
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.counter.reset()
+
+    def on_epoch_end(self, epoch, logs=None):
+        efficiency = self.counter.efficiency()
+        if logs is not None and efficiency is not None:
+            logs["padding_efficiency"] = efficiency
+
+
+def _plan_memory(config: JobConfig, manifest: Manifest) -> MemoryEstimate:
+    """Estimate the training input pipeline's memory, log it, and hold it to
+    ``reader.memory_budget_mb`` (see `pipelines.memory`)."""
+    r = config.reader
+    estimate = estimate_input_memory(
+        manifest, config.train.train_split, batch_size=r.batch_size, shuffle_buffer=r.shuffle_buffer,
+        cycle_length=r.cycle_length, cache=r.cache, prefetch=r.prefetch, max_tokens_per_batch=r.max_tokens_per_batch,
+        budget_mb=r.memory_budget_mb)
+    _log.info("input pipeline memory, estimated from the manifest:\n%s", estimate.format())
+    try:
+        warning = check_budget(estimate, r.shuffle_buffer)
+    except MemoryBudgetError as e:
+        raise TrainError(str(e)) from None
+    if warning:
+        _log.warning("%s", warning)
+    return estimate
+
+
 def _datasets(config: JobConfig, manifest: Manifest):
+    """The training, validation and evaluation datasets, and the training set's
+    `PaddingCounter` (None without sequence features).
+
+    Only the training split is bucketed (``reader.max_tokens_per_batch``): evaluation
+    metrics do not depend on the batching, and unbucketed reads keep the stored order.
+    """
     r, t = config.reader, config.train
+    counter = PaddingCounter() if manifest.schema.sequence_features else None
     train_ds = read(manifest, t.train_split, batch_size=r.batch_size, shuffle=True, shuffle_buffer=r.shuffle_buffer,
                     cache=r.cache, cycle_length=r.cycle_length, seed=r.seed,
-                    prefetch_buffer=r.prefetch)
+                    prefetch_buffer=r.prefetch, max_tokens_per_batch=r.max_tokens_per_batch,
+                    num_buckets=r.num_buckets, padding_counter=counter, ram_budget_mb=r.memory_budget_mb)
 
     def plain(split: str):
         return read(manifest, split, batch_size=r.batch_size, shuffle=False, cycle_length=r.cycle_length,
-                    seed=r.seed, prefetch_buffer=r.prefetch)
+                    seed=r.seed, prefetch_buffer=r.prefetch, ram_budget_mb=r.memory_budget_mb)
 
     val_ds = plain(t.validation_split) if t.validation_split else None
-    return train_ds, val_ds, plain(t.eval_split)
+    return train_ds, val_ds, plain(t.eval_split), counter
 
 
 def _read_history(path: str) -> dict[str, list[float]]:
@@ -150,11 +206,12 @@ def train(config: JobConfig, dataset_dir: Optional[str] = None, model_dir: Optio
             f"{dataset_dir}: the dataset's schema differs from the config's; re-run `tfstream preprocess` "
             f"with this config"
         )
+    memory = _plan_memory(config, manifest)
     os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
     keras.utils.set_random_seed(t.seed)
 
     model = build_model(manifest.schema, manifest.statistics(t.train_split), config.model, t.learning_rate)
-    train_ds, val_ds, eval_ds = _datasets(config, manifest)
+    train_ds, val_ds, eval_ds, padding = _datasets(config, manifest)
     monitor = "val_loss" if val_ds is not None else "loss"
     best = os.path.join(model_dir, "checkpoints", "best.weights.h5")
     backup = os.path.join(model_dir, "checkpoints", "backup")
@@ -174,6 +231,8 @@ def train(config: JobConfig, dataset_dir: Optional[str] = None, model_dir: Optio
     ]
     if t.early_stopping_patience:  # (its patience starts again after a resume)
         own.insert(2, keras.callbacks.EarlyStopping(monitor=monitor, patience=t.early_stopping_patience))
+    if padding is not None:  # first: the loggers after it see padding_efficiency
+        own.insert(0, PaddingEfficiency(padding))
 
     start = time.perf_counter()
     history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=[*own, *callbacks],
@@ -201,6 +260,8 @@ def train(config: JobConfig, dataset_dir: Optional[str] = None, model_dir: Optio
         "epochs_run": epochs_run,
         "resumed_at_epoch": int(history.epoch[0]) + 1 if resuming and history.epoch else None,
         "best_epoch": int(monitored.index(min(monitored))) + 1 if monitored else epochs_run,
+        "input_memory_mib": {"expected": round(memory.expected / MiB, 1), "worst": round(memory.worst / MiB, 1),
+                             "budget": config.reader.memory_budget_mb},
         "fit_seconds": round(fit_seconds, 2),
         "train_examples_per_second": round(manifest.num_examples(t.train_split) * epochs_now / fit_seconds, 1)
         if fit_seconds and epochs_now else None,

@@ -112,6 +112,8 @@ def _is_missing(value: Any, na_values: tuple[str, ...]) -> bool:
         return True
     if isinstance(value, str):
         return value in na_values
+    if isinstance(value, (float, np.floating)):
+        return math.isnan(value)  # a NaN in a binary source is its missing marker, as in pandas
     return False
 
 
@@ -128,17 +130,17 @@ class _NonFinite(Exception):
     """A NaN or inf where a rule may accept it (``on_nan``)."""
 
 
-def _to_float(value: Any, column: str, non_finite_ok: bool = False) -> float:
+def _to_float(value: Any, column: str, on_nan: Optional[str] = None) -> float:
+    """A finite float; ``on_nan`` is the feature's policy for ±inf (None for a label)."""
     try:
         out = float(value)
     except (TypeError, ValueError):
         raise RowError(column, "not_a_number", f"column {column!r}: expected a number, got {_show(value)}") from None
     if not math.isfinite(out):
-        if non_finite_ok:
+        if on_nan not in (None, "error"):
             raise _NonFinite()
-        raise RowError(column, "not_finite",
-                       f"column {column!r}: expected a finite number, got {_show(value)}; set `on_nan: drop` or "
-                       f"`on_nan: impute` on the feature to accept such rows")
+        hint = "; set `on_nan: drop` or `on_nan: impute` on the feature to accept such rows" if on_nan else ""
+        raise RowError(column, "not_finite", f"column {column!r}: expected a finite number, got {_show(value)}{hint}")
     if abs(out) > _FLOAT32_MAX:  # stored as float32: it would become inf
         raise RowError(column, "out_of_range",
                        f"column {column!r}: {_show(value)} is outside the float32 range (±{_FLOAT32_MAX:.4g})")
@@ -175,12 +177,15 @@ def _scalar(value: Any, rule: FeatureRule, column: str, notes: dict) -> Any:
     feature = rule.feature
     if feature.dtype == "string":
         if isinstance(value, bytes):
-            return value.decode("utf-8")
+            try:
+                return value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise RowError(column, "bad_value", f"column {column!r}: {_show(value)} is not UTF-8 text") from None
         return str(value)
     if feature.dtype != "float32":
         return _to_int(value, column)
     try:
-        return _to_float(value, column, non_finite_ok=rule.on_nan != "error")
+        return _to_float(value, column, rule.on_nan)
     except _NonFinite:
         if rule.on_nan == "drop":
             raise _Drop(f"not_finite:{column}") from None
@@ -196,8 +201,8 @@ def _missing(rule: FeatureRule, column: str, what: str, notes: dict) -> Any:
         return rule.default  # None for impute: filled in by `impute_row`
     raise RowError(
         column, "missing",
-        f"column {column!r}: {what} for feature {rule.feature.name!r}; set `on_missing: drop` "
-        f"or `on_missing: default` on that feature to accept such rows",
+        f"column {column!r}: {what} for feature {rule.feature.name!r}; set `on_missing: drop`, "
+        f"`on_missing: default` or (numbers) `on_missing: impute` on that feature to accept such rows",
     )
 
 
@@ -207,7 +212,10 @@ def _convert_sequence(raw: Mapping[str, Any], rule: FeatureRule, notes: dict) ->
     value = raw[column]
     if value is None:
         return _missing(rule, column, "no sequence", notes)
-    arr = np.asarray(value, dtype=np.float32)
+    try:
+        arr = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as e:  # ragged nested lists, strings
+        raise RowError(column, "bad_value", f"column {column!r}: not a sequence of numbers ({e})") from None
     if arr.ndim == 1 and f.size == 1:
         arr = arr.reshape(-1, 1)
     if arr.ndim != 2 or arr.shape[1] != f.size:
@@ -313,17 +321,25 @@ def convert_row(raw: Mapping[str, Any], rules: RowRules) -> tuple[Optional[dict[
     return row, None
 
 
+class ImputationError(ValueError):
+    """A feature to impute has no training mean (no value of it in the training split)."""
+
+
 def imputation_values(stats: Mapping[str, Any], names) -> dict[str, Any]:
     """The values `impute_row` fills in: each named feature's mean in ``stats`` (the
     training split's statistics, ``{"features": {name: {"mean": ...}}}``)."""
     out = {}
     for name in names:
         mean = stats["features"][name].get("mean")
-        out[name] = np.nan_to_num(np.asarray(mean, dtype=np.float64)) if mean is not None else np.float64(0.0)
+        if mean is None or (isinstance(mean, list) and None in mean):
+            raise ImputationError(
+                f"feature {name!r}: the training split has no value of it (or of one of its components) to take the "
+                f"mean of, so there is nothing to impute with; use `on_missing: default` or `drop` instead")
+        out[name] = np.asarray(mean, dtype=np.float64)
     return out
 
 
-def impute_row(row: dict[str, Any], values: Mapping[str, Any], schema) -> dict[str, Any]:
+def impute_row(row: Mapping[str, Any], values: Mapping[str, Any], schema) -> dict[str, Any]:
     """Fill in what `convert_row` left to impute, with ``values`` (`imputation_values`),
     and drop the notes. An int feature gets the mean rounded to the nearest integer.
 
@@ -333,6 +349,7 @@ def impute_row(row: dict[str, Any], values: Mapping[str, Any], schema) -> dict[s
         >>> impute_row({"x": None, "y": 1.0, NOTES: {"missing": ("x",)}}, {"x": np.float64(2.5)}, s)
         {'x': 2.5, 'y': 1.0}
     """
+    row = dict(row)  # a new row: Beam elements are immutable, and other steps read this one
     notes = row.pop(NOTES, None)
     if not notes:
         return row

@@ -17,10 +17,11 @@ from tfstream.pipelines.beam_preprocess import (
     ComputeVocabularies,
     PreprocessError,
     ReadSource,
-    ShuffleRecords,
+    WriteShards,
     _ConvertChunk,
     _StatsCombineFn,
     preprocess,
+    record_hash,
 )
 from tfstream.pipelines.report import format_manifest
 from tfstream.transforms.codecs import decode_example
@@ -60,8 +61,10 @@ def test_convert_routes_drops_and_counts(flights_job):
                               (3, "dropped", "missing_label", "arr_delay",
                                "f.csv: row 3: dropped by the rule for missing label values in column 'arr_delay'",
                                "2")]), label="quarantined")
-        assert_that(routed[expected_split] | beam.Map(lambda r: (r["carrier"], r["late"], r["sched_dep_time"])),
-                    equal_to([("UA", 0, 517)]), label="row")
+        # a split gets one batch per chunk: a list of its rows
+        assert_that(routed[expected_split] | beam.Map(lambda rows: [(r["carrier"], r["late"], r["sched_dep_time"])
+                                                                    for r in rows]),
+                    equal_to([[("UA", 0, 517)]]), label="row")
 
 
 def test_stats_combine_fn_is_lifted_and_merged(flights_job):
@@ -69,7 +72,8 @@ def test_stats_combine_fn_is_lifted_and_merged(flights_job):
              "distance": 100.0, "carrier": "UA" if m % 3 else "AA", "origin": "EWR", "dest": "IAH", "late": m % 2}
             for m in range(1, 13)]
     with BeamTestPipeline() as p:
-        stats = p | beam.Create(rows, reshuffle=True) | beam.CombineGlobally(_StatsCombineFn(flights_job.schema()))
+        batches = [rows[:5], rows[5:6], rows[6:]]  # its inputs are batches of rows
+        stats = p | beam.Create(batches, reshuffle=True) | beam.CombineGlobally(_StatsCombineFn(flights_job.schema()))
         summary = stats | beam.Map(lambda s: (s["num_examples"], s["features"]["dep_delay"]["mean"],
                                               s["features"]["dep_delay"]["quantiles"][5],
                                               s["features"]["carrier"], s["label"]["class_counts"]))
@@ -80,18 +84,45 @@ def test_stats_combine_fn_is_lifted_and_merged(flights_job):
 def test_vocabularies_are_keyed_counts_cut_to_the_top_k():
     rows = [{"a": t, "b": "x"} for t in "ccbbbaad"]
     with BeamTestPipeline() as p:
-        out = p | beam.Create(rows, reshuffle=True) | ComputeVocabularies({"a": 3, "b": None})
+        batches = [rows[:3], rows[3:4], rows[4:]]
+        out = p | beam.Create(batches, reshuffle=True) | ComputeVocabularies({"a": 3, "b": None})
         assert_that(out, equal_to([
             ("a", {"num_unique": 4, "vocabulary": [["b", 3], ["a", 2], ["c", 2]]}),  # ties: alphabetical
             ("b", {"num_unique": 1, "vocabulary": [["x", 8]]}),
         ]))
 
 
-def test_shuffle_records_keeps_every_record():
-    records = [f"r{i}".encode() for i in range(500)]
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_write_shards_places_records_by_keyed_hash_sorted(compression, tmp_path):
+    """Shard = keyed hash % shards; within a shard, sorted by hash; every shard exists."""
+    from tfstream.pipelines.shards import read_records, shard_file
+    from tfstream.transforms.codecs import encode_example
+    from tfstream.transforms.schema import Feature, Label, Schema
+
+    schema = Schema((Feature("x", "numeric", "float32"),), Label("y", "regression"))
+    rows = [{"x": float(i), "y": 0.0} for i in range(40)]
+    n = 50  # more shards than records: some stay empty
     with BeamTestPipeline() as p:
-        out = p | beam.Create(records) | ShuffleRecords(salt="s", buckets=7)
-        assert_that(out, equal_to(records))
+        out = (p | beam.Create([rows[:7], rows[7:8], rows[8:]], reshuffle=True)
+               | WriteShards("train", schema, str(tmp_path), "ds", n, compression))
+        assert_that(out | beam.Map(lambda sd: (sd[0], sd[1]["file"])),
+                    equal_to([("train", shard_file("train", "ds", i, n, compression)) for i in range(n)]))
+
+    expected = {i: [] for i in range(n)}
+    for record in sorted(encode_example(r, schema) for r in rows):
+        h = record_hash(record, b"ds")
+        expected[h % n].append((h, record))
+    for i in range(n):
+        path = tmp_path / shard_file("train", "ds", i, n, compression)
+        data = path.read_bytes()
+        if compression == "gzip":
+            import gzip
+
+            data = gzip.decompress(data)
+        import io
+
+        assert list(read_records(io.BytesIO(data))) == [r for _, r in sorted(expected[i])], i
+    assert sum(1 for i in range(n) if not expected[i]) > 0
 
 
 def test_shards_are_shuffled_at_write_time(flights_dataset):
@@ -261,5 +292,6 @@ def test_multi_processing_runner_gives_the_same_dataset(digits_job, digits_datas
     for split in ref.split_names:
         assert m.num_examples(split) == ref.num_examples(split)
         assert m.statistics(split)["label"] == ref.statistics(split)["label"]
-        assert sorted(r.numpy() for r in tf.data.TFRecordDataset(m.shard_paths(split))) == \
-            sorted(r.numpy() for r in tf.data.TFRecordDataset(ref.shard_paths(split)))
+        # the same shards, byte for byte: shard assignment and order are fixed by the records
+        assert [(s["file"], s["records"], s["sha256"]) for s in m.shards(split)] == \
+            [(s["file"], s["records"], s["sha256"]) for s in ref.shards(split)]

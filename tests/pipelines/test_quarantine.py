@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tfstream.pipelines.beam_preprocess import PreprocessError, preprocess
-from tfstream.pipelines.manifest import load_manifest
+from tfstream.pipelines.manifest import load_manifest, quarantine_records
 from tfstream.pipelines.shards import tf_compression_type
 from tfstream.transforms.codecs import decode_example
 
@@ -39,11 +39,7 @@ def _write(tmp_path, name, lines):
 
 
 def _quarantine(dataset_dir, manifest_data):
-    records = []
-    for rel in manifest_data["source"]["quarantine"]:
-        with open(os.path.join(dataset_dir, rel), encoding="utf-8") as f:
-            records += [json.loads(line) for line in f]
-    return records
+    return quarantine_records(dataset_dir, manifest_data)
 
 
 def _accounted(data, quarantined):
@@ -60,8 +56,8 @@ CSV_BAD_ROWS = {
         "column 'distance': expected a finite number, got 'inf'; set `on_nan: drop` or `on_nan: impute` on the "
         "feature to accept such rows"),
     9: ({"carrier": ""}, "missing", "carrier",
-        "column 'carrier': missing value for feature 'carrier'; set `on_missing: drop` or `on_missing: default` "
-        "on that feature to accept such rows"),
+        "column 'carrier': missing value for feature 'carrier'; set `on_missing: drop`, `on_missing: default` "
+        "or (numbers) `on_missing: impute` on that feature to accept such rows"),
     11: ({"arr_delay": "soon"}, "not_a_number", "arr_delay", "column 'arr_delay': expected a number, got 'soon'"),
     13: ({"sched_dep_time": "1e30"}, "out_of_range", "sched_dep_time",
          "column 'sched_dep_time': '1e30' is outside the int64 range"),
@@ -145,7 +141,9 @@ def test_imputed_values_are_the_training_mean_and_counted(flights_csv, make_job,
                 total += 1
     holes_in_written = sum(m.statistics(s)["features"]["distance"]["missing"] +
                            m.statistics(s)["features"]["distance"]["non_finite"] for s in m.split_names)
-    assert imputed == holes_in_written > 0
+    left_out = {r["row"] for r in _quarantine(str(tmp_path / "ds"), m.data)}
+    assert len(holes) == 14
+    assert imputed == holes_in_written == len(set(holes) - left_out) >= 12
 
 
 def test_sequence_rules_in_a_run(tmp_path, make_job):
@@ -200,3 +198,33 @@ def test_drift_against_the_previous_run_warns_or_refuses(flights_csv, make_job, 
                                               r"distance: mean_shift: mean moved from"):
         preprocess(strict, output_dir=out)
     assert load_manifest(out).data["created_at"] == m.data["created_at"]
+
+
+def test_vocabulary_drift_counts_shares_of_all_values_and_respects_a_cut_vocabulary():
+    from tfstream.pipelines.drift import vocabulary_linf
+
+    old = {"count": 100, "missing": 0, "num_unique": 3, "vocabulary": [["a", 50], ["b", 30], ["c", 20]]}
+    new = {"count": 200, "missing": 0, "num_unique": 3, "vocabulary": [["a", 100], ["b", 40], ["c", 60]]}
+    assert vocabulary_linf(old, new) == pytest.approx(0.1)  # b: 0.3 -> 0.2, c: 0.2 -> 0.3
+    gone = dict(new, num_unique=2, vocabulary=[["a", 100], ["b", 100]])
+    assert vocabulary_linf(old, gone) == pytest.approx(0.2)  # c: 0.2 -> 0 (the new vocabulary is whole)
+    # cut to 2 tokens: "c" left the top 2, but its share could be up to 0.2 (b's): no drift from the cut alone
+    cut_old = dict(old, vocabulary=[["a", 50], ["b", 30]])
+    cut_new = dict(old, vocabulary=[["a", 50], ["c", 30]], num_unique=3)
+    assert vocabulary_linf(cut_old, cut_new) == pytest.approx(0.0)
+
+
+def test_imputing_a_feature_the_training_split_never_has_is_a_clear_error(flights_csv, make_job, tmp_path):
+    lines = _lines(flights_csv, 200)
+    path = _write(tmp_path, "empty_col.csv", _with_cells(lines, {r: {"distance": "NA"} for r in range(1, 201)}))
+    job = make_job("flights_dense.yaml", source={"path": path},
+                   features=[{"name": "distance", "type": "float", "on_missing": "impute"}])
+    with pytest.raises(PreprocessError, match=r"feature 'distance': the training split has no value of it .* use "
+                                              r"`on_missing: default` or `drop` instead"):
+        preprocess(job, output_dir=str(tmp_path / "ds"))
+
+
+def test_a_previous_manifest_that_is_not_there_is_an_error_before_the_run(flights_job, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"previous manifest '.*nowhere': none there that this tfstream reads"):
+        preprocess(flights_job, output_dir=str(tmp_path / "ds"), previous=str(tmp_path / "nowhere"))
+    assert not os.path.exists(tmp_path / "ds")

@@ -177,3 +177,35 @@ def test_a_publish_that_cannot_be_undone_keeps_every_copy(digits_job, tmp_path, 
         preprocess(digits_job, output_dir=out)
     kept = [n for n in os.listdir(out) if n.startswith(".previous-")]
     assert kept and os.listdir(os.path.join(out, kept[0], "train"))
+
+
+def test_tfds_metadata_follows_the_published_shards(digits_job, make_job, digits_npz, tmp_path, monkeypatch):
+    """A rerun with other shard counts rewrites the TFDS metadata; a publish that fails
+    puts the previous metadata back with the previous shards."""
+    import json
+
+    from tfstream.pipelines import publish
+
+    out = str(tmp_path / "ds")
+
+    def shard_lengths():
+        info = json.load(open(os.path.join(out, "dataset_info.json")))
+        return {s["name"]: [int(n) for n in s["shardLengths"]] for s in info["splits"]}
+
+    first = preprocess(digits_job, output_dir=out)
+    assert shard_lengths() == {s: [sh["records"] for sh in first.shards(s)] for s in first.split_names}
+    fewer = make_job("digits_lstm.yaml", source={"path": digits_npz},
+                     output={"num_shards": {"train": 2, "validation": 1, "eval": 1}})
+    second = preprocess(fewer, output_dir=out)
+    assert len(shard_lengths()["train"]) == 2
+    assert shard_lengths() == {s: [sh["records"] for sh in second.shards(s)] for s in second.split_names}
+    before = shard_lengths()
+
+    def no_manifest(*_):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(publish, "write_manifest", no_manifest)
+    with pytest.raises(OSError, match="disk full"):
+        preprocess(digits_job, output_dir=out)  # 4 train shards again, but publishing fails
+    assert shard_lengths() == before
+    assert not [n for n in os.listdir(out) if n.startswith((".staging-", ".previous-"))]

@@ -48,7 +48,7 @@ def _assert_same(tfds_example, stored):
 
 @pytest.fixture(scope="module")
 def tabular_dataset(flights_csv, make_job, tmp_path_factory):
-    """A small uncompressed tabular dataset (the shipped flights config writes gzip)."""
+    """A small uncompressed tabular dataset (the test fixture `flights_job` writes gzip)."""
     root = tmp_path_factory.mktemp("tfds_tabular")
     with open(flights_csv, encoding="utf-8") as f:
         lines = f.readlines()[:400]

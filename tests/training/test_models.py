@@ -65,3 +65,20 @@ def test_imputed_features_are_imputed_in_the_model_too(flights_dataset):
     as_nan = np.asarray(model({**row, "dep_delay": np.array([np.nan], np.float32)}))
     np.testing.assert_allclose(as_nan, as_mean, rtol=1e-6)
     assert np.isfinite(as_nan).all()
+
+
+def test_regression_baseline_is_the_eval_mse_of_the_training_mean():
+    from tfstream.pipelines.manifest import Manifest
+    from tfstream.training.trainer import baseline
+    from tfstream.transforms.analyzers import DatasetStats
+    from tfstream.transforms.schema import Feature, Label, Schema
+
+    schema = Schema((Feature("x", "numeric", "float32"),), Label("y", "regression"))
+    stats = DatasetStats(schema)
+
+    def split(ys):
+        return {"statistics": stats.extract_output(stats.add_inputs(stats.create_accumulator(),
+                                                                    [{"x": 0.0, "y": y} for y in ys]))}
+
+    m = Manifest({"schema": schema.to_json(), "splits": {"train": split([1.0, 3.0]), "eval": split([4.0, 6.0])}}, "/x")
+    assert baseline(m, "train", "eval") == {"name": "train_mean", "mse": pytest.approx(((4 - 2) ** 2 + (6 - 2) ** 2) / 2)}

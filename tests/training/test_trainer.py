@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import tfstream.training  # noqa: F401 - registers LengthMask for loading .keras files
 from tfstream.pipelines.manifest import load_manifest
-from tfstream.pipelines.readers import read
+from tfstream.pipelines.readers import bucket_plan, read
 from tfstream.training.export import load_serving
 from tfstream.training.trainer import TrainError, train
 from tfstream.transforms.codecs import decode_example
@@ -43,6 +43,8 @@ def test_outputs_on_disk(flights_run):
     assert on_disk["eval"] == metrics["eval"]
     assert 1 <= on_disk["epochs_run"] <= 4 and 1 <= on_disk["best_epoch"] <= on_disk["epochs_run"]
     assert not os.path.exists(os.path.join(d, "checkpoints", "backup"))  # removed after a finished run
+    memory = on_disk["input_memory_mib"]
+    assert 0 < memory["expected"] <= memory["worst"] and memory["budget"] is None
 
 
 def test_export_serves_raw_features_like_the_training_path(flights_run, flights_dataset):
@@ -139,3 +141,112 @@ def test_without_a_validation_split(digits_job, digits_dataset, tmp_path):
     assert metrics["epochs_run"] == 2
     assert "val_loss" not in metrics["history"] and len(metrics["history"]["loss"]) == 2
     assert 1 <= metrics["best_epoch"] <= 2  # chosen on the training loss
+
+
+class _FedSteps(keras.layers.Layer):
+    """Counts the real and padded steps of the batches the model trains on: what was fed."""
+
+    def build(self, *shapes):
+        self.real = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False)
+        self.padded = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False)
+
+    def call(self, seq, lengths, training=False):
+        if training:
+            self.real.assign_add(tf.reduce_sum(lengths))
+            self.padded.assign_add(tf.cast(tf.shape(seq)[0] * tf.shape(seq)[1], tf.int64))
+        return seq
+
+
+@pytest.mark.parametrize("max_tokens", [None, 384])
+def test_padding_efficiency_equals_the_batches_fed(digits_dataset, max_tokens):
+    from tfstream.pipelines.readers import PaddingCounter
+    from tfstream.training.trainer import PaddingEfficiency
+
+    counter = PaddingCounter()
+    ds = read(digits_dataset, "train", batch_size=16, seed=3, cache="memory", max_tokens_per_batch=max_tokens,
+              num_buckets=4, padding_counter=counter)
+    seq = keras.Input((None, 13), name="mfcc")
+    lengths = keras.Input((), dtype="int64", name="mfcc_length")
+    fed = _FedSteps()
+    x = keras.layers.GlobalAveragePooling1D()(fed(seq, lengths))
+    model = keras.Model({"mfcc": seq, "mfcc_length": lengths}, keras.layers.Dense(10, activation="softmax")(x))
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    by_hand, logged = [], []
+
+    class Compare(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            fed.real.assign(0)
+            fed.padded.assign(0)
+
+        def on_epoch_end(self, epoch, logs=None):
+            by_hand.append(int(fed.real.numpy()) / int(fed.padded.numpy()))
+            logged.append(logs["padding_efficiency"])
+
+    model.fit(ds, epochs=3, callbacks=[PaddingEfficiency(counter), Compare()], shuffle=False, verbose=0)
+    assert logged == by_hand  # exact, every epoch
+    if max_tokens is None:
+        assert len(set(by_hand)) > 1  # batches padded to their longest: the value moves with the shuffle
+    else:
+        plan = bucket_plan(digits_dataset, "train", "mfcc", max_tokens_per_batch=max_tokens, num_buckets=4,
+                           max_batch_size=16)
+        assert by_hand == pytest.approx([plan.padding_efficiency] * 3)
+
+
+def test_trainer_logs_padding_efficiency(digits_job, digits_dataset, tmp_path):
+    import csv
+    import dataclasses
+
+    job = dataclasses.replace(digits_job, train=dataclasses.replace(digits_job.train, epochs=2))
+    metrics = train(job, dataset_dir=digits_dataset, model_dir=str(tmp_path / "m"), verbose=0)
+    got = metrics["history"]["padding_efficiency"]
+    assert len(got) == 2 and all(0.3 < e < 1 for e in got)
+    with open(os.path.join(metrics["model_dir"], "history.csv"), newline="") as f:
+        assert "padding_efficiency" in next(csv.reader(f))
+
+
+def test_bucketed_training(digits_job, digits_dataset, tmp_path):
+    import dataclasses
+
+    reader = dataclasses.replace(digits_job.reader, max_tokens_per_batch=384, num_buckets=4)
+    job = dataclasses.replace(digits_job, reader=reader, train=dataclasses.replace(digits_job.train, epochs=2))
+    metrics = train(job, dataset_dir=digits_dataset, model_dir=str(tmp_path / "m"), verbose=0)
+    plan = bucket_plan(digits_dataset, "train", "mfcc", max_tokens_per_batch=384, num_buckets=4,
+                       max_batch_size=reader.batch_size)
+    got = metrics["history"]["padding_efficiency"]
+    assert got == pytest.approx([plan.padding_efficiency] * 2)  # every sequence padded to its bucket's boundary
+    assert metrics["eval"]["accuracy"] > metrics["baseline"]["accuracy"]
+
+
+def test_tabular_jobs_have_no_padding_efficiency(flights_run):
+    _, metrics = flights_run
+    assert "padding_efficiency" not in metrics["history"]
+
+
+def test_reader_bucketing_keys(make_job):
+    from tfstream.pipelines.config import ConfigError
+
+    job = make_job("digits_lstm.yaml", reader={"max_tokens_per_batch": 640, "num_buckets": 12})
+    assert job.reader.max_tokens_per_batch == 640 and job.reader.num_buckets == 12
+    assert make_job("flights_dense.yaml").reader.max_tokens_per_batch is None
+    with pytest.raises(ConfigError, match=r"^reader.max_tokens_per_batch: expected 1..100000000 \(or leave it out: "
+                                          r"no bucketing\), got 0$"):
+        make_job("digits_lstm.yaml", reader={"max_tokens_per_batch": 0})
+    with pytest.raises(ConfigError, match=r"^reader.num_buckets: expected 1..1000, got 0$"):
+        make_job("digits_lstm.yaml", reader={"max_tokens_per_batch": 640, "num_buckets": 0})
+    with pytest.raises(ConfigError, match=r"^reader.num_buckets: buckets are made only with max_tokens_per_batch; "
+                                          r"set it, or remove num_buckets$"):
+        make_job("flights_dense.yaml", reader={"num_buckets": 4})
+    with pytest.raises(ConfigError, match=r"^reader.max_tokens_per_batch: expected an integer, got 'many'$"):
+        make_job("digits_lstm.yaml", reader={"max_tokens_per_batch": "many"})
+
+
+def test_a_memory_budget_too_small_refuses_to_train(flights_job, flights_dataset, tmp_path):
+    import dataclasses
+
+    job = dataclasses.replace(flights_job, reader=dataclasses.replace(flights_job.reader, shuffle_buffer=500_000,
+                                                                      memory_budget_mb=64))
+    with pytest.raises(TrainError, match=r"the input pipeline needs about [\d.]+ MiB, more than "
+                                         r"reader.memory_budget_mb 64; the largest part is the shuffle buffer "
+                                         r"\([\d.]+ MiB\): lower reader.shuffle_buffer to [\d,]+ or less"):
+        train(job, dataset_dir=flights_dataset, model_dir=str(tmp_path / "m"), verbose=0)
+    assert not os.path.exists(tmp_path / "m" / "checkpoints")  # refused before anything is written

@@ -43,7 +43,7 @@ def test_dataset_stats():
     assert out["features"]["c"] == {"kind": "categorical", "count": 3, "missing": 0}  # vocabularies: in Beam
     seq = out["features"]["s"]
     assert seq["length"] == {"count": 3, "min": 2, "max": 3, "mean": pytest.approx(8 / 3), "histogram": {"2": 1, "3": 2},
-                             "quantiles": [2] * 4 + [3] * 7}
+                             "variance": pytest.approx(np.var([2, 3, 3])), "quantiles": [2] * 4 + [3] * 7}
     assert seq["steps"] == 8
     np.testing.assert_allclose(seq["mean"], [5 / 8, 5 / 8])
     assert out["label"] == {"class_counts": {"no": 1, "yes": 2}}
@@ -95,3 +95,27 @@ def test_missing_non_finite_and_truncated_values_are_counted_and_left_out_of_the
     assert (s["non_finite"], s["truncated"], s["steps"]) == (1, 1, 4)
     assert s["mean"] == [3.0]  # the NaN step is left out until it is imputed
     assert out["label"]["mean"] == 1.0 and out["label"]["quantiles"][5] == 1.0
+
+
+def test_regression_label_has_its_count_and_unseen_components_are_null():
+    import json
+
+    schema = Schema((Feature("v", "numeric", "float32", (2,)),), Label("y", "regression"))
+    rows = [{"v": [1.0, None], "y": 2.0}, {"v": [3.0, None], "y": 4.0}]
+    stats = DatasetStats(schema)
+    out = stats.extract_output(stats.add_inputs(stats.create_accumulator(), rows))
+    assert out["label"]["count"] == 2 and out["label"]["mean"] == 3.0
+    v = out["features"]["v"]
+    assert v["mean"] == [2.0, None] and v["min"] == [1.0, None] and v["quantiles"][1] is None
+    json.dumps(out, allow_nan=False)  # strict JSON: no NaN or Infinity
+
+
+def test_merging_leaves_the_other_accumulators_as_they_were():
+    schema = Schema((Feature("x", "numeric", "float32"),), Label("y", "regression"))
+    stats = DatasetStats(schema)
+    a = stats.add_inputs(stats.create_accumulator(), [{"x": 1.0, "y": 0.0}])
+    b = stats.add_inputs(stats.create_accumulator(), [{"x": 5.0, "y": 1.0}])
+    pending_before = list(b.pending["x"])
+    merged = stats.merge_accumulators([a, b])
+    assert b.pending["x"] == pending_before and b.numeric["x"].n.sum() == 0
+    assert stats.extract_output(merged)["features"]["x"]["mean"] == 3.0

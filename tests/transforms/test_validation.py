@@ -136,7 +136,7 @@ def test_missing_value_to_impute_is_left_as_none_and_noted():
 ])
 def test_non_finite_policies(policy, expected):
     rule = FeatureRule(Feature("x", "numeric", "float32"), ("x",), on_nan=policy)
-    for value in ("inf", "-inf", float("nan"), np.float32("nan")):
+    for value in ("inf", "-inf", float("inf"), np.float32("-inf")):
         assert convert_row({"x": value, "arr_delay": "1"}, _rules(rule)) == expected
     with pytest.raises(RowError, match=r"column 'x': expected a finite number, got 'inf'; set `on_nan: drop` or "
                                        r"`on_nan: impute` on the feature to accept such rows"):
@@ -171,3 +171,39 @@ def test_sequence_length_and_nan_policies():
     filled = impute_row(row, {"s": np.array([-1.0, -2.0])}, schema)
     np.testing.assert_array_equal(filled["s"][1], [-1.0, 3.0])  # per-step mean, for the NaN component only
     assert NOTES not in filled
+
+
+@pytest.mark.parametrize("feature", [
+    FeatureRule(Feature("x", "numeric", "float32"), ("x",), on_missing="drop"),
+    FeatureRule(Feature("x", "numeric", "int64"), ("x",), on_missing="drop"),
+    FeatureRule(Feature("x", "categorical", "string"), ("x",), on_missing="drop"),
+])
+def test_nan_in_a_binary_source_is_a_missing_value(feature):
+    """npz and Parquet have no NA strings: a NaN is their missing marker (as in pandas),
+    whatever the feature's type; it never becomes the token 'nan'."""
+    for nan in (float("nan"), np.float64("nan"), np.float32("nan")):
+        assert convert_row({"x": nan, "arr_delay": "1"}, _rules(feature)) == (None, "missing:x")
+    label = LabelRule(Label("y", "regression"), "y", on_missing="drop")
+    assert convert_row({"x": 1.0, "y": np.nan}, _rules(feature, label=label)) == (None, "missing_label:y")
+
+
+def test_a_label_that_is_not_finite_is_rejected_without_a_feature_hint():
+    label = LabelRule(Label("y", "regression"), "y")
+    with pytest.raises(RowError, match=r"^column 'y': expected a finite number, got 'inf'$"):
+        convert_row({"x": "1", "y": "inf"}, _rules(num("x"), label=label))
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"s": [[1.0, 2.0], [3.0]]}, r"column 's': not a sequence of numbers \(.*inhomogeneous"),
+    ({"s": [["a", "b"]]}, r"column 's': not a sequence of numbers \(could not convert string to float"),
+])
+def test_malformed_sequences_are_rejected_not_crashes(raw, message):
+    with pytest.raises(RowError, match=message) as e:
+        convert_row({**raw, "arr_delay": "1"}, _rules(_seq()))
+    assert e.value.reason == "bad_value"
+
+
+def test_undecodable_text_is_rejected():
+    rule = FeatureRule(Feature("c", "categorical", "string"), ("c",))
+    with pytest.raises(RowError, match=r"column 'c': b'\\xff\\xfe' is not UTF-8 text"):
+        convert_row({"c": b"\xff\xfe", "arr_delay": "1"}, _rules(rule))
