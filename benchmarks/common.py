@@ -116,9 +116,9 @@ def reader_kwargs(read_fn: Callable, config, **overrides) -> dict:
     r = config.reader
     kwargs = dict(batch_size=r.batch_size, shuffle=True, shuffle_buffer=r.shuffle_buffer, cache=r.cache,
                   cycle_length=r.cycle_length, seed=r.seed, prefetch_buffer=r.prefetch)
-    for key in ("max_tokens_per_batch", "num_buckets", "ram_budget_mb"):
-        if hasattr(r, key):
-            kwargs[key] = getattr(r, key)
+    for key, reader_key in (("max_tokens_per_batch",) * 2, ("num_buckets",) * 2, ("ram_budget_mb", "memory_budget_mb")):
+        if getattr(r, reader_key, None) is not None:
+            kwargs[key] = getattr(r, reader_key)
     kwargs.update(overrides)
     accepted = inspect.signature(read_fn).parameters
     return {k: v for k, v in kwargs.items() if k in accepted}
@@ -140,12 +140,13 @@ def require_read_options(*names: str) -> None:
 
 
 def vmhwm_mb(pid: Any = "self") -> Optional[float]:
-    """Peak resident set (VmHWM) of a process, in MiB; None when it is gone."""
+    """Peak resident set (VmHWM) of a process, in MB (10^6 bytes, the unit of the
+    issue's targets); None when it is gone."""
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as f:
             for line in f:
                 if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
+                    return int(line.split()[1]) * 1024 / 1e6  # /proc says kB: KiB
     except (OSError, ValueError):
         return None
     return None

@@ -70,7 +70,7 @@ def plot_rss(series: Mapping[str, Any], path: str, title: str = "B4 peak RSS aga
         ax.plot(s["rows"], s["peak_rss_mb"], marker="o", label=labels.get(kind, kind))
     ax.set_xscale("log")
     ax.set_xlabel("rows in the dataset")
-    ax.set_ylabel("peak RSS (MiB)")
+    ax.set_ylabel("peak RSS (MB)")
     ax.set_ylim(bottom=0)
     ax.set_title(title)
     ax.legend(loc="lower right")

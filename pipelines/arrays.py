@@ -20,10 +20,10 @@ How, and what it shares with the Beam pipeline (`pipelines.beam_preprocess`):
   imputes, a first pass computes them (the imputed value is the training mean), and a
   second pass writes; arrays are cheap to read again.
 * A record goes to one of its split's ``num_shards`` files, chosen by a keyed hash of
-  the record: every shard is a random sample of the whole source, even when the arrays
-  are sorted. Within a shard, records keep their source order (Beam's writer sorts
-  them by hash, which needs them all in memory); the reader's interleave over shuffled
-  files and its shuffle buffer mix them.
+  the record (`beam_preprocess.record_hash`): every shard is a random sample of the
+  whole source, even when the arrays are sorted. Once written, each shard is sorted by
+  that hash, one shard at a time, as the Beam writer orders it: the two writers give
+  byte-identical shards, and the reader's block shuffle can rely on a random order.
 * Records are framed by `shards.write_record` (pure Python, no TensorFlow) and written
   through Beam's `FileSystems` (local paths, ``gs://``...), gzip included, into the
   layout Beam writes (`shards.shard_file`). The manifest comes from
@@ -31,8 +31,9 @@ How, and what it shares with the Beam pipeline (`pipelines.beam_preprocess`):
   `beam_preprocess.finish_run`.
 
 Memory: one chunk (its Python values), a buffer per shard (1 MiB; less with more than 64
-shards), the statistics accumulators (bounded), and the vocabulary counts (one entry
-per distinct token of the training split, as in Beam's keyed count).
+shards), the statistics accumulators (bounded), the vocabulary counts (one entry per
+distinct token of the training split, as in Beam's keyed count), and, at the end, one
+shard's records while it is sorted (keep shards to a few hundred MB: output.num_shards).
 """
 
 from __future__ import annotations
@@ -52,12 +53,14 @@ import numpy as np
 from tfstream.pipelines import fs, sources
 from tfstream.pipelines.beam_preprocess import (
     QUARANTINED,
+    PreprocessError,
     finish_run,
     first_example,
     manifest_json,
     manifest_settings,
     num_shards_of,
     quarantine_key,
+    record_hash,
     resolve_dataset_dir,
     rows_in_chunk,
     route_chunk,
@@ -67,7 +70,7 @@ from tfstream.pipelines.beam_preprocess import (
 from tfstream.pipelines.config import JobConfig
 from tfstream.pipelines.manifest import Manifest, write_manifest
 from tfstream.pipelines.publish import QUARANTINE_DIR
-from tfstream.pipelines.shards import describe_shard, shard_file, write_record
+from tfstream.pipelines.shards import describe_shard, read_records, shard_file, write_record
 from tfstream.transforms.analyzers import DatasetStats
 from tfstream.transforms.codecs import encode_example
 from tfstream.transforms.split import Splitter
@@ -319,6 +322,7 @@ class _ShardWriters:
 
         compression = config.output.compression
         kind = CompressionTypes.GZIP if compression == "gzip" else CompressionTypes.UNCOMPRESSED
+        self._kind = kind
         # Keyed by the dataset's name, as the Beam pipeline's write-time shuffle.
         self._key = config.name.encode("utf-8")[:64]
         self._paths: list[tuple[str, str]] = []
@@ -337,14 +341,13 @@ class _ShardWriters:
                     self._paths.append((split, p))
                 self._buffers[split] = [io.BytesIO() for _ in paths]
         except OSError as e:
-            self.close()
+            self.close(sort=False)
             raise OSError(f"{staging}: cannot open {len(self._paths) + 1} shard files at once ({e}); lower "
                           f"output.num_shards, or raise the open-file limit (ulimit -n)") from e
 
     def write(self, split: str, record: bytes) -> None:
         buffers = self._buffers[split]
-        digest = hashlib.blake2b(record, digest_size=8, key=self._key).digest()
-        i = int.from_bytes(digest, "big") % len(buffers)
+        i = record_hash(record, self._key) % len(buffers)
         buf = buffers[i]
         write_record(buf, record)
         if buf.tell() >= self._flush_bytes:
@@ -356,15 +359,40 @@ class _ShardWriters:
         buf.seek(0)
         buf.truncate()
 
-    def close(self) -> list[tuple[str, str]]:
-        """Write out the buffers, close every file; returns ``(split, path)`` per shard."""
+    def close(self, *, sort: bool = True) -> list[tuple[str, str]]:
+        """Write out the buffers, close every file, then (``sort``) put each shard in the
+        Beam writer's order; returns ``(split, path)`` per shard."""
         for split, files in self._files.items():
             for i, f in enumerate(files):
                 if split in self._buffers:
                     self._flush(split, i)
                 f.close()
-        self._files = {}
+        opened, self._files = bool(self._files), {}
+        if sort and opened:
+            for _, path in self._paths:
+                self._sort(path)
         return self._paths
+
+    def _sort(self, path: str) -> None:
+        """Rewrite one shard sorted by ``(record hash, record)``, as the Beam writer
+        orders a shard: the reader's block shuffle relies on every shard being stored in
+        a random order, also when the arrays are sorted (by class, by date). Memory: one
+        shard's records, like Beam's writer."""
+        from apache_beam.io.filesystems import FileSystems
+
+        with FileSystems.open(path, compression_type=self._kind) as f:
+            records = sorted((record_hash(r, self._key), r) for r in read_records(f, path))
+        temp = f"{path}.tmp-sort"
+        with FileSystems.create(temp, compression_type=self._kind) as f:
+            buf = io.BytesIO()
+            for _, record in records:
+                write_record(buf, record)
+                if buf.tell() >= self._flush_bytes:
+                    f.write(buf.getbuffer())
+                    buf.seek(0)
+                    buf.truncate()
+            f.write(buf.getbuffer())
+        fs.rename(temp, path)
 
 
 class _Fingerprint:

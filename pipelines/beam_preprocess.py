@@ -45,6 +45,7 @@ import json
 import logging
 import math
 import os
+import uuid
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import apache_beam as beam
@@ -414,9 +415,11 @@ def _write_shard(shard_parts, *, dataset_dir: str, split: str, name: str, num_sh
     path = fs.join(dataset_dir, *shard_file(split, name, index, num_shards, compression).split("/"))
     kind = CompressionTypes.GZIP if compression == "gzip" else CompressionTypes.UNCOMPRESSED
     buf = io.BytesIO()
-    # Straight into the run's staging folder (private to the run): a retried bundle
-    # writes the same bytes again, and no reader looks before the run is published.
-    with FileSystems.create(path, compression_type=kind) as f:
+    # Into a temporary name, then renamed: two attempts at the same bundle (a retry, a
+    # speculative copy on Spark, Flink or Dataflow) never write into one file at once,
+    # and the last rename of identical bytes wins.
+    temp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+    with FileSystems.create(temp, compression_type=kind) as f:
         for _, record in records:
             write_record(buf, record)
             if buf.tell() >= _WRITE_BUFFER_BYTES:
@@ -424,6 +427,7 @@ def _write_shard(shard_parts, *, dataset_dir: str, split: str, name: str, num_sh
                 buf.seek(0)
                 buf.truncate()
         f.write(buf.getvalue())
+    fs.rename(temp, path)
     return path
 
 

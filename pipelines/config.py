@@ -347,7 +347,7 @@ class ReaderConfig:
     prefetch: int = -1
     seed: Optional[int] = None
     max_tokens_per_batch: Optional[int] = None
-    num_buckets: int = 8
+    num_buckets: Optional[int] = None  # 8 when bucketing
     memory_budget_mb: Optional[int] = None
 
     def __post_init__(self):
@@ -361,8 +361,8 @@ class ReaderConfig:
         _check(self.max_tokens_per_batch is None or 1 <= self.max_tokens_per_batch <= 100_000_000,
                f"reader.max_tokens_per_batch: expected 1..100000000 (or leave it out: no bucketing), "
                f"got {self.max_tokens_per_batch}")
-        _check(1 <= self.num_buckets <= 1000, f"reader.num_buckets: expected 1..1000, got {self.num_buckets}")
-        if self.num_buckets != 8:
+        if self.num_buckets is not None:
+            _check(1 <= self.num_buckets <= 1000, f"reader.num_buckets: expected 1..1000, got {self.num_buckets}")
             _check(self.max_tokens_per_batch is not None,
                    "reader.num_buckets: buckets are made only with max_tokens_per_batch; set it, or remove num_buckets")
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Optional
+from typing import Mapping, Optional
 
 from tfstream.pipelines.manifest import Manifest
 
@@ -92,6 +92,14 @@ class MemoryEstimate:
         return format_table(["input pipeline part", "setting", "expected MiB", "worst MiB"], rows)
 
 
+def _cpus() -> int:
+    """The CPUs this process may run on (a container's share, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _mib(n: int) -> float:
     return round(n / MiB, 1)
 
@@ -118,6 +126,19 @@ def _example_bytes(manifest: Manifest) -> tuple[int, int]:
     return fixed + _DTYPE_BYTES[manifest.schema.label.dtype], per_step
 
 
+def _expected_longest(histogram: Mapping[str, int], batch_size: int) -> float:
+    """E[max of batch_size lengths drawn from the histogram] = sum L (F(L)^B - F(L-)^B)."""
+    counts = sorted((int(k), int(v)) for k, v in histogram.items())
+    total = sum(v for _, v in counts)
+    if not total:
+        return 0.0
+    expected, below = 0.0, 0
+    for length, n in counts:
+        expected += length * (((below + n) / total) ** batch_size - (below / total) ** batch_size)
+        below += n
+    return expected
+
+
 def _batch_bytes(manifest: Manifest, split: str, batch_size: int, max_tokens_per_batch: Optional[int],
                  mean_record: float, max_record: int) -> tuple[tuple[float, float], tuple[float, float]]:
     """One batch, serialized and parsed: ``((serialized, parsed) expected, (same) worst)``."""
@@ -133,11 +154,9 @@ def _batch_bytes(manifest: Manifest, split: str, batch_size: int, max_tokens_per
         steps = (float(max_tokens_per_batch), float(max_tokens_per_batch))
     else:
         examples = (float(batch_size), float(batch_size))
-        quantiles = length.get("quantiles") or []
-        # Padded to the longest in the batch: with a few dozen examples per batch that is
-        # near the top decile; at worst it is the longest sequence of the split.
-        typical = quantiles[9] if len(quantiles) == 11 else longest
-        steps = (batch_size * float(typical), batch_size * float(longest))
+        # Padded to the longest of the batch: expected, the mean of the largest of
+        # batch_size lengths drawn from the histogram; at worst the longest of the split.
+        steps = (batch_size * _expected_longest(length.get("histogram", {}), batch_size), batch_size * float(longest))
     out = []
     for n, padded, record in zip(examples, steps, (mean_record, max_record)):
         out.append((n * (record + ELEMENT_OVERHEAD_BYTES), n * fixed + padded * per_step))
@@ -164,10 +183,10 @@ def estimate_input_memory(manifest: Manifest, split: str, *, batch_size: int, sh
     mean_record, max_record = _record_bytes(manifest, split)
     (ser_mean, parsed_mean), (ser_worst, parsed_worst) = _batch_bytes(
         manifest, split, batch_size, max_tokens_per_batch, mean_record, max_record)
-    calls = parallel_calls or os.cpu_count() or 1
+    calls = parallel_calls or _cpus()
     depth = AUTOTUNE_PREFETCH_BATCHES if prefetch == -1 else prefetch
     cycles = cycle_length if shuffle else 1
-    held = shuffle_buffer if shuffle else 0
+    held = min(shuffle_buffer, manifest.num_examples(split)) if shuffle else 0
     cached = int(manifest.num_examples(split) * (mean_record + ELEMENT_OVERHEAD_BYTES)) if cache == "memory" else 0
     parts = [
         MemoryPart("read buffers", "reader.cycle_length", cycles * READ_BUFFER_BYTES, cycles * READ_BUFFER_BYTES),

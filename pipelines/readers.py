@@ -400,7 +400,8 @@ def _least_padding_boundaries(lengths: np.ndarray, counts: np.ndarray, num_bucke
     """The at most ``num_buckets`` boundaries, among the distinct ``lengths`` (sorted),
     that minimize ``sum(count of a length × the boundary it is padded to)``; the last
     boundary is the longest length. Dynamic programming, O(buckets × lengths²) with
-    NumPy rows: milliseconds for a few thousand distinct lengths."""
+    NumPy rows: milliseconds for the ~90 distinct lengths of digits, about a quarter of
+    a second for 1,500 distinct lengths and 16 buckets."""
     m = len(lengths)
     k = min(num_buckets, m)
     before = np.concatenate([[0], np.cumsum(counts)])  # before[i]: sequences shorter than lengths[i]

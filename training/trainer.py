@@ -140,7 +140,7 @@ def _datasets(config: JobConfig, manifest: Manifest):
     train_ds = read(manifest, t.train_split, batch_size=r.batch_size, shuffle=True, shuffle_buffer=r.shuffle_buffer,
                     cache=r.cache, cycle_length=r.cycle_length, seed=r.seed,
                     prefetch_buffer=r.prefetch, max_tokens_per_batch=r.max_tokens_per_batch,
-                    num_buckets=r.num_buckets, padding_counter=counter, ram_budget_mb=r.memory_budget_mb)
+                    num_buckets=r.num_buckets or 8, padding_counter=counter, ram_budget_mb=r.memory_budget_mb)
 
     def plain(split: str):
         return read(manifest, split, batch_size=r.batch_size, shuffle=False, cycle_length=r.cycle_length,

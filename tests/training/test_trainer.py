@@ -243,10 +243,10 @@ def test_reader_bucketing_keys(make_job):
 def test_a_memory_budget_too_small_refuses_to_train(flights_job, flights_dataset, tmp_path):
     import dataclasses
 
-    job = dataclasses.replace(flights_job, reader=dataclasses.replace(flights_job.reader, shuffle_buffer=500_000,
-                                                                      memory_budget_mb=64))
+    job = dataclasses.replace(flights_job, reader=dataclasses.replace(flights_job.reader, cycle_length=32,
+                                                                      memory_budget_mb=16))
     with pytest.raises(TrainError, match=r"the input pipeline needs about [\d.]+ MiB, more than "
-                                         r"reader.memory_budget_mb 64; the largest part is the shuffle buffer "
-                                         r"\([\d.]+ MiB\): lower reader.shuffle_buffer to [\d,]+ or less"):
+                                         r"reader.memory_budget_mb 16; the largest part is the read buffers "
+                                         r"\(32.0 MiB\): lower reader.cycle_length, or raise reader.memory_budget_mb"):
         train(job, dataset_dir=flights_dataset, model_dir=str(tmp_path / "m"), verbose=0)
     assert not os.path.exists(tmp_path / "m" / "checkpoints")  # refused before anything is written
