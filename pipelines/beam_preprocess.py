@@ -427,7 +427,7 @@ def _write_shard(shard_parts, *, dataset_dir: str, split: str, name: str, num_sh
                 buf.seek(0)
                 buf.truncate()
         f.write(buf.getvalue())
-    fs.rename(temp, path)
+    FileSystems.rename([temp], [path])  # Beam's: this runs on the worker, local or remote
     return path
 
 
