@@ -20,7 +20,6 @@ under a temporary name, then renamed), so an interrupted build is rebuilt.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import importlib.util
 import json
@@ -57,8 +56,7 @@ def job_dict(config_file: str, **overrides: Any) -> dict:
     import yaml
 
     with open(os.path.join(CONFIGS, config_file), encoding="utf-8") as f:
-        data = yaml.safe_load(f)
-    data = copy.deepcopy(data)
+        data = yaml.safe_load(f)  # a fresh dict on every call: safe to update
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(data.get(key), dict):
             data[key].update(value)

@@ -7,19 +7,17 @@ need no network.
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import os
+import sys
 import zipfile
 
 import numpy as np
 import pytest
-import yaml
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = os.path.join(ROOT, "configs")
 
 
 def package_file(package: str, *parts: str) -> str:
@@ -28,20 +26,10 @@ def package_file(package: str, *parts: str) -> str:
     return os.path.join(spec.submodule_search_locations[0], *parts)
 
 
-def shipped_config(name: str) -> dict:
-    with open(os.path.join(CONFIGS, name), encoding="utf-8") as f:
-        return yaml.safe_load(f)
-
-
-def job_dict(name: str, **overrides) -> dict:
-    """A shipped config as a dict, with top-level sections updated from ``overrides``."""
-    data = copy.deepcopy(shipped_config(name))
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key].update(value)
-        else:
-            data[key] = value
-    return data
+# The benchmarks build their jobs the same way: one helper for both.
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+from benchmarks.data import job_dict  # noqa: E402
 
 
 @pytest.fixture(scope="session")

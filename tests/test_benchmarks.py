@@ -10,17 +10,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 
 import pytest
 
-from conftest import ROOT
-
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from benchmarks import BENCHMARKS  # noqa: E402
-from benchmarks.common import BenchmarkSkipped, alternate, figure  # noqa: E402
+from benchmarks import BENCHMARKS  # importable: conftest puts the checkout on sys.path
+from benchmarks.common import BenchmarkSkipped, alternate, figure
 
 
 @pytest.fixture(scope="module")
