@@ -21,7 +21,7 @@ median of the per-repetition ratios.
 from __future__ import annotations
 
 from benchmarks import data
-from benchmarks.common import (Timer, alternate, figure, import_tensorflow_quietly, median, pick, reader_kwargs, reps,
+from benchmarks.common import (Timer, alternate, figure, import_tensorflow_quietly, median, pick, reps,
                                result)
 
 TARGET = 1.2
@@ -33,7 +33,7 @@ def run(scale: str, workdir: str) -> dict:
 
     from tfstream.pipelines.config import config_from_dict
     from tfstream.pipelines.manifest import load_manifest
-    from tfstream.pipelines.readers import read
+    from tfstream.pipelines.read.reader import read
     from tfstream.pipelines.shards import tf_compression_type
 
     job = data.flights_job(workdir, scale)
@@ -60,7 +60,7 @@ def run(scale: str, workdir: str) -> dict:
         "hand_written": lambda: hand_written(False),
         "hand_written_parallel": lambda: hand_written(True),
         "read": lambda: read(dataset, "train", batch_size=batch_size),
-        "read_job_settings": lambda: read(manifest, "train", **reader_kwargs(read, config)),
+        "read_job_settings": lambda: read(manifest, "train", config.reader),
     }
 
     def measure(make):
@@ -88,6 +88,6 @@ def run(scale: str, workdir: str) -> dict:
                 "read_job_settings ÷ hand-written": median(ratio_job),
                 "read ÷ hand-written with parallel reads and parse": median(ratio_parallel)},
         params={"dataset": dataset, "records": records, "batch_size": batch_size, "shards": len(files),
-                "passes": passes, "reader_job_settings": {k: v for k, v in reader_kwargs(read, config).items()}},
+                "passes": passes, "reader_job_settings": config.reader.model_dump()},
         notes=["the hand-written pipeline does not shuffle; read() shuffles (bounded buffer) and interleaves shards"],
     )

@@ -21,12 +21,10 @@ Method, per job, in one process:
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 
 from benchmarks import data
-from benchmarks.common import (alternate, epoch_timer, figure, import_tensorflow_quietly, median, pick, reader_kwargs,
+from benchmarks.common import (alternate, epoch_timer, figure, import_tensorflow_quietly, median, pick,
                                reps, result)
 
 TARGETS = {"dense": 1.10, "lstm": 1.05}
@@ -46,24 +44,21 @@ def _overhead(job: dict, dataset: str, steps: int, repetitions: int) -> dict:
 
     from tfstream.pipelines.config import config_from_dict
     from tfstream.pipelines.manifest import load_manifest
-    from tfstream.pipelines.readers import read
+    from tfstream.pipelines.read.reader import read
+    from tfstream.pipelines.read.stages import PaddingCounter
     from tfstream.training.models import build_model
 
     config = config_from_dict(job)
     manifest = load_manifest(dataset)
     keras.utils.set_random_seed(config.train.seed)
-    model = build_model(manifest.schema, manifest.statistics("train"), config.model, config.train.learning_rate)
-    kwargs = reader_kwargs(read, config, repeat=True, drop_remainder=True, max_tokens_per_batch=None)
+    model = build_model(manifest, config)
+    options = dict(options=config.reader, drop_remainder=True, max_tokens_per_batch=None, num_buckets=None)
     sequences = manifest.schema.sequence_features
-    counting = {}
-    if sequences and "padding_counter" in inspect.signature(read).parameters:
-        from tfstream.pipelines.readers import PaddingCounter
-
-        counting = {"padding_counter": PaddingCounter()}  # as the trainer reads a sequence job
-    stream = read(manifest, "train", **kwargs, **counting)
+    counting = {"padding_counter": PaddingCounter()} if sequences else {}  # as the trainer reads a sequence job
+    stream = read(manifest, "train", repeat=True, **options, **counting)
     extra = {}
     if sequences:
-        once = read(manifest, "train", **dict(kwargs, repeat=False))
+        once = read(manifest, "train", **options)
         batch, lengths = _representative_batch(once, sequences[0].name)
         extra = {"padded_lengths_mean": float(lengths.mean()),
                  "synthetic_padded_length": int(batch[0][sequences[0].name].shape[1])}
@@ -80,7 +75,8 @@ def _overhead(job: dict, dataset: str, steps: int, repetitions: int) -> dict:
                     repetitions)
     ratio = [a / b for a, b in zip(raw["tfstream"], raw["synthetic"])]
     return {"step_seconds": raw, "ratio": ratio, "steps": steps, "batch_size": config.reader.batch_size,
-            "reader": dict(kwargs, padding_counter=bool(counting)), "dataset": dataset, **extra}
+            "reader": dict(options["options"].model_dump(), max_tokens_per_batch=None, num_buckets=None,
+                                                 drop_remainder=True, repeat=True, padding_counter=bool(counting)), "dataset": dataset, **extra}
 
 
 def run(scale: str, workdir: str) -> dict:

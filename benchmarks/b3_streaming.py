@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from benchmarks import data
 from benchmarks.common import (alternate, epoch_timer, figure, fresh_processes, import_tensorflow_quietly, median, pick,
-                               reader_kwargs, reps, result, run_child)
+                               reps, result, run_child)
 
 VARIANTS = ("arrays", "pydataset", "tfstream")
 TARGET_VS_ARRAYS = 0.9
@@ -61,17 +61,17 @@ def child(args: dict) -> dict:
 
     from tfstream.pipelines.config import config_from_dict
     from tfstream.pipelines.manifest import load_manifest
-    from tfstream.pipelines.readers import read
+    from tfstream.pipelines.read.reader import read
     from tfstream.training.models import build_model
 
     config = config_from_dict(args["job"])
     manifest = load_manifest(args["dataset"])
     keras.utils.set_random_seed(config.train.seed)
-    model = build_model(manifest.schema, manifest.statistics("train"), config.model, config.train.learning_rate)
+    model = build_model(manifest, config)
     batch_size, epochs, variant = config.reader.batch_size, args["epochs"], args["variant"]
     timer = epoch_timer()
     if variant == "tfstream":
-        model.fit(read(manifest, "train", **reader_kwargs(read, config)), epochs=epochs, verbose=0, callbacks=[timer])
+        model.fit(read(manifest, "train", config.reader), epochs=epochs, verbose=0, callbacks=[timer])
     else:
         x, y = _in_memory(args["dataset"])
         if variant == "arrays":

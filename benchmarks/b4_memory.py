@@ -5,7 +5,7 @@ Data: the flights training split, repeated to N and 10·N rows with a transform
 (`data.repeated_flights`: the first copy verbatim, later copies with ``dep_delay``
 jittered by Gaussian noise of sd 3 minutes and ``distance`` by up to ±2%), written as
 ``.npy`` columns chunk by chunk, then as tfstream datasets with the streaming
-`pipelines.arrays.write_arrays` (the job: flights' features and model, the label already
+`pipelines.write.arrays.write_arrays` (the job: flights' features and model, the label already
 0/1, splits train 90% / eval 10% by row position).
 
 Every measurement is a fresh process (in a smoke run, the running one); peak RSS is its
@@ -59,7 +59,7 @@ def b4_job(rows: int) -> dict:
 
 def train_child(args: dict) -> dict:
     """`tfstream train` in this process, as the console script runs it."""
-    from tfstream.pipelines.cli import main
+    from tfstream.cli import main
 
     log = logging.getLogger("tfstream")
     handlers = list(log.handlers)
@@ -85,7 +85,7 @@ def arrays_child(args: dict) -> dict:
     config = config_from_dict(args["job"])
     manifest = load_manifest(args["dataset"])  # the same model as tfstream's (statistics of the train split)
     keras.utils.set_random_seed(config.train.seed)
-    model = build_model(manifest.schema, manifest.statistics("train"), config.model, config.train.learning_rate)
+    model = build_model(manifest, config)
     columns = data.load_columns(args["columns"], mmap=False)
     y = columns.pop("late")
     x = {k: (v.astype(object) if v.dtype.kind == "U" else v) for k, v in columns.items()}

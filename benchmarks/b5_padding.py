@@ -32,8 +32,8 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks import data
-from benchmarks.common import (alternate, epoch_timer, figure, import_tensorflow_quietly, median, pick, reader_kwargs,
-                               reps, require_read_options, result)
+from benchmarks.common import (alternate, epoch_timer, figure, import_tensorflow_quietly, median, pick,
+                               reps, result)
 
 NUM_BUCKETS = 8
 MAX_BATCH_FACTOR = 8
@@ -47,19 +47,19 @@ def genes_max_length(scale: str) -> int:
 
 
 def _longest(manifest, split: str, feature: str) -> int:
-    hist = manifest.statistics(split)["features"][feature]["length"]["histogram"]
+    hist = manifest.split(split).statistics(feature).length.histogram
     return max(int(k) for k, v in hist.items() if int(v) > 0)
 
 
 def _readers(manifest, config):
-    from tfstream.pipelines.readers import read
+    from tfstream.pipelines.config import replace
 
     feature = manifest.schema.sequence_features[0].name
     batch_size = config.reader.batch_size
     max_tokens = batch_size * _longest(manifest, "train", feature)
-    plain = reader_kwargs(read, config, max_tokens_per_batch=None)
-    bucketed = reader_kwargs(read, config, max_tokens_per_batch=max_tokens, num_buckets=NUM_BUCKETS,
-                             batch_size=MAX_BATCH_FACTOR * batch_size)
+    plain = replace(config.reader, max_tokens_per_batch=None, num_buckets=None)
+    bucketed = replace(config.reader, max_tokens_per_batch=max_tokens, num_buckets=NUM_BUCKETS,
+                       batch_size=MAX_BATCH_FACTOR * batch_size)
     return feature, plain, bucketed
 
 
@@ -83,19 +83,20 @@ def _epoch_stats(ds, feature: str) -> dict:
 def _padding(job: dict, dataset: str) -> dict:
     from tfstream.pipelines.config import config_from_dict
     from tfstream.pipelines.manifest import load_manifest
-    from tfstream.pipelines.readers import bucket_plan, read
+    from tfstream.pipelines.read.bucketing import bucket_plan
+    from tfstream.pipelines.read.reader import read
 
     config = config_from_dict(job)
     manifest = load_manifest(dataset)
     feature, plain, bucketed = _readers(manifest, config)
-    plan = bucket_plan(manifest, "train", feature, max_tokens_per_batch=bucketed["max_tokens_per_batch"],
-                       num_buckets=NUM_BUCKETS, max_batch_size=bucketed["batch_size"])
+    plan = bucket_plan(manifest, "train", feature, max_tokens_per_batch=bucketed.max_tokens_per_batch,
+                       num_buckets=NUM_BUCKETS, max_batch_size=bucketed.batch_size)
     return {"dataset": dataset, "feature": feature,
-            "plain": _epoch_stats(read(manifest, "train", **plain), feature),
-            "bucketed": _epoch_stats(read(manifest, "train", **bucketed), feature),
+            "plain": _epoch_stats(read(manifest, "train", plain), feature),
+            "bucketed": _epoch_stats(read(manifest, "train", bucketed), feature),
             "plan": {"boundaries": list(plan.boundaries), "batch_sizes": list(plan.batch_sizes),
                      "padding_efficiency": plan.padding_efficiency},
-            "buckets": len(plan.boundaries), "reader_plain": plain, "reader_bucketed": bucketed}
+            "buckets": len(plan.boundaries), "reader_plain": plain.model_dump(), "reader_bucketed": bucketed.model_dump()}
 
 
 def _epoch_times(job: dict, dataset: str, repetitions: int) -> dict:
@@ -103,17 +104,16 @@ def _epoch_times(job: dict, dataset: str, repetitions: int) -> dict:
 
     from tfstream.pipelines.config import config_from_dict
     from tfstream.pipelines.manifest import load_manifest
-    from tfstream.pipelines.readers import read
+    from tfstream.pipelines.read.reader import read
     from tfstream.training.models import build_model
 
     config = config_from_dict(job)
     manifest = load_manifest(dataset)
     _, plain, bucketed = _readers(manifest, config)
     setups, traces = {}, {}
-    for name, kwargs in (("plain", plain), ("bucketed", bucketed)):
+    for name, options in (("plain", plain), ("bucketed", bucketed)):
         keras.utils.set_random_seed(config.train.seed)
-        model = build_model(manifest.schema, manifest.statistics("train"), config.model,
-                            config.train.learning_rate)
+        model = build_model(manifest, config)
         traces[name] = []
         step = model.train_step
 
@@ -122,7 +122,7 @@ def _epoch_times(job: dict, dataset: str, repetitions: int) -> dict:
             return step(batch)
 
         model.train_step = counted
-        setups[name] = (model, read(manifest, "train", **kwargs))
+        setups[name] = (model, read(manifest, "train", options))
 
     def epoch(name):
         model, ds = setups[name]
@@ -138,7 +138,6 @@ def _epoch_times(job: dict, dataset: str, repetitions: int) -> dict:
 
 
 def run(scale: str, workdir: str) -> dict:
-    require_read_options("max_tokens_per_batch", "num_buckets")
     import_tensorflow_quietly()
     max_length = genes_max_length(scale)
     digits = _padding(data.digits_job(workdir, scale), data.digits_dataset(workdir, scale))

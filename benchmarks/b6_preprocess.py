@@ -36,7 +36,7 @@ def python_loop(config, path: str, out: str) -> int:
     """The baseline: one process, one loop, one TFRecordWriter. Returns records written."""
     import tensorflow as tf
 
-    from tfstream.pipelines.sources import read_chunks
+    from tfstream.pipelines.write.sources import read_chunks
     from tfstream.transforms.codecs import encode_example
     from tfstream.transforms.validation import NOTES, convert_row
 
@@ -57,7 +57,7 @@ def python_loop(config, path: str, out: str) -> int:
 
 def run(scale: str, workdir: str) -> dict:
     import_tensorflow_quietly()
-    from tfstream.pipelines.beam_preprocess import preprocess
+    from tfstream.pipelines.write.beam_pipeline import preprocess
     from tfstream.pipelines.config import config_from_dict
 
     rows = pick(scale, smoke=2_000, full=1_000_000)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from benchmarks import data
-from benchmarks.common import figure, import_tensorflow_quietly, median, reader_kwargs, reps, result, run_child
+from benchmarks.common import figure, import_tensorflow_quietly, median, reps, result, run_child
 
 TARGET_SECONDS = 2.0
 
@@ -21,10 +21,10 @@ def child(args: dict) -> dict:
     import_tensorflow_quietly()  # excluded: the clock starts after it
     start = time.perf_counter()
     from tfstream.pipelines.config import config_from_dict
-    from tfstream.pipelines.readers import read
+    from tfstream.pipelines.read.reader import read
 
     config = config_from_dict(args["job"])
-    ds = read(args["dataset"], "train", **reader_kwargs(read, config))
+    ds = read(args["dataset"], "train", config.reader)
     features, _ = next(iter(ds))
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "batch_size": int(next(iter(features.values())).shape[0])}

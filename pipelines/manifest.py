@@ -1,19 +1,30 @@
 """The manifest: the contract between the write side and the read side.
 
-``<dataset>/manifest.json`` is written last, atomically, by the Beam pipeline. It holds
-the schema, each split's shards (file, records, bytes, SHA-256), full-pass statistics
-per split, the source fingerprint, the rows read and dropped, and the options used.
-Readers list shards from it and from nothing else, so a half-written or stale output
-directory is never read: while a run is in progress there is no manifest.
+``<dataset>/manifest.json`` is written last, atomically, by the run that wrote the
+dataset. It holds the schema, each split's shards (file, records, bytes, SHA-256),
+full-pass statistics per split, the source fingerprint, the rows read, written, dropped
+and rejected, and the options used. Readers list shards from it and from nothing else,
+so a half-written or stale output directory is never read: while a run is in progress
+there is no manifest.
+
+`load_manifest` gives a `Manifest`: a typed, read-only view of the file. Its parts are
+frozen dataclasses (`Split`, `Shard`, `NumericStatistics`, `SequenceStatistics`,
+`CategoricalStatistics`, `LabelStatistics`, `SourceInfo`, `DriftReport`), so the rest
+of tfstream reads ``manifest.split("train").statistics("dep_delay").mean`` instead of
+string keys. The raw JSON stays available as `Manifest.data` (``tfstream inspect
+--json``). Fields that older manifests (format 1) lack are None.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
-from typing import Any, Mapping, Optional
+import types
+from typing import Any, Mapping, Optional, Union
 
 from tfstream.pipelines import fs
-from tfstream.transforms.schema import Schema
+from tfstream.transforms.schema import Feature, Label, Schema
 
 MANIFEST_NAME = "manifest.json"
 PREVIOUS_MANIFEST_NAME = "manifest.previous.json"
@@ -39,64 +50,381 @@ def write_manifest(dataset_dir: str, data: Mapping[str, Any]) -> str:
     return final
 
 
-def retire_manifest(dataset_dir: str) -> bool:
-    """Move an existing manifest aside (to ``manifest.previous.json``) before a finished
-    run replaces the shards, so that the directory has no manifest, and is not readable,
-    until the new manifest is written. Returns whether there was one."""
-    current = fs.join(dataset_dir, MANIFEST_NAME)
-    if not fs.exists(current):
-        return False
-    fs.rename(current, fs.join(dataset_dir, PREVIOUS_MANIFEST_NAME))
-    return True
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """One shard file of a split, as the run that wrote it described it.
+
+    Attributes:
+        file: the path relative to the dataset directory (``train/x-00000-of-00008.tfrecord``).
+        records: the number of records.
+        bytes: the file's size (compressed, for gzip shards).
+        sha256: the file's SHA-256.
+        record_bytes: the records' uncompressed size, framing excluded.
+        max_record_bytes: the largest record (0 when the manifest does not say).
+    """
+
+    file: str
+    records: int
+    bytes: int
+    sha256: str
+    record_bytes: int
+    max_record_bytes: int = 0
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Shard":
+        return cls(data["file"], int(data["records"]), int(data["bytes"]), data["sha256"],
+                   int(data.get("record_bytes", 0)), int(data.get("max_record_bytes", 0)))
 
 
-def restore_manifest(dataset_dir: str) -> None:
-    """Undo `retire_manifest` (a run failed while replacing the shards)."""
-    fs.rename(fs.join(dataset_dir, PREVIOUS_MANIFEST_NAME), fs.join(dataset_dir, MANIFEST_NAME))
+@dataclasses.dataclass(frozen=True)
+class Histogram:
+    """Equal-width bins: ``len(edges) == len(counts) + 1``."""
+
+    edges: tuple[float, ...]
+    counts: tuple[int, ...]
+
+
+Number = Union[float, tuple[Optional[float], ...], None]  # a scalar's, or a vector's per component
+
+
+def _number(value: Any) -> Number:
+    return tuple(value) if isinstance(value, list) else value
+
+
+@dataclasses.dataclass(frozen=True)
+class NumericStatistics:
+    """A numeric feature (scalar or fixed vector) over one split.
+
+    ``mean``, ``variance``, ``min`` and ``max`` are numbers for a scalar and tuples (one
+    per component) for a vector; ``quantiles`` the deciles 0%, 10%, ..., 100% (per
+    component for a vector); ``histogram`` (scalars only) 20 equal-width bins. ``impute``
+    is ``"mean"`` when preprocessing imputed missing or non-finite values with the
+    training mean (training split only): the model does the same at serving time.
+    """
+
+    count: int
+    missing: Optional[int] = None
+    non_finite: Optional[int] = None
+    mean: Number = None
+    variance: Number = None
+    min: Number = None
+    max: Number = None
+    quantiles: Optional[tuple] = None
+    histogram: Optional[Histogram] = None
+    impute: Optional[str] = None
+    kind: str = "numeric"
+
+    @property
+    def is_vector(self) -> bool:
+        return isinstance(self.mean, tuple)
+
+
+@dataclasses.dataclass(frozen=True)
+class LengthStatistics:
+    """Sequence lengths over one split; ``histogram`` maps a length to its count."""
+
+    count: int
+    min: int
+    max: int
+    mean: float
+    histogram: Mapping[int, int]
+    quantiles: Optional[tuple[int, ...]] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceStatistics:
+    """A sequence feature over one split: its lengths, and the per-component moments of
+    its steps (``mean``, ``variance``, ``min``, ``max``: one value per component)."""
+
+    count: int
+    length: LengthStatistics
+    steps: Optional[int] = None
+    missing: Optional[int] = None
+    non_finite: Optional[int] = None
+    truncated: Optional[int] = None
+    mean: Number = None
+    variance: Number = None
+    min: Number = None
+    max: Number = None
+    impute: Optional[str] = None
+    kind: str = "sequence"
+
+
+@dataclasses.dataclass(frozen=True)
+class CategoricalStatistics:
+    """A categorical (string) feature over one split. Only the training split has a
+    ``vocabulary`` (``(token, count)`` pairs, most frequent first, cut at ``vocab_size``),
+    ``num_unique`` (distinct tokens seen) and ``oov_buckets`` (the out-of-vocabulary ids
+    the model gives the other tokens); other splits, and older manifests, have None."""
+
+    count: int
+    missing: Optional[int] = None
+    vocabulary: Optional[tuple[tuple[str, int], ...]] = None
+    num_unique: Optional[int] = None
+    oov_buckets: Optional[int] = None
+    kind: str = "categorical"
+
+    @property
+    def tokens(self) -> list[str]:
+        """The vocabulary's tokens, most frequent first ([] without one)."""
+        return [token for token, _ in self.vocabulary or ()]
+
+
+FeatureStatistics = Union[NumericStatistics, SequenceStatistics, CategoricalStatistics]
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelStatistics:
+    """The label over one split: ``class_counts`` (class name → count) for a class label,
+    the moments (``count``, ``mean``, ``variance``, ...) for a regression target."""
+
+    class_counts: Optional[Mapping[str, int]] = None
+    numbers: Optional[NumericStatistics] = None
+
+    @property
+    def count(self) -> int:
+        if self.class_counts is not None:
+            return sum(self.class_counts.values())
+        return self.numbers.count if self.numbers is not None else 0
+
+    def majority(self) -> Optional[str]:
+        """The most frequent class (None for regression)."""
+        if not self.class_counts:
+            return None
+        return max(self.class_counts, key=self.class_counts.get)
+
+
+def _numeric(data: Mapping[str, Any]) -> NumericStatistics:
+    hist = data.get("histogram")
+    quantiles = data.get("quantiles")
+    return NumericStatistics(
+        count=int(data.get("count") or 0), missing=data.get("missing"), non_finite=data.get("non_finite"),
+        mean=_number(data.get("mean")), variance=_number(data.get("variance")), min=_number(data.get("min")),
+        max=_number(data.get("max")),
+        quantiles=None if quantiles is None else tuple(tuple(q) if isinstance(q, list) else q for q in quantiles),
+        histogram=Histogram(tuple(hist["edges"]), tuple(hist["counts"])) if hist else None,
+        impute=data.get("impute"))
+
+
+def _length(data: Mapping[str, Any]) -> LengthStatistics:
+    quantiles = data.get("quantiles")
+    return LengthStatistics(
+        count=int(data.get("count", 0)), min=int(data.get("min", 0)), max=int(data.get("max", 0)),
+        mean=float(data.get("mean", 0.0)),
+        histogram=types.MappingProxyType({int(k): int(v) for k, v in data.get("histogram", {}).items()}),
+        quantiles=tuple(quantiles) if quantiles else None)
+
+
+def _feature_statistics(kind: str, data: Mapping[str, Any]) -> FeatureStatistics:
+    if kind == "categorical":
+        vocabulary = data.get("vocabulary")
+        return CategoricalStatistics(
+            count=int(data.get("count") or 0), missing=data.get("missing"),
+            vocabulary=None if vocabulary is None else tuple((t, int(n)) for t, n in vocabulary),
+            num_unique=data.get("num_unique"), oov_buckets=data.get("oov_buckets"))
+    if kind == "sequence":
+        return SequenceStatistics(
+            count=int(data.get("count") or 0), length=_length(data.get("length", {})), steps=data.get("steps"),
+            missing=data.get("missing"), non_finite=data.get("non_finite"), truncated=data.get("truncated"),
+            mean=_number(data.get("mean")), variance=_number(data.get("variance")), min=_number(data.get("min")),
+            max=_number(data.get("max")), impute=data.get("impute"))
+    return _numeric(data)
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split of a dataset: its shards, counts and full-pass statistics.
+
+    Example:
+        >>> m = load_manifest(dataset_dir)
+        >>> train = m.split("train")
+        >>> train.num_examples == sum(s.records for s in train.shards)
+        True
+        >>> train.statistics("dep_delay").kind
+        'numeric'
+    """
+
+    name: str
+    fraction: Optional[float]
+    num_examples: int
+    num_bytes: int
+    shards: tuple[Shard, ...]
+    features: Mapping[str, FeatureStatistics]
+    label: LabelStatistics
+
+    def statistics(self, feature: str) -> FeatureStatistics:
+        """One feature's statistics over this split.
+
+        Raises:
+            ManifestError: the dataset has no such feature.
+        """
+        try:
+            return self.features[feature]
+        except KeyError:
+            raise ManifestError(f"split {self.name!r}: no feature {feature!r}; the features are "
+                                f"{sorted(self.features)}") from None
+
+    @property
+    def record_bytes(self) -> int:
+        """Uncompressed size of the split's records."""
+        return sum(s.record_bytes for s in self.shards)
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 over the split's shard checksums: changes whenever any shard does."""
+        h = hashlib.sha256()
+        for shard in self.shards:
+            h.update(f"{shard.file}:{shard.sha256};".encode("utf-8"))
+        return h.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceInfo:
+    """Where the rows came from and what became of them: ``rows_read = rows_written +
+    rows_dropped + rows_rejected``, with the dropped and rejected rows counted by
+    ``"<reason>:<column>"`` and kept in the ``quarantine`` files (paths relative to the
+    dataset directory)."""
+
+    files: tuple[Mapping[str, Any], ...]
+    sha256: str
+    rows_read: int
+    rows_written: int
+    rows_dropped: int
+    rows_rejected: Optional[int]
+    dropped: Mapping[str, int]
+    rejected: Mapping[str, int]
+    rejected_examples: Mapping[str, str]
+    quarantine: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftFinding:
+    """One change against the previous run (see `pipelines.write.drift`)."""
+
+    feature: str
+    kind: str
+    detail: str
+    value: Optional[float]
+    threshold: Optional[float]
+    severity: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftReport:
+    """The comparison of this run's statistics with the previous run's."""
+
+    against: Optional[str]
+    created_at: Optional[str]
+    findings: tuple[DriftFinding, ...]
+
+
+def _frozen(mapping: Optional[Mapping[str, Any]]) -> Mapping[str, Any]:
+    return types.MappingProxyType(dict(mapping or {}))
 
 
 class Manifest:
-    """A loaded manifest.
+    """A loaded manifest: a typed, read-only view of ``manifest.json``.
+
+    Args:
+        data: the manifest's JSON content.
+        root: the dataset directory (shard paths are relative to it).
 
     Example:
-        >>> m = load_manifest("runs/flights/dataset")            # doctest: +SKIP
-        >>> m.num_examples("train"), len(m.shard_paths("train"))  # doctest: +SKIP
-        (262084, 6)
+        >>> m = load_manifest(dataset_dir)
+        >>> m.name, m.split_names
+        ('flights', ['train', 'validation', 'eval'])
+        >>> m.num_examples("train") == m.split("train").num_examples
+        True
+        >>> [f.name for f in m.features][:2]
+        ['month', 'day']
     """
 
     def __init__(self, data: Mapping[str, Any], root: str):
         self.data = dict(data)
         self.root = root
         self.schema = Schema.from_json(data["schema"])
+        self._splits: dict[str, Split] = {}
 
     @property
     def name(self) -> str:
         return self.data["name"]
 
     @property
+    def format_version(self) -> Optional[int]:
+        return self.data.get("format_version")
+
+    @property
+    def created_at(self) -> Optional[str]:
+        return self.data.get("created_at")
+
+    @property
     def compression(self) -> str:
         return self.data["compression"]
+
+    @property
+    def features(self) -> tuple[Feature, ...]:
+        """The stored input features (`Schema.features`)."""
+        return self.schema.features
+
+    @property
+    def label(self) -> Label:
+        return self.schema.label
 
     @property
     def split_names(self) -> list[str]:
         return list(self.data["splits"])
 
-    def split(self, split: str) -> dict[str, Any]:
-        try:
-            return self.data["splits"][split]
-        except KeyError:
-            raise ManifestError(
-                f"{self.root}: no split {split!r}; the dataset has {self.split_names}"
-            ) from None
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """The job config that wrote the dataset, as plain data ({} when not recorded)."""
+        return self.data.get("options", {}).get("config") or {}
+
+    @property
+    def train_split(self) -> str:
+        """The split the statistics of a model come from: the training split of the job
+        that wrote the dataset (only it carries vocabularies), else ``train``, else the
+        first split."""
+        configured = self.config.get("train", {}).get("train_split")
+        for split in (configured, "train"):
+            if split in self.data["splits"]:
+                return split
+        return self.split_names[0]
+
+    def split(self, name: str) -> Split:
+        """One split, typed.
+
+        Raises:
+            ManifestError: the dataset has no such split.
+        """
+        if name not in self._splits:
+            try:
+                data = self.data["splits"][name]
+            except KeyError:
+                raise ManifestError(f"{self.root}: no split {name!r}; the dataset has {self.split_names}") from None
+            self._splits[name] = self._split(name, data)
+        return self._splits[name]
+
+    def _split(self, name: str, data: Mapping[str, Any]) -> Split:
+        stats = data.get("statistics") or {}
+        features = stats.get("features", {})
+        kinds = {f.name: f.kind for f in self.schema.features}
+        label = stats.get("label", {})
+        return Split(
+            name=name, fraction=data.get("fraction"), num_examples=int(data.get("num_examples", 0)),
+            num_bytes=int(data.get("num_bytes", 0)),
+            shards=tuple(Shard.from_json(s) for s in data.get("shards", ())),
+            features=types.MappingProxyType(
+                {f: _feature_statistics(kinds.get(f, st.get("kind", "numeric")), st) for f, st in features.items()}),
+            label=LabelStatistics(class_counts=_frozen(label["class_counts"])) if "class_counts" in label
+            else LabelStatistics(numbers=_numeric(label) if label else None))
+
+    @property
+    def splits(self) -> dict[str, Split]:
+        """Split name → `Split`, in the manifest's order."""
+        return {name: self.split(name) for name in self.split_names}
 
     def num_examples(self, split: str) -> int:
-        return int(self.split(split)["num_examples"])
-
-    def statistics(self, split: str) -> dict[str, Any]:
-        return self.split(split)["statistics"]
-
-    def shards(self, split: str) -> list[dict[str, Any]]:
-        return list(self.split(split)["shards"])
+        return self.split(split).num_examples
 
     def shard_paths(self, split: str, *, check: bool = True) -> list[str]:
         """Absolute paths of the split's shards, in shard order.
@@ -110,8 +438,8 @@ class Manifest:
             ManifestError: a shard is missing or has the wrong size.
         """
         paths = []
-        for shard in self.shards(split):
-            path = fs.join(self.root, shard["file"])
+        for shard in self.split(split).shards:
+            path = fs.join(self.root, shard.file)
             if check:
                 try:
                     size = fs.size(path)
@@ -119,26 +447,35 @@ class Manifest:
                     raise ManifestError(
                         f"{path}: listed in the manifest but missing; re-run `tfstream preprocess`"
                     ) from None
-                if size != shard["bytes"]:
+                if size != shard.bytes:
                     raise ManifestError(
-                        f"{path}: {size} bytes on disk but {shard['bytes']} in the manifest; the shard "
+                        f"{path}: {size} bytes on disk but {shard.bytes} in the manifest; the shard "
                         f"was changed after it was written: re-run `tfstream preprocess`"
                     )
             paths.append(path)
         return paths
 
-    def split_digest(self, split: str) -> str:
-        """SHA-256 over the split's shard checksums: changes whenever any shard does."""
-        import hashlib
+    @property
+    def source(self) -> SourceInfo:
+        src = self.data["source"]
+        fingerprint = src.get("fingerprint", {})
+        return SourceInfo(
+            files=tuple(_frozen(f) for f in fingerprint.get("files", ())), sha256=fingerprint.get("sha256", ""),
+            rows_read=int(src["rows_read"]), rows_written=int(src["rows_written"]),
+            rows_dropped=int(src["rows_dropped"]), rows_rejected=src.get("rows_rejected"),
+            dropped=_frozen(src.get("dropped")), rejected=_frozen(src.get("rejected")),
+            rejected_examples=_frozen(src.get("rejected_examples")), quarantine=tuple(src.get("quarantine", ())))
 
-        h = hashlib.sha256()
-        for shard in self.shards(split):
-            h.update(f"{shard['file']}:{shard['sha256']};".encode("utf-8"))
-        return h.hexdigest()
-
-    def split_bytes(self, split: str) -> int:
-        """Uncompressed size of the split's records."""
-        return sum(int(s["record_bytes"]) for s in self.shards(split))
+    @property
+    def drift(self) -> Optional[DriftReport]:
+        """The drift check against the previous run (None when there was none)."""
+        drift = self.data.get("drift")
+        if not drift:
+            return None
+        findings = tuple(DriftFinding(f["feature"], f["kind"], f.get("detail", ""), f.get("value"),
+                                      f.get("threshold"), f.get("severity", "warning"))
+                         for f in drift.get("findings") or ())
+        return DriftReport(drift.get("against"), drift.get("created_at"), findings)
 
 
 def load_manifest(dataset_dir: str) -> Manifest:
@@ -176,9 +513,9 @@ def quarantine_records(dataset_dir: str, data: Optional[Mapping[str, Any]] = Non
         data: the run's manifest content; default: ``<dataset_dir>/manifest.json``.
 
     Example:
-        >>> rows = quarantine_records("runs/flights/dataset")            # doctest: +SKIP
-        >>> rows[0]["reason"], rows[0]["column"]                          # doctest: +SKIP
-        ('missing', 'dep_delay')
+        >>> rows = quarantine_records(dataset_dir)
+        >>> sorted({(r["action"], r["reason"], r["column"]) for r in rows})
+        [('dropped', 'missing', 'dep_delay'), ('dropped', 'missing_label', 'arr_delay')]
     """
     if data is None:
         data = json.loads(fs.read_bytes(fs.join(dataset_dir, MANIFEST_NAME)).decode("utf-8"))

@@ -1,24 +1,18 @@
-"""TFRecord shard files: their names, their framing, and a description of each for the
-manifest.
+"""TFRecord shard files: their names and their framing.
 
 A shard is ``<dataset>/<split>/<name>-SSSSS-of-NNNNN.tfrecord[.gz]``, the naming of
 Beam's `WriteToTFRecord` (template `SHARD_TEMPLATE`) and of tensorflow-datasets. The
 TFRecord framing of a record is an 8-byte little-endian length, the masked CRC-32C of
 those 8 bytes, the data, and the masked CRC-32C of the data. It lives here, once, in pure
-Python (`write_record`, `read_records`): the Beam pipeline's shard writer, the streaming
-array writer and the TFDS source use it without TensorFlow, and `describe_shard` counts
-a shard's records by walking it, without a full parse, on the Beam worker that wrote
-the shard.
+Python (`write_record`, `read_records`): both writers and the TFDS source use it without
+TensorFlow. The read side only needs the names (`tf_compression_type`).
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import posixpath
 import re
 import struct
-from typing import Any, BinaryIO, Iterator
+from typing import BinaryIO, Iterator
 
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
 _SHARD_RE = re.compile(r"-(\d{5})-of-(\d{5})\.tfrecord(\.gz)?")
@@ -103,70 +97,3 @@ def read_records(stream: BinaryIO, name: str = "<stream>") -> Iterator[bytes]:
             raise RecordError(f"{name}: record {n + 1}: checksum mismatch (a corrupt file)")
         n += 1
         yield data
-
-
-class _HashingReader:
-    """A read-only stream that hashes and counts the raw bytes read through it."""
-
-    def __init__(self, f):
-        self._f = f
-        self.sha256 = hashlib.sha256()
-        self.bytes = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._f.read(n)
-        self.sha256.update(data)
-        self.bytes += len(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
-
-
-def describe_shard(path: str, compression: str, root: str) -> dict[str, Any]:
-    """Count the records of one shard and fingerprint it.
-
-    Args:
-        path: the shard file.
-        compression: ``none`` or ``gzip``.
-        root: the dataset directory; the description names the file relative to it.
-
-    Returns:
-        ``{"file", "records", "bytes", "sha256", "record_bytes", "max_record_bytes"}``
-        where ``bytes`` is the file size and ``record_bytes`` the sum of the
-        uncompressed record sizes.
-
-    Raises:
-        ValueError: the file is not a whole TFRecord file (truncated).
-    """
-    from apache_beam.io.filesystems import FileSystems
-
-    records = payload = largest = 0
-    with FileSystems.open(path, compression_type="uncompressed") as raw:
-        hashed = _HashingReader(raw)
-        stream = gzip.GzipFile(fileobj=hashed, mode="rb") if compression == "gzip" else hashed
-        while True:
-            header = stream.read(12)
-            if not header:
-                break
-            if len(header) < 12:
-                raise ValueError(f"{path}: truncated TFRecord header after {records} records")
-            (length,) = struct.unpack("<Q", header[:8])
-            body = stream.read(length + 4)
-            if len(body) < length + 4:
-                raise ValueError(f"{path}: truncated TFRecord body after {records} records")
-            records += 1
-            payload += length
-            largest = max(largest, length)
-        hashed.drain()
-    rel = posixpath.relpath(path.replace("\\", "/"), root.replace("\\", "/")) if "://" not in path \
-        else path[len(root.rstrip("/")) + 1:]
-    return {
-        "file": rel,
-        "records": records,
-        "bytes": hashed.bytes,
-        "sha256": hashed.sha256.hexdigest(),
-        "record_bytes": payload,
-        "max_record_bytes": largest,
-    }

@@ -16,6 +16,7 @@ def _section_code(title: str) -> str:
     return "\n".join(blocks)
 
 
+@pytest.mark.slow
 def test_seed_examples_rewritten_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     os.symlink(os.path.join(ROOT, "configs"), tmp_path / "configs")
@@ -23,7 +24,7 @@ def test_seed_examples_rewritten_run(tmp_path, monkeypatch):
     exec(compile(_section_code("The seed's three examples, rewritten"), "README.md", "exec"), scope)
     model, manifest = scope["model"], scope["manifest"]
     assert manifest.num_examples("train") + manifest.num_examples("eval") == 1000
-    features, _ = next(iter(scope["read"](manifest, "train", batch_size=16, seed=0)))
+    features, _ = next(iter(scope["tfs"].read(manifest, "train", batch_size=16, seed=0)))
     assert tuple(features["series"].shape) == (16, 10, 1)
     assert model.output_shape == (None, 1)
     for job in ("toy", "series"):

@@ -1,19 +1,34 @@
-"""Reference Keras 3 trainers on tfstream datasets: models, training, export."""
+"""Reference Keras 3 trainers on tfstream datasets: models (`models`), training
+(`trainer`), the serving export (`export`) and headline metrics (`metrics`).
 
-from tfstream.training.export import export_serving, load_serving
-from tfstream.training.models import FillNonFinite, LengthMask, build_dense, build_lstm, build_model, compile_for
-from tfstream.training.trainer import TrainError, baseline, train
+Names are imported on first use (PEP 562): `tfstream summary` reads metrics without
+paying for Keras. ``import tfstream.training.models`` registers tfstream's Keras layers
+(`LengthMask`, `FillNonFinite`), so that ``keras.models.load_model("model.keras")``
+finds them.
+"""
 
-__all__ = [
-    "FillNonFinite",
-    "LengthMask",
-    "TrainError",
-    "baseline",
-    "build_dense",
-    "build_lstm",
-    "build_model",
-    "compile_for",
-    "export_serving",
-    "load_serving",
-    "train",
-]
+import importlib
+
+_EXPORTS = {
+    "FillNonFinite": "models",
+    "LengthMask": "models",
+    "build_model": "models",
+    "TrainError": "trainer",
+    "train": "trainer",
+    "export_serving": "export",
+    "load_serving": "export",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

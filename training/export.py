@@ -27,10 +27,15 @@ def load_serving(path: str) -> Callable[[Mapping[str, Any]], np.ndarray]:
     entry per example) to the model's output as a NumPy array.
 
     Example:
-        >>> predict = load_serving("runs/flights/model/export")                 # doctest: +SKIP
-        >>> predict({"carrier": ["UA"], "origin": ["EWR"], "dest": ["IAH"],
-        ...          "month": [1], ...})                                          # doctest: +SKIP
-        array([[0.07]], dtype=float32)
+        >>> from tfstream.training.trainer import train
+        >>> job = replace(load_config("configs/flights_dense.yaml"), train=TrainConfig(epochs=1, eval_split="eval"))
+        >>> metrics = train(job, dataset_dir, str(tmp_path / "model"), verbose=0)
+        >>> predict = load_serving(metrics["export_dir"])
+        >>> p = predict({"month": [7], "day": [2], "sched_dep_time": [1029], "sched_arr_time": [1209],
+        ...              "dep_delay": [95.0], "distance": [872.0], "carrier": ["EV"], "origin": ["EWR"],
+        ...              "dest": ["STL"]})
+        >>> p.shape, bool(0 <= p[0, 0] <= 1)
+        ((1, 1), True)
     """
     import tensorflow as tf
 

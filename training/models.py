@@ -19,11 +19,13 @@ regression.
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from typing import Mapping, Optional
 
 import keras
 from keras import layers, ops
 
+from tfstream.pipelines.config import JobConfig
+from tfstream.pipelines.manifest import CategoricalStatistics, FeatureStatistics, Manifest, NumericStatistics
 from tfstream.transforms.schema import Feature, Label, Schema, length_key
 
 _log = logging.getLogger(__name__)
@@ -57,31 +59,31 @@ def _input(feature: Feature) -> keras.KerasTensor:
     return keras.Input(shape=feature.shape, dtype=feature.dtype, name=feature.name)
 
 
-def _normalize(x, feature: Feature, stats: Mapping[str, Any]):
-    mean, var = stats["mean"], stats["variance"]
+def _normalize(x, feature: Feature, stats: NumericStatistics):
+    mean, var = list(stats.mean) if stats.is_vector else [stats.mean], \
+        list(stats.variance) if stats.is_vector else [stats.variance]
     if not feature.shape:  # a scalar: [batch] → [batch, 1]
         x = layers.Reshape((1,), name=f"{feature.name}_as_column")(x)
-        mean, var = [mean], [var]
     x = layers.Normalization(mean=mean, variance=var, name=f"{feature.name}_normalized")(x)
     return _imputed(x, feature, stats)
 
 
-def _imputed(x, feature: Feature, stats: Mapping[str, Any]):
-    if stats.get("impute") == "mean" and feature.dtype == "float32":
+def _imputed(x, feature: Feature, stats: FeatureStatistics):
+    if getattr(stats, "impute", None) == "mean" and feature.dtype == "float32":
         return FillNonFinite(name=f"{feature.name}_imputed")(x)
     return x
 
 
-def _embed(x, feature: Feature, stats: Mapping[str, Any], embedding_dim: int):
-    vocabulary = [token for token, _ in stats.get("vocabulary", [])]
+def _embed(x, feature: Feature, stats: CategoricalStatistics, embedding_dim: int):
+    vocabulary = stats.tokens
     if not vocabulary:
         raise ValueError(f"feature {feature.name!r}: the training split has no vocabulary to build a lookup from")
-    unique = int(stats.get("num_unique", len(vocabulary)))
+    unique = stats.num_unique if stats.num_unique is not None else len(vocabulary)
+    oov = stats.oov_buckets or 1
     if unique > len(vocabulary):
         _log.info("feature %r: the %d most frequent of %d tokens have their own id; the other %d share %d "
                   "out-of-vocabulary bucket(s) (features[].vocab_size)", feature.name, len(vocabulary), unique,
-                  unique - len(vocabulary), int(stats.get("oov_buckets", 1)))
-    oov = int(stats.get("oov_buckets", 1))
+                  unique - len(vocabulary), oov)
     ids = layers.StringLookup(vocabulary=vocabulary, num_oov_indices=oov, name=f"{feature.name}_lookup")(x)
     size = len(vocabulary) + oov
     return layers.Embedding(size, min(embedding_dim, size), name=f"{feature.name}_embedding")(ids)
@@ -110,24 +112,27 @@ def compile_for(model: keras.Model, label: Label, learning_rate: float) -> keras
     return model
 
 
-def build_dense(schema: Schema, stats: Mapping[str, Any], *, hidden_units=(64, 32), dropout: float = 0.0,
-                embedding_dim: int = 8) -> keras.Model:
+def build_dense(schema: Schema, statistics: Mapping[str, FeatureStatistics], *, hidden_units=(64, 32),
+                dropout: float = 0.0, embedding_dim: int = 8) -> keras.Model:
     """A Dense network over numeric and categorical features.
 
     Args:
         schema: the dataset schema (no sequence features).
-        stats: the training split's statistics (``manifest.statistics("train")``).
+        statistics: feature name → its statistics over the training split
+            (``manifest.split("train").features``).
 
     Example:
-        >>> m = load_manifest("runs/flights/dataset")                        # doctest: +SKIP
-        >>> model = build_dense(m.schema, m.statistics("train"))             # doctest: +SKIP
+        >>> m = load_manifest(dataset_dir)
+        >>> model = build_dense(m.schema, m.split("train").features, hidden_units=(8,))
+        >>> model.output_shape
+        (None, 1)
     """
     if schema.sequence_features:
         raise ValueError("build_dense: the schema has sequence features; use build_lstm")
     inputs, parts = {}, []
     for feature in schema.features:
         x = inputs[feature.name] = _input(feature)
-        fstats = stats["features"][feature.name]
+        fstats = statistics[feature.name]
         if feature.kind == "categorical":
             parts.append(_embed(x, feature, fstats, embedding_dim))
         else:
@@ -140,11 +145,15 @@ def build_dense(schema: Schema, stats: Mapping[str, Any], *, hidden_units=(64, 3
     return keras.Model(inputs, _head(x, schema.label), name="tfstream_dense")
 
 
-def build_lstm(schema: Schema, stats: Mapping[str, Any], *, lstm_units=(64,), hidden_units=(64,),
-               dropout: float = 0.0, bidirectional: bool = False) -> keras.Model:
+def build_lstm(schema: Schema, statistics: Mapping[str, FeatureStatistics], *, lstm_units=(64,),
+               hidden_units=(64,), dropout: float = 0.0, bidirectional: bool = False) -> keras.Model:
     """An LSTM over one variable-length sequence feature, masked by its length.
 
     Inputs: the padded sequence ``[batch, time, dim]`` and ``<name>_length`` ``[batch]``.
+
+    Args:
+        schema: the dataset schema (exactly one feature, a sequence).
+        statistics: feature name → its statistics over the training split.
     """
     sequences = schema.sequence_features
     if len(sequences) != 1 or len(schema.features) != 1:
@@ -157,8 +166,9 @@ def build_lstm(schema: Schema, stats: Mapping[str, Any], *, lstm_units=(64,), hi
     seq = _input(feature)
     lengths = keras.Input(shape=(), dtype="int64", name=length_key(feature.name))
     mask = LengthMask(name="mask")(seq, lengths)
-    fstats = stats["features"][feature.name]
-    x = layers.Normalization(mean=fstats["mean"], variance=fstats["variance"], name=f"{feature.name}_normalized")(seq)
+    fstats = statistics[feature.name]
+    x = layers.Normalization(mean=list(fstats.mean), variance=list(fstats.variance),
+                             name=f"{feature.name}_normalized")(seq)
     x = _imputed(x, feature, fstats)
     for i, units in enumerate(lstm_units):
         last = i == len(lstm_units) - 1
@@ -176,12 +186,30 @@ def build_lstm(schema: Schema, stats: Mapping[str, Any], *, lstm_units=(64,), hi
     return keras.Model(inputs, _head(x, schema.label), name="tfstream_lstm")
 
 
-def build_model(schema: Schema, stats: Mapping[str, Any], model_config, learning_rate: float) -> keras.Model:
-    """The reference model a `ModelConfig` names, compiled for the label's task."""
-    if model_config.type == "dense":
-        model = build_dense(schema, stats, hidden_units=model_config.hidden_units, dropout=model_config.dropout,
-                            embedding_dim=model_config.embedding_dim)
+def build_model(manifest: Manifest, config: JobConfig, *, split: Optional[str] = None) -> keras.Model:
+    """The reference model of a job, built from a dataset's statistics and compiled.
+
+    The config's ``model:`` section names the model (``dense`` for tabular data,
+    ``lstm`` for a sequence) and its layers; the normalization, vocabularies and
+    imputation come from ``split`` (default: ``train.train_split``) of the manifest; the
+    loss and metrics follow the label's task, with ``train.learning_rate``.
+
+    Args:
+        manifest: the dataset's manifest (`load_manifest`).
+        config: the job config (`load_config`).
+        split: the split whose statistics the model is built from.
+
+    Example:
+        >>> model = build_model(load_manifest(dataset_dir), load_config("configs/flights_dense.yaml"))
+        >>> model.name, model.output_shape
+        ('tfstream_dense', (None, 1))
+    """
+    m = config.model
+    statistics = manifest.split(split or config.train.train_split).features
+    if m.type == "dense":
+        model = build_dense(manifest.schema, statistics, hidden_units=m.hidden_units, dropout=m.dropout,
+                            embedding_dim=m.embedding_dim)
     else:
-        model = build_lstm(schema, stats, lstm_units=model_config.lstm_units, hidden_units=model_config.hidden_units,
-                           dropout=model_config.dropout, bidirectional=model_config.bidirectional)
-    return compile_for(model, schema.label, learning_rate)
+        model = build_lstm(manifest.schema, statistics, lstm_units=m.lstm_units, hidden_units=m.hidden_units,
+                           dropout=m.dropout, bidirectional=m.bidirectional)
+    return compile_for(model, manifest.label, config.train.learning_rate)

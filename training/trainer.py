@@ -13,11 +13,10 @@ and the best checkpoint, evaluates on the eval split, and writes into the model 
     metrics.json         eval metrics, the trivial baseline, counts and timings
 
 Example:
-    >>> from tfstream.pipelines import load_config
-    >>> result = train(load_config("configs/digits_lstm.yaml"),
-    ...                dataset_dir="runs/digits/dataset", model_dir="runs/digits/model")  # doctest: +SKIP
-    >>> result["eval"]["accuracy"]                                                        # doctest: +SKIP
-    0.97
+    >>> job = replace(load_config("configs/flights_dense.yaml"), train=TrainConfig(epochs=1, eval_split="eval"))
+    >>> result = train(job, dataset=dataset_dir, model_dir=str(tmp_path / "model"), verbose=0)
+    >>> result["epochs_run"], sorted(result["eval"])
+    (1, ['accuracy', 'auc', 'loss'])
 """
 
 from __future__ import annotations
@@ -25,19 +24,20 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import keras
 
-from tfstream.pipelines.config import JobConfig
+from tfstream.pipelines.config import JobConfig, ReadOptions, replace
 from tfstream.pipelines.manifest import Manifest, load_manifest
-from tfstream.pipelines.memory import MemoryBudgetError, MemoryEstimate, MiB, check_budget, estimate_input_memory
-from tfstream.pipelines.readers import PaddingCounter, read
-from tfstream.pipelines.report import headline
+from tfstream.pipelines.read.memory import MemoryBudgetError, MemoryEstimate, MiB, check_budget, estimate_input_memory
+from tfstream.pipelines.read.reader import read
+from tfstream.pipelines.read.stages import PaddingCounter
 from tfstream.training.export import export_serving
+from tfstream.training.metrics import baseline, beats_baseline
 from tfstream.training.models import build_model
-from tfstream.transforms.analyzers import majority_baseline
 
 _log = logging.getLogger(__name__)
 
@@ -56,32 +56,6 @@ def check_model_dir(model_dir: str) -> None:
                          f"export afterwards (the dataset itself may be remote)")
 
 
-def baseline(manifest: Manifest, train_split: str, eval_split: str) -> dict[str, Any]:
-    """The trivial model to beat, scored on the eval split from the manifest's statistics.
-
-    Classification: always predict the training split's most frequent class (accuracy).
-    Regression: always predict the training mean (mean squared error on eval).
-    """
-    label = manifest.schema.label
-    train_stats = manifest.statistics(train_split)["label"]
-    eval_stats = manifest.statistics(eval_split)["label"]
-    if label.task == "regression":
-        if not eval_stats.get("count"):
-            return {"name": "train_mean", "mse": None}
-        mse = eval_stats["variance"] + (eval_stats["mean"] - train_stats["mean"]) ** 2
-        return {"name": "train_mean", "mse": float(mse)}
-    counts = train_stats["class_counts"]
-    majority = max(counts, key=counts.get)
-    eval_counts = eval_stats["class_counts"]
-    total = sum(eval_counts.values())
-    return {
-        "name": "majority_class",
-        "class": majority,
-        "accuracy": eval_counts[majority] / total if total else None,
-        "eval_majority_accuracy": majority_baseline(eval_stats),
-    }
-
-
 class PaddingEfficiency(keras.callbacks.Callback):
     """Adds ``padding_efficiency`` to each epoch's logs (so to ``history.csv`` and
     ``metrics.json``): the real ÷ padded sequence steps of the training batches fed
@@ -93,8 +67,11 @@ class PaddingEfficiency(keras.callbacks.Callback):
 
     Example:
         >>> counter = PaddingCounter()
-        >>> ds = read("runs/digits/dataset", "train", padding_counter=counter)    # doctest: +SKIP
-        >>> model.fit(ds, callbacks=[PaddingEfficiency(counter)])                 # doctest: +SKIP
+        >>> ds = read(sequence_dataset_dir, "train", batch_size=64, padding_counter=counter)
+        >>> model = build_model(load_manifest(sequence_dataset_dir), load_config("configs/digits_lstm.yaml"))
+        >>> history = model.fit(ds, callbacks=[PaddingEfficiency(counter)], verbose=0)
+        >>> 0 < history.history["padding_efficiency"][0] < 1
+        True
     """
 
     def __init__(self, counter: PaddingCounter):
@@ -112,15 +89,11 @@ class PaddingEfficiency(keras.callbacks.Callback):
 
 def _plan_memory(config: JobConfig, manifest: Manifest) -> MemoryEstimate:
     """Estimate the training input pipeline's memory, log it, and hold it to
-    ``reader.memory_budget_mb`` (see `pipelines.memory`)."""
-    r = config.reader
-    estimate = estimate_input_memory(
-        manifest, config.train.train_split, batch_size=r.batch_size, shuffle_buffer=r.shuffle_buffer,
-        cycle_length=r.cycle_length, cache=r.cache, prefetch=r.prefetch, max_tokens_per_batch=r.max_tokens_per_batch,
-        budget_mb=r.memory_budget_mb)
-    _log.info("input pipeline memory, estimated from the manifest:\n%s", estimate.format())
+    ``reader.memory_budget_mb`` (see `pipelines.read.memory`)."""
+    estimate = estimate_input_memory(manifest, config.train.train_split, config.reader)
+    _log.info("input pipeline memory, estimated from the manifest:\n%s", estimate.format(terminal=sys.stderr.isatty()))
     try:
-        warning = check_budget(estimate, r.shuffle_buffer)
+        warning = check_budget(estimate, config.reader.shuffle_buffer)
     except MemoryBudgetError as e:
         raise TrainError(str(e)) from None
     if warning:
@@ -128,23 +101,27 @@ def _plan_memory(config: JobConfig, manifest: Manifest) -> MemoryEstimate:
     return estimate
 
 
+def evaluation_options(options: ReadOptions) -> ReadOptions:
+    """The read options of the validation and eval splits: the training options without
+    the cache and the bucketing. Evaluation metrics do not depend on the batching,
+    unbucketed reads keep the stored order, and a split read once per epoch gains
+    little from a cache that costs memory or disk."""
+    return replace(options, cache="none", max_tokens_per_batch=None, num_buckets=None)
+
+
 def _datasets(config: JobConfig, manifest: Manifest):
     """The training, validation and evaluation datasets, and the training set's
     `PaddingCounter` (None without sequence features).
 
-    Only the training split is bucketed (``reader.max_tokens_per_batch``): evaluation
-    metrics do not depend on the batching, and unbucketed reads keep the stored order.
+    Only the training split is bucketed and cached (`evaluation_options`).
     """
-    r, t = config.reader, config.train
+    t = config.train
     counter = PaddingCounter() if manifest.schema.sequence_features else None
-    train_ds = read(manifest, t.train_split, batch_size=r.batch_size, shuffle=True, shuffle_buffer=r.shuffle_buffer,
-                    cache=r.cache, cycle_length=r.cycle_length, seed=r.seed,
-                    prefetch_buffer=r.prefetch, max_tokens_per_batch=r.max_tokens_per_batch,
-                    num_buckets=r.num_buckets or 8, padding_counter=counter, ram_budget_mb=r.memory_budget_mb)
+    train_ds = read(manifest, t.train_split, config.reader, shuffle=True, padding_counter=counter)
+    evaluation = evaluation_options(config.reader)
 
     def plain(split: str):
-        return read(manifest, split, batch_size=r.batch_size, shuffle=False, cycle_length=r.cycle_length,
-                    seed=r.seed, prefetch_buffer=r.prefetch, ram_budget_mb=r.memory_budget_mb)
+        return read(manifest, split, evaluation, shuffle=False)
 
     val_ds = plain(t.validation_split) if t.validation_split else None
     return train_ds, val_ds, plain(t.eval_split), counter
@@ -173,13 +150,15 @@ def _read_history(path: str) -> dict[str, list[float]]:
     return out
 
 
-def train(config: JobConfig, dataset_dir: Optional[str] = None, model_dir: Optional[str] = None,
+def train(config: JobConfig, dataset: Union[str, Manifest, None] = None, model_dir: Optional[str] = None,
           *, verbose: int = 2, callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
     """Fit, evaluate, save and export the reference model of ``config``.
 
     Args:
         config: the job config (the same one that wrote the dataset).
-        dataset_dir: defaults to ``output.dir``, then ``runs/<name>/dataset``.
+        dataset: the dataset directory, or its loaded `Manifest` (the run reads exactly
+            the shards it names); defaults to ``output.dir``, then
+            ``runs/<name>/dataset``.
         model_dir: defaults to ``train.dir``, then ``runs/<name>/model``.
         verbose: Keras verbosity (0 silent, 2 one line per epoch).
         callbacks: more Keras callbacks (TensorBoard, ...), run after tfstream's own.
@@ -191,12 +170,16 @@ def train(config: JobConfig, dataset_dir: Optional[str] = None, model_dir: Optio
     Returns:
         The content of ``metrics.json``.
     """
-    dataset_dir = dataset_dir or config.output.dir or os.path.join("runs", config.name, "dataset")
+    if isinstance(dataset, Manifest):
+        manifest, dataset_dir = dataset, dataset.root
+    else:
+        dataset_dir = dataset or config.output.dir or os.path.join("runs", config.name, "dataset")
+        manifest = None
     model_dir = model_dir or config.train.dir or os.path.join("runs", config.name, "model")
     check_model_dir(model_dir)
     model_dir = os.path.abspath(model_dir)
     t = config.train
-    manifest = load_manifest(dataset_dir)
+    manifest = manifest or load_manifest(dataset_dir)
     for role, split in (("train on", t.train_split), ("validate on", t.validation_split), ("evaluate on", t.eval_split)):
         if split is not None and manifest.num_examples(split) == 0:
             raise TrainError(f"{dataset_dir}: the {split!r} split is empty, nothing to {role}; give it a larger "
@@ -210,7 +193,7 @@ def train(config: JobConfig, dataset_dir: Optional[str] = None, model_dir: Optio
     os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
     keras.utils.set_random_seed(t.seed)
 
-    model = build_model(manifest.schema, manifest.statistics(t.train_split), config.model, t.learning_rate)
+    model = build_model(manifest, config)
     train_ds, val_ds, eval_ds, padding = _datasets(config, manifest)
     monitor = "val_loss" if val_ds is not None else "loss"
     best = os.path.join(model_dir, "checkpoints", "best.weights.h5")
@@ -269,8 +252,7 @@ def train(config: JobConfig, dataset_dir: Optional[str] = None, model_dir: Optio
         "baseline": baseline(manifest, t.train_split, t.eval_split),
         "history": {k: v for k, v in full.items() if k != "epoch"},
     }
-    name, value, base = headline(metrics)
-    metrics["beats_baseline"] = base is not None and (value < base if name == "mse" else value > base)
+    metrics["beats_baseline"] = beats_baseline(metrics)
     with open(os.path.join(model_dir, METRICS_NAME), "w", encoding="utf-8") as f:
         json.dump(metrics, f, indent=1)
     return metrics

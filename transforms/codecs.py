@@ -103,7 +103,7 @@ def parse_batch(serialized, schema: Schema):
     """Parse a batch of serialized records, vectorized, into ``(features, label)``.
 
     Sequence features come back as `tf.RaggedTensor` ``[batch, (time), dim]`` plus an
-    int64 ``<name>_length`` tensor; densify them with `pipelines.readers.pad_sequences`.
+    int64 ``<name>_length`` tensor; densify them with `pipelines.read.stages.parse_and_pad`.
 
     Args:
         serialized: a string tensor of shape ``[batch]``.

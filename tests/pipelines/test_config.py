@@ -2,7 +2,8 @@ import os
 
 import pytest
 
-from tfstream.pipelines.config import ConfigError, config_from_dict, load_config, resolve_source_paths
+from tfstream.pipelines.config import ConfigError, config_from_dict, load_config
+from tfstream.pipelines.write.sources import resolve_source_paths
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 
@@ -130,3 +131,153 @@ def test_validation_section(make_job):
         make_job("flights_dense.yaml", validation={"drift": {"on_drift": "fail"}})
     with pytest.raises(ConfigError, match=r"validation.drift.max_shift: unknown key; did you mean 'max_mean_shift'\?"):
         make_job("flights_dense.yaml", validation={"drift": {"max_shift": 1}})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"reader": {"batch_size": "3"}}, r"reader.batch_size: expected an integer, got '3'"),
+    ({"reader": {"batch_size": True}}, r"reader.batch_size: expected an integer, got True"),
+    ({"reader": {"batch_size": 32.0}}, r"reader.batch_size: expected an integer, got 32.0"),
+    ({"model": {"dropout": True}}, r"model.dropout: expected a number, got True"),
+    ({"model": {"dropout": "0.1"}}, r"model.dropout: expected a number, got '0.1'"),
+    ({"model": {"bidirectional": 1}}, r"model.bidirectional: expected true or false, got 1"),
+    ({"model": {"hidden_units": "abc"}}, r"model.hidden_units: expected a list of an integer, got 'abc'"),
+    ({"model": {"hidden_units": [8, "x"]}}, r"model.hidden_units\[1\]: expected an integer, got 'x'"),
+    ({"split": {"key": {"year"}}}, r"split.key: expected a list of a string, got \{'year'\}"),
+    ({"split": {"fractions": {"train": "a"}}}, r"split.fractions.train: expected a number, got 'a'"),
+    ({"split": {"fractions": None}}, r"split.fractions: expected a mapping of a number, got None"),
+    ({"reader": 5}, r"reader: expected a mapping of keys to values, got 5"),
+    ({"features": [5]}, r"features\[0\]: expected a mapping of keys to values, got 5"),
+    ({"features": [{"name": "x", "type": "float", "shape": [True]}]},
+     r"features\[0\].shape\[0\]: expected an integer, got True"),
+    ({"features": [{"name": "x", "type": "float", "on_missing": "default", "default": True}]},
+     r"features\[0\].default: expected an integer or a number or a string, got True"),
+    ({"features": [{"name": "x", "type": "floaty"}]},
+     r"features\[0\]: features\[x\].type: expected one of float, int, string, sequence; got 'floaty'"),
+    ({"features": [{"name": "x", "type": 5}]}, r"features\[0\].type: expected a string, got 5"),
+    ({"features": [{"type": "float"}]}, r"features\[0\].name: missing required key"),
+    ({"source": {"format": "json"}}, r"source.format: expected one of csv, parquet, npz; got 'json'"),
+    ({"label": {"on_missing": "skip"}}, r"label.on_missing: expected error or drop; got 'skip'"),
+    ({"label": {"task": "ordinal"}}, r"label.task: expected one of binary, multiclass, regression; got 'ordinal'"),
+    ({"output": {"compression": "zip"}}, r"output.compression: expected none or gzip; got 'zip'"),
+    ({"model": {"type": "cnn"}}, r"model.type: expected dense or lstm; got 'cnn'"),
+    ({"model": {"type": 5}}, r"model.type: expected a string, got 5"),
+    ({"reader": {"zzzzzz": 1}}, r"reader.zzzzzz: unknown key; valid keys: batch_size, shuffle_buffer, cycle_length, "
+                                r"cache, prefetch, seed, max_tokens_per_batch, num_buckets, memory_budget_mb"),
+    ({"split": {"fractions": {1: 1.0}}}, r"split.fractions: split name '1' must be lower-case letters, digits and _"),
+    # one error, the first in reading order: a section's unknown keys, then its keys in order, then its rules
+    ({"reader": {"batch_size": 0, "seed": "x"}}, r"reader.seed: expected an integer, got 'x'"),
+    ({"reader": {"batch_size": "x", "batch_sise": 1}}, r"reader.batch_sise: unknown key; did you mean 'batch_size'\?"),
+    ({"modle": {}, "reader": {"batch_size": "x"}}, r"modle: unknown key; did you mean 'model'\?"),
+    ({"reader": {"batch_size": 0}, "train": {"epochs": 0}}, r"reader.batch_size: expected 1..1000000, got 0"),
+])
+def test_strict_types_and_one_line_messages(make_job, overrides, message):
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        make_job("flights_dense.yaml", **overrides)
+
+
+def test_the_config_must_be_a_mapping():
+    with pytest.raises(ConfigError, match=r"^the config: expected a mapping of keys to values, got \[1\]$"):
+        config_from_dict([1])
+    with pytest.raises(ConfigError, match=r"^the config: expected a mapping of keys to values, got None$"):
+        config_from_dict(None)
+
+
+def test_lists_become_tuples_and_ints_floats(make_job):
+    job = make_job("flights_dense.yaml", validation={"max_bad_fraction": 1}, model={"dropout": 0},
+                   label={"threshold": 15})
+    assert job.validation.max_bad_fraction == 1.0 and isinstance(job.validation.max_bad_fraction, float)
+    assert isinstance(make_job("digits_lstm.yaml", split={"fractions": {"train": 1}}, output={"num_shards": {}},
+                               train={"validation_split": None, "eval_split": "train"}).split.fractions["train"], float)
+    assert isinstance(job.model.dropout, float) and isinstance(job.label.threshold, float)
+    assert isinstance(job.features, tuple) and isinstance(job.split.key, tuple)
+    assert job.model.hidden_units == (64, 32) and isinstance(job.source.na_values, tuple)
+    f = make_job("flights_dense.yaml", features=[{"name": "v", "type": "float", "columns": ["a", "b"],
+                                                  "shape": [2]}]).features[0]
+    assert f.columns == ("a", "b") and f.shape == (2,)
+
+
+def test_configs_pickle_and_compare(make_job):
+    import pickle
+
+    job = make_job("digits_lstm.yaml")
+    again = pickle.loads(pickle.dumps(job))
+    assert again == job and again.split.fractions == job.split.fractions
+    assert dict(job.split.fractions) == {"train": 0.8, "validation": 0.1, "eval": 0.1}
+    assert config_from_dict(job.to_json()) == job  # the manifest's copy loads back
+
+
+def test_to_json_is_plain_json(make_job):
+    import json
+
+    data = make_job("flights_dense.yaml").to_json()
+    assert list(data) == ["name", "source", "features", "label", "model", "split", "output", "reader", "train",
+                          "validation"]
+    assert json.loads(json.dumps(data)) == data
+    assert data["model"]["hidden_units"] == [64, 32] and data["validation"]["drift"]["on_drift"] == "warn"
+
+
+def test_replace_checks_again(make_job):
+    from tfstream.pipelines.config import replace
+
+    job = make_job("flights_dense.yaml")
+    shorter = replace(job, train=replace(job.train, epochs=4))
+    assert shorter.train.epochs == 4 and shorter.reader == job.reader
+    assert replace(shorter, train=replace(shorter.train, epochs=7)).train.epochs == 7 and shorter.train.epochs == 4
+    assert replace(job, reader={"batch_size": 32}).reader.batch_size == 32
+    with pytest.raises(ConfigError, match=r"^train.epochs: expected 1..100000, got 0$"):
+        replace(job.train, epochs=0)
+    with pytest.raises(ConfigError, match=r"^reader.batch_sise: unknown key; did you mean 'batch_size'\?$"):
+        replace(job.reader, batch_sise=32)
+    with pytest.raises(ConfigError, match=r"^reader.batch_size: expected an integer, got '32'$"):
+        replace(job.reader, batch_size="32")
+    with pytest.raises(ConfigError, match=r"^train: split 'test' is not one of split.fractions"):
+        replace(job, train=replace(job.train, eval_split="test"))
+
+
+def test_load_config_takes_a_path_or_a_mapping(tmp_path):
+    import yaml
+
+    path = os.path.join(CONFIGS, "flights_dense.yaml")
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    assert load_config(data) == load_config(path)
+    data["reader"] = {"batch_size": "big"}
+    with pytest.raises(ConfigError, match=r"^reader.batch_size: expected an integer, got 'big'$"):
+        load_config(data)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"^.*bad.yaml: reader.batch_size: expected an integer, got 'big'$"):
+        load_config(bad)
+
+
+def test_huge_values_make_short_messages(make_job):
+    with pytest.raises(ConfigError) as e:
+        make_job("flights_dense.yaml", reader={"batch_size": "x" * 10_000})
+    assert len(str(e.value)) < 300 and str(e.value).endswith("...")
+    with pytest.raises(ConfigError) as e:
+        config_from_dict({**make_job("flights_dense.yaml").to_json(), "name": "bad name " * 1000})
+    assert len(str(e.value)) < 300 and str(e.value).startswith("name: use letters")
+
+
+def test_reader_section_is_read_options(make_job):
+    from tfstream.pipelines import config
+
+    assert isinstance(make_job("flights_dense.yaml").reader, config.ReadOptions)
+    assert not hasattr(config, "ReaderConfig")
+    assert config.ReadOptions().max_tokens_per_batch is None and config.ReadOptions().batch_size == 256
+
+
+def test_json_schema_describes_every_key():
+    from tfstream.pipelines.config import json_schema
+
+    schema = json_schema()
+    assert schema["$schema"].startswith("https://json-schema.org/") and schema["title"]
+    assert schema["required"] == ["name", "source", "features", "label", "model"]
+    for model in [schema, *schema["$defs"].values()]:
+        assert model["additionalProperties"] is False
+        for key, prop in model["properties"].items():
+            assert prop.get("description"), f"{model.get('title')}.{key} has no description"
+    assert schema["$defs"]["FeatureConfig"]["properties"]["on_nan"]["enum"] == ["error", "drop", "impute"]
+    assert schema["$defs"]["ReadOptions"]["properties"]["batch_size"] == {
+        "default": 256, "description": "Records per batch (1..1000000); with bucketing, the most per batch.",
+        "title": "Batch Size", "type": "integer"}

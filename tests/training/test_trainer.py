@@ -8,21 +8,23 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tfstream.training  # noqa: F401 - registers LengthMask for loading .keras files
+import tfstream.training.models  # noqa: F401 - registers LengthMask for loading .keras files
+from tfstream.pipelines.config import replace
 from tfstream.pipelines.manifest import load_manifest
-from tfstream.pipelines.readers import bucket_plan, read
+from tfstream.pipelines.read.bucketing import bucket_plan
+from tfstream.pipelines.read.reader import read
 from tfstream.training.export import load_serving
 from tfstream.training.trainer import TrainError, train
 from tfstream.transforms.codecs import decode_example
 
 
+pytestmark = pytest.mark.slow  # end to end: training, or every benchmark on tiny data
+
 @pytest.fixture(scope="module")
 def flights_run(flights_job, flights_dataset, tmp_path_factory):
-    import dataclasses
-
-    job = dataclasses.replace(flights_job, train=dataclasses.replace(flights_job.train, epochs=4))
+    job = replace(flights_job, train=replace(flights_job.train, epochs=4))
     model_dir = str(tmp_path_factory.mktemp("flights_model"))
-    return job, train(job, dataset_dir=flights_dataset, model_dir=model_dir, verbose=0)
+    return job, train(job, dataset=flights_dataset, model_dir=model_dir, verbose=0)
 
 
 def test_dense_beats_the_majority_class(flights_run):
@@ -73,10 +75,8 @@ def test_export_serves_raw_features_like_the_training_path(flights_run, flights_
 
 
 def test_lstm_learns_the_digits(digits_job, digits_dataset, tmp_path):
-    import dataclasses
-
-    job = dataclasses.replace(digits_job, train=dataclasses.replace(digits_job.train, epochs=12))
-    metrics = train(job, dataset_dir=digits_dataset, model_dir=str(tmp_path / "model"), verbose=0)
+    job = replace(digits_job, train=replace(digits_job.train, epochs=12))
+    metrics = train(job, dataset=digits_dataset, model_dir=str(tmp_path / "model"), verbose=0)
     assert metrics["baseline"]["accuracy"] < 0.25
     assert metrics["eval"]["accuracy"] > 0.6  # 480 training sequences only; the full set reaches >= 0.95
     served = load_serving(metrics["export_dir"])
@@ -88,13 +88,13 @@ def test_lstm_learns_the_digits(digits_job, digits_dataset, tmp_path):
 
 def test_schema_mismatch_is_refused(digits_job, flights_dataset, tmp_path):
     with pytest.raises(TrainError, match=r"the dataset.s schema differs from the config's; re-run `tfstream preprocess`"):
-        train(digits_job, dataset_dir=flights_dataset, model_dir=str(tmp_path / "m"), verbose=0)
+        train(digits_job, dataset=flights_dataset, model_dir=str(tmp_path / "m"), verbose=0)
 
 
 def test_an_empty_split_is_refused(make_job, digits_npz, tmp_path):
     import numpy as np
 
-    from tfstream.pipelines.beam_preprocess import preprocess
+    from tfstream.pipelines.write.beam_pipeline import preprocess
 
     src = dict(np.load(digits_npz))
     keep = 3  # three sequences: with these fractions the validation split gets none
@@ -103,17 +103,15 @@ def test_an_empty_split_is_refused(make_job, digits_npz, tmp_path):
     job = make_job("digits_lstm.yaml", source={"path": str(tmp_path / "tiny.npz")},
                    split={"fractions": {"train": 0.98, "validation": 0.01, "eval": 0.01}})
     m = preprocess(job, output_dir=str(tmp_path / "ds"))
-    assert m.num_examples("validation") == 0 and len(m.shards("validation")) == 1
-    assert len(m.shards("train")) == 4 > m.num_examples("train")  # more shards than records: some empty
-    assert sum(s["records"] for s in m.shards("train")) == m.num_examples("train")
+    assert m.num_examples("validation") == 0 and len(m.split("validation").shards) == 1
+    assert len(m.split("train").shards) == 4 > m.num_examples("train")  # more shards than records: some empty
+    assert sum(s.records for s in m.split("train").shards) == m.num_examples("train")
     with pytest.raises(TrainError, match=r"the .validation. split is empty, nothing to validate on; give it a larger"):
-        train(job, dataset_dir=str(tmp_path / "ds"), model_dir=str(tmp_path / "m"), verbose=0)
+        train(job, dataset=str(tmp_path / "ds"), model_dir=str(tmp_path / "m"), verbose=0)
 
 
 def test_an_interrupted_run_resumes_after_its_last_epoch(digits_job, digits_dataset, tmp_path):
-    import dataclasses
-
-    job = dataclasses.replace(digits_job, train=dataclasses.replace(digits_job.train, epochs=4))
+    job = replace(digits_job, train=replace(digits_job.train, epochs=4))
     model_dir = str(tmp_path / "model")
 
     class Crash(keras.callbacks.Callback):
@@ -122,10 +120,10 @@ def test_an_interrupted_run_resumes_after_its_last_epoch(digits_job, digits_data
                 raise RuntimeError("the machine went away")
 
     with pytest.raises(RuntimeError, match="the machine went away"):
-        train(job, dataset_dir=digits_dataset, model_dir=model_dir, verbose=0, callbacks=[Crash()])
+        train(job, dataset=digits_dataset, model_dir=model_dir, verbose=0, callbacks=[Crash()])
     assert os.path.isdir(os.path.join(model_dir, "checkpoints", "backup"))
 
-    metrics = train(job, dataset_dir=digits_dataset, model_dir=model_dir, verbose=0)
+    metrics = train(job, dataset=digits_dataset, model_dir=model_dir, verbose=0)
     assert metrics["resumed_at_epoch"] == 3  # epochs 1 and 2 were done before the crash
     assert metrics["epochs_run"] == 4 and len(metrics["history"]["loss"]) == 4
     val = metrics["history"]["val_loss"]
@@ -134,10 +132,8 @@ def test_an_interrupted_run_resumes_after_its_last_epoch(digits_job, digits_data
 
 
 def test_without_a_validation_split(digits_job, digits_dataset, tmp_path):
-    import dataclasses
-
-    job = dataclasses.replace(digits_job, train=dataclasses.replace(digits_job.train, epochs=2, validation_split=None))
-    metrics = train(job, dataset_dir=digits_dataset, model_dir=str(tmp_path / "m"), verbose=0)
+    job = replace(digits_job, train=replace(digits_job.train, epochs=2, validation_split=None))
+    metrics = train(job, dataset=digits_dataset, model_dir=str(tmp_path / "m"), verbose=0)
     assert metrics["epochs_run"] == 2
     assert "val_loss" not in metrics["history"] and len(metrics["history"]["loss"]) == 2
     assert 1 <= metrics["best_epoch"] <= 2  # chosen on the training loss
@@ -159,12 +155,12 @@ class _FedSteps(keras.layers.Layer):
 
 @pytest.mark.parametrize("max_tokens", [None, 384])
 def test_padding_efficiency_equals_the_batches_fed(digits_dataset, max_tokens):
-    from tfstream.pipelines.readers import PaddingCounter
+    from tfstream.pipelines.read.stages import PaddingCounter
     from tfstream.training.trainer import PaddingEfficiency
 
     counter = PaddingCounter()
-    ds = read(digits_dataset, "train", batch_size=16, seed=3, cache="memory", max_tokens_per_batch=max_tokens,
-              num_buckets=4, padding_counter=counter)
+    bucketing = {"max_tokens_per_batch": max_tokens, "num_buckets": 4} if max_tokens else {}
+    ds = read(digits_dataset, "train", batch_size=16, seed=3, cache="memory", padding_counter=counter, **bucketing)
     seq = keras.Input((None, 13), name="mfcc")
     lengths = keras.Input((), dtype="int64", name="mfcc_length")
     fed = _FedSteps()
@@ -194,10 +190,8 @@ def test_padding_efficiency_equals_the_batches_fed(digits_dataset, max_tokens):
 
 def test_trainer_logs_padding_efficiency(digits_job, digits_dataset, tmp_path):
     import csv
-    import dataclasses
-
-    job = dataclasses.replace(digits_job, train=dataclasses.replace(digits_job.train, epochs=2))
-    metrics = train(job, dataset_dir=digits_dataset, model_dir=str(tmp_path / "m"), verbose=0)
+    job = replace(digits_job, train=replace(digits_job.train, epochs=2))
+    metrics = train(job, dataset=digits_dataset, model_dir=str(tmp_path / "m"), verbose=0)
     got = metrics["history"]["padding_efficiency"]
     assert len(got) == 2 and all(0.3 < e < 1 for e in got)
     with open(os.path.join(metrics["model_dir"], "history.csv"), newline="") as f:
@@ -205,11 +199,9 @@ def test_trainer_logs_padding_efficiency(digits_job, digits_dataset, tmp_path):
 
 
 def test_bucketed_training(digits_job, digits_dataset, tmp_path):
-    import dataclasses
-
-    reader = dataclasses.replace(digits_job.reader, max_tokens_per_batch=384, num_buckets=4)
-    job = dataclasses.replace(digits_job, reader=reader, train=dataclasses.replace(digits_job.train, epochs=2))
-    metrics = train(job, dataset_dir=digits_dataset, model_dir=str(tmp_path / "m"), verbose=0)
+    reader = replace(digits_job.reader, max_tokens_per_batch=384, num_buckets=4)
+    job = replace(digits_job, reader=reader, train=replace(digits_job.train, epochs=2))
+    metrics = train(job, dataset=digits_dataset, model_dir=str(tmp_path / "m"), verbose=0)
     plan = bucket_plan(digits_dataset, "train", "mfcc", max_tokens_per_batch=384, num_buckets=4,
                        max_batch_size=reader.batch_size)
     got = metrics["history"]["padding_efficiency"]
@@ -241,12 +233,10 @@ def test_reader_bucketing_keys(make_job):
 
 
 def test_a_memory_budget_too_small_refuses_to_train(flights_job, flights_dataset, tmp_path):
-    import dataclasses
-
-    job = dataclasses.replace(flights_job, reader=dataclasses.replace(flights_job.reader, cycle_length=32,
+    job = replace(flights_job, reader=replace(flights_job.reader, cycle_length=32,
                                                                       memory_budget_mb=16))
     with pytest.raises(TrainError, match=r"the input pipeline needs about [\d.]+ MiB, more than "
                                          r"reader.memory_budget_mb 16; the largest part is the read buffers "
                                          r"\(32.0 MiB\): lower reader.cycle_length, or raise reader.memory_budget_mb"):
-        train(job, dataset_dir=flights_dataset, model_dir=str(tmp_path / "m"), verbose=0)
+        train(job, dataset=flights_dataset, model_dir=str(tmp_path / "m"), verbose=0)
     assert not os.path.exists(tmp_path / "m" / "checkpoints")  # refused before anything is written

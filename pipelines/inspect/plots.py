@@ -1,0 +1,118 @@
+"""PNG plots of a dataset's manifest statistics (`tfstream inspect --plot`).
+
+Everything is drawn from the manifest, never from the records, so plotting a dataset of
+any size reads one small JSON file.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Optional
+
+from tfstream.pipelines import fs
+from tfstream.pipelines.manifest import CategoricalStatistics, Manifest, NumericStatistics, SequenceStatistics
+
+# Vocabulary plots show the most frequent tokens only: a long tail is unreadable as bars.
+TOP_TOKENS = 20
+
+
+def write_plots(manifest: Manifest, out_dir: str, *, split: Optional[str] = None) -> list[str]:
+    """Write one PNG per feature of ``split`` into ``out_dir`` and return their paths.
+
+    * numeric scalar feature: histogram of its values, ``<split>-<feature>-histogram.png``
+      (only when the manifest records a histogram; older manifests do not);
+    * sequence feature: histogram of its lengths, ``<split>-<feature>-length-histogram.png``;
+    * categorical feature: its top 20 tokens as horizontal bars,
+      ``<split>-<feature>-vocabulary.png`` (only when the split records a vocabulary).
+
+    Args:
+        manifest: a loaded manifest.
+        out_dir: a directory, created if needed (local or any Beam file system).
+        split: the split whose statistics are plotted (default: `Manifest.train_split`).
+
+    Returns:
+        The paths written, in schema order.
+
+    Raises:
+        ManifestError: the dataset has no split ``split``.
+
+    Example:
+        >>> paths = write_plots(load_manifest(dataset_dir), str(tmp_path))
+        >>> [p.rsplit("/", 1)[1] for p in paths][:2]
+        ['train-month-histogram.png', 'train-day-histogram.png']
+    """
+    try:
+        # Imported here: matplotlib takes about a second to import, and only --plot needs it.
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ImportError(f"tfstream inspect --plot needs matplotlib ({e}); "
+                          f"install it with `pip install 'matplotlib>=3.7'`") from e
+
+    split = split or manifest.train_split
+    stats = manifest.split(split).features
+    fs.makedirs(out_dir)
+    written = []
+    for f in manifest.features:
+        st = stats.get(f.name)
+        draw = _DRAWERS.get(f.kind) if st is not None else None
+        if draw is None or (f.kind == "numeric" and f.shape):  # a vector has no single histogram
+            continue
+        # A Figure with its own Agg canvas, not pyplot: no global backend switch, and no
+        # figure left registered in pyplot's state after the function returns.
+        fig = Figure(figsize=(7, 4), layout="constrained")
+        FigureCanvasAgg(fig)
+        suffix = draw(fig.add_subplot(), f.name, split, st)
+        if suffix is None:
+            continue
+        path = fs.join(out_dir, f"{split}-{_file_part(f.name)}-{suffix}.png")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        fs.write_atomic(path, buf.getvalue())
+        written.append(path)
+    return written
+
+
+def _file_part(name: str) -> str:
+    # Feature names come from column names, which may hold spaces or slashes.
+    return re.sub(r"[^\w.-]+", "_", name)
+
+
+def _numeric(ax, name: str, split: str, st: NumericStatistics) -> Optional[str]:
+    if st.histogram is None:
+        return None
+    edges, counts = st.histogram.edges, st.histogram.counts
+    ax.bar(edges[:-1], counts, width=[b - a for a, b in zip(edges, edges[1:])], align="edge", edgecolor="white")
+    ax.set_title(f"{name}: {st.count or sum(counts):,} values ({split!r} split)")
+    ax.set_xlabel(name)
+    ax.set_ylabel("examples")
+    return "histogram"
+
+
+def _sequence(ax, name: str, split: str, st: SequenceStatistics) -> Optional[str]:
+    hist = sorted(st.length.histogram.items())
+    if not hist:
+        return None
+    ax.bar([k for k, _ in hist], [n for _, n in hist], width=1.0, edgecolor="white")
+    ax.set_title(f"{name}: lengths of {st.length.count:,} sequences ({split!r} split)")
+    ax.set_xlabel("steps per sequence")
+    ax.set_ylabel("sequences")
+    return "length-histogram"
+
+
+def _categorical(ax, name: str, split: str, st: CategoricalStatistics) -> Optional[str]:
+    vocabulary = st.vocabulary
+    if not vocabulary:
+        return None
+    head = vocabulary[:TOP_TOKENS]
+    ax.barh([str(t) for t, _ in head], [n for _, n in head])
+    ax.invert_yaxis()  # most frequent at the top
+    unique = st.num_unique if st.num_unique is not None else len(vocabulary)
+    ax.set_title(f"{name}: top {len(head)} of {unique:,} values ({split!r} split)")
+    ax.set_xlabel("examples")
+    ax.set_ylabel("token")
+    return "vocabulary"
+
+
+_DRAWERS = {"numeric": _numeric, "sequence": _sequence, "categorical": _categorical}

@@ -1,0 +1,249 @@
+"""How much memory the input pipeline needs, worked out before it runs.
+
+`estimate_input_memory` adds up what a `read` pipeline holds at once, from the manifest
+(the mean and the largest record of the split, the feature shapes, the longest
+sequence) and the reader settings:
+
+    read buffers     cycle_length shards read in parallel, one read buffer each
+    shuffle buffer   shuffle_buffer serialized records, held twice at the peak
+    cache            the whole split, when ``cache: memory``
+    batches in work  one serialized and one parsed batch per parallel parse call
+    prefetch         prefetched parsed batches
+
+Each part is given as expected (mean record) and at worst (largest record, longest
+sequence in every batch). The trainer prints the table, warns when the worst case goes
+over ``reader.memory_budget_mb`` and refuses to start when even the expected figure does,
+naming the setting to lower and a value that fits. tf.data's own autotuner, which grows
+buffers as it sees fit, is bounded by the same budget (``options.autotune.ram_budget``).
+
+What is not counted: TensorFlow itself, the model and its optimizer state, Keras'
+own buffers; the estimate is for the input pipeline only.
+
+Example:
+    >>> est = estimate_input_memory(load_manifest(dataset_dir), "train", batch_size=256)
+    >>> print(est.format(terminal=False))  # doctest: +ELLIPSIS
+    input pipeline part   setting ...
+    ...
+    total ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping, Optional
+
+from tfstream.pipelines.config import ReadOptions
+from tfstream.pipelines.manifest import LengthStatistics, Manifest
+from tfstream.pipelines.read.reader import read_options
+from tfstream.pipelines.tables import render_table
+
+MiB = 1 << 20
+READ_BUFFER_BYTES = 1 << 20  # the read stages' default buffer_size
+# A tf.string element costs its bytes plus a tstring header and tf.data's per-element
+# bookkeeping; measured order of magnitude, kept deliberately round.
+ELEMENT_OVERHEAD_BYTES = 64
+# With prefetch: AUTOTUNE the autotuner picks the depth; it is counted as this many
+# batches (and capped by options.autotune.ram_budget when a budget is set).
+AUTOTUNE_PREFETCH_BATCHES = 4
+
+# The shuffle holds its records twice at its peak: the blocks waiting in its buffer,
+# and the window being permuted into a new tensor (see stages.shuffle_blocks).
+# Measured on flights (200-byte records): 2.0 x records x (record + overhead) for
+# shuffle buffers of 100k and 250k records, against peak RSS.
+SHUFFLE_COPIES = 2
+
+_DTYPE_BYTES = {"float32": 4, "int64": 8, "string": 32}
+
+
+class MemoryBudgetError(ValueError):
+    """The input pipeline would not fit in ``reader.memory_budget_mb``; the message says
+    which setting to lower."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryPart:
+    name: str
+    setting: str  # the config key that scales it
+    expected: int  # bytes
+    worst: int  # bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryEstimate:
+    """The input pipeline's memory, part by part (bytes)."""
+
+    parts: tuple[MemoryPart, ...]
+    budget: Optional[int] = None
+
+    @property
+    def expected(self) -> int:
+        return sum(p.expected for p in self.parts)
+
+    @property
+    def worst(self) -> int:
+        return sum(p.worst for p in self.parts)
+
+    def largest(self) -> MemoryPart:
+        return max(self.parts, key=lambda p: p.expected)
+
+    def format(self, *, terminal: Optional[bool] = None) -> str:
+        """The estimate as a table (see `tables.render_table`)."""
+        rows = [[p.name, p.setting, _mib(p.expected), _mib(p.worst)] for p in self.parts]
+        rows.append(["total", "", _mib(self.expected), _mib(self.worst)])
+        if self.budget is not None:
+            rows.append(["budget", "reader.memory_budget_mb", _mib(self.budget), ""])
+        return render_table(["input pipeline part", "setting", "expected MiB", "worst MiB"], rows, terminal=terminal)
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on (a container's share, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _mib(n: int) -> float:
+    return round(n / MiB, 1)
+
+
+def _record_bytes(manifest: Manifest, split: str) -> tuple[float, int]:
+    shards = manifest.split(split).shards
+    n = sum(s.records for s in shards)
+    total = sum(s.record_bytes for s in shards)
+    largest = max((s.max_record_bytes for s in shards), default=0)
+    mean = total / n if n else 0.0
+    return mean, max(largest, int(mean))
+
+
+def _example_bytes(manifest: Manifest) -> tuple[int, int]:
+    """Parsed bytes of one example: (fixed part, per sequence step)."""
+    fixed = per_step = 0
+    for f in manifest.features:
+        size = _DTYPE_BYTES[f.dtype] * f.size
+        if f.kind == "sequence":
+            per_step += size
+            fixed += 8  # <name>_length
+        else:
+            fixed += size
+    return fixed + _DTYPE_BYTES[manifest.label.dtype], per_step
+
+
+def _expected_longest(histogram: Mapping[int, int], batch_size: int) -> float:
+    """E[max of batch_size lengths drawn from the histogram] = sum L (F(L)^B - F(L-)^B)."""
+    counts = sorted(histogram.items())
+    total = sum(v for _, v in counts)
+    if not total:
+        return 0.0
+    expected, below = 0.0, 0
+    for length, n in counts:
+        expected += length * (((below + n) / total) ** batch_size - (below / total) ** batch_size)
+        below += n
+    return expected
+
+
+def _batch_bytes(manifest: Manifest, split: str, batch_size: int, max_tokens_per_batch: Optional[int],
+                 mean_record: float, max_record: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """One batch, serialized and parsed: ``((serialized, parsed) expected, (same) worst)``."""
+    fixed, per_step = _example_bytes(manifest)
+    sequences = manifest.schema.sequence_features
+    stats = manifest.split(split).features.get(sequences[0].name) if sequences else None
+    length = stats.length if stats is not None else LengthStatistics(0, 1, 0, 0.0, {})
+    longest, shortest = length.max, max(1, length.min)
+    mean_len = length.mean or 1.0
+    if sequences and max_tokens_per_batch:
+        # Bucketed: every batch holds about max_tokens_per_batch padded steps; short
+        # buckets hold more examples (bounded by batch_size).
+        examples = (min(batch_size, max_tokens_per_batch / mean_len), min(batch_size, max_tokens_per_batch / shortest))
+        steps = (float(max_tokens_per_batch), float(max_tokens_per_batch))
+    else:
+        examples = (float(batch_size), float(batch_size))
+        # Padded to the longest of the batch: expected, the mean of the largest of
+        # batch_size lengths drawn from the histogram; at worst the longest of the split.
+        steps = (batch_size * _expected_longest(length.histogram, batch_size), batch_size * float(longest))
+    out = []
+    for n, padded, record in zip(examples, steps, (mean_record, max_record)):
+        out.append((n * (record + ELEMENT_OVERHEAD_BYTES), n * fixed + padded * per_step))
+    return out[0], out[1]
+
+
+def estimate_input_memory(manifest: Manifest, split: str, options: Optional[ReadOptions] = None, *,
+                          shuffle: bool = True, parallel_calls: Optional[int] = None,
+                          **overrides: Any) -> MemoryEstimate:
+    """What ``read(manifest, split, options, shuffle=shuffle, **overrides)`` holds at once
+    (see the module doc).
+
+    Args:
+        manifest: the dataset's manifest; split: the split read.
+        options: the read settings (`ReadOptions`; default `ReadOptions()`), with
+            ``overrides`` by field name, as `reader.read` takes them. Its
+            ``memory_budget_mb`` is shown beside the total.
+        shuffle: as in `reader.read`.
+        parallel_calls: batches parsed at once (default: the number of CPUs, which is
+            what AUTOTUNE allows at most).
+
+    Returns:
+        A `MemoryEstimate`.
+
+    Example:
+        >>> est = estimate_input_memory(load_manifest(dataset_dir), "train", batch_size=256, shuffle_buffer=20000)
+        >>> est.expected <= est.worst
+        True
+    """
+    options = read_options(options, **overrides)
+    batch_size, shuffle_buffer, cache = options.batch_size, options.shuffle_buffer, options.cache
+    max_tokens_per_batch, prefetch, cycle_length = options.max_tokens_per_batch, options.prefetch, options.cycle_length
+    budget_mb = options.memory_budget_mb
+    mean_record, max_record = _record_bytes(manifest, split)
+    (ser_mean, parsed_mean), (ser_worst, parsed_worst) = _batch_bytes(
+        manifest, split, batch_size, max_tokens_per_batch, mean_record, max_record)
+    calls = parallel_calls or _cpus()
+    depth = AUTOTUNE_PREFETCH_BATCHES if prefetch == -1 else prefetch
+    cycles = cycle_length if shuffle else 1
+    held = min(shuffle_buffer, manifest.num_examples(split)) if shuffle else 0
+    cached = int(manifest.num_examples(split) * (mean_record + ELEMENT_OVERHEAD_BYTES)) if cache == "memory" else 0
+    parts = [
+        MemoryPart("read buffers", "reader.cycle_length", cycles * READ_BUFFER_BYTES, cycles * READ_BUFFER_BYTES),
+        MemoryPart("shuffle buffer", "reader.shuffle_buffer",
+                   int(SHUFFLE_COPIES * held * (mean_record + ELEMENT_OVERHEAD_BYTES)),
+                   int(SHUFFLE_COPIES * held * (max_record + ELEMENT_OVERHEAD_BYTES))),
+        MemoryPart("cache", "reader.cache", cached, cached),
+        MemoryPart("batches in work", "reader.batch_size", int(calls * (ser_mean + parsed_mean)),
+                   int(calls * (ser_worst + parsed_worst))),
+        MemoryPart("prefetch", "reader.prefetch", int(depth * parsed_mean), int(depth * parsed_worst)),
+    ]
+    return MemoryEstimate(tuple(parts), budget_mb * MiB if budget_mb else None)
+
+
+def check_budget(estimate: MemoryEstimate, shuffle_buffer: int) -> Optional[str]:
+    """Against ``estimate.budget``: raises when the expected memory does not fit, and
+    returns a warning (or None) when only the worst case does not.
+
+    Raises:
+        MemoryBudgetError: naming the largest part, its setting, and a value that fits.
+    """
+    budget = estimate.budget
+    if budget is None:
+        return None
+    if estimate.expected > budget:
+        part = estimate.largest()
+        advice = f"lower {part.setting}"
+        if part.setting == "reader.shuffle_buffer" and part.expected and shuffle_buffer:
+            per_record = part.expected / shuffle_buffer
+            room = budget - (estimate.expected - part.expected)
+            if room > 0:
+                advice += f" to {int(room / per_record):,} or less"
+        elif part.setting == "reader.cache":
+            advice = "set reader.cache to none or to a file prefix (a file cache costs no memory)"
+        raise MemoryBudgetError(
+            f"the input pipeline needs about {_mib(estimate.expected)} MiB, more than reader.memory_budget_mb "
+            f"{_mib(budget):g}; the largest part is the {part.name} ({_mib(part.expected)} MiB): {advice}, "
+            f"or raise reader.memory_budget_mb"
+        )
+    if estimate.worst > budget:
+        part = max(estimate.parts, key=lambda p: p.worst)
+        return (f"the input pipeline needs about {_mib(estimate.expected)} MiB, but up to {_mib(estimate.worst)} MiB "
+                f"with the largest records, more than reader.memory_budget_mb {_mib(budget):g} (mostly the "
+                f"{part.name}: {_mib(part.worst)} MiB at worst; lower {part.setting} to be safe)")
+    return None

@@ -1,0 +1,219 @@
+"""`read`: one split of a tfstream dataset as tf.data batches for Keras.
+
+`read` is composed of the exported stages (`stages`, `bucketing`) and configured by one
+typed options object, `ReadOptions` (the YAML ``reader:`` section): the same names in
+the config, in Python, in the trainer and in the benchmarks.
+
+Example:
+    >>> ds = read(dataset_dir, "train", batch_size=64, seed=1)
+    >>> features, label = next(iter(ds))
+    >>> int(label.shape[0])
+    64
+    >>> options = ReadOptions(batch_size=32, shuffle_buffer=1000, seed=0)
+    >>> int(next(iter(read(dataset_dir, "eval", options, shuffle=False)))[1].shape[0])
+    32
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+from typing import Any, Optional, Union
+
+import tensorflow as tf
+
+from tfstream.pipelines.config import ConfigError, ReadOptions, replace
+from tfstream.pipelines.manifest import Manifest, load_manifest
+from tfstream.pipelines.read.bucketing import bucket_by_length, bucket_plan
+from tfstream.pipelines.read.stages import (
+    BLOCK_SIZE,
+    PaddingCounter,
+    cache_records,
+    count_padding,
+    interleave_blocks,
+    list_shards,
+    parse_and_pad,
+    prefetch,
+    read_shards,
+    shuffle_blocks,
+)
+from tfstream.transforms.schema import length_key
+
+_log = logging.getLogger(__name__)
+
+# Buckets when ``max_tokens_per_batch`` is set and ``num_buckets`` is not.
+DEFAULT_NUM_BUCKETS = 8
+
+
+def read_options(options: Optional[ReadOptions] = None, **overrides: Any) -> ReadOptions:
+    """``options`` (default: `ReadOptions()`) with ``overrides`` (`ReadOptions` field
+    names), checked as the config's ``reader:`` section is.
+
+    Raises:
+        TypeError: an override that is not a `ReadOptions` field (with the closest one).
+        ConfigError: a value out of range, as for the config (``reader.batch_size: ...``).
+
+    Example:
+        >>> read_options(batch_size=32).batch_size
+        32
+        >>> read_options(prefetch_buffer=2)
+        Traceback (most recent call last):
+        ...
+        TypeError: read() got an unexpected keyword argument 'prefetch_buffer'; did you mean 'prefetch'? (the ReadOptions fields: batch_size, shuffle_buffer, cycle_length, cache, prefetch, seed, max_tokens_per_batch, num_buckets, memory_budget_mb)
+    """
+    options = options if options is not None else ReadOptions()
+    if not isinstance(options, ReadOptions):
+        raise TypeError(f"read(): options must be a ReadOptions (the config's `reader:` section), "
+                        f"got {type(options).__name__}")
+    fields = list(ReadOptions.model_fields)
+    for key in overrides:
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TypeError(f"read() got an unexpected keyword argument {key!r}{hint} (the ReadOptions fields: "
+                            f"{', '.join(fields)})")
+    if not overrides:
+        return options
+    try:
+        return replace(options, **overrides)
+    except ConfigError as e:
+        raise ConfigError(f"reader.{e}" if not str(e).startswith("reader.") else str(e)) from None
+
+
+def _warn_on_memory_cache(manifest: Manifest, split: str) -> None:
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    size = manifest.split(split).record_bytes
+    if size > total // 4:
+        _log.warning(
+            "cache='memory' on split %r holds %.0f MB of records, over a quarter of this machine's "
+            "%.0f MB of memory; use a file cache (cache='/path/prefix') or no cache",
+            split, size / 2**20, total / 2**20,
+        )
+
+
+def read(
+    dataset: Union[str, Manifest],
+    split: str,
+    options: Optional[ReadOptions] = None,
+    *,
+    shuffle: bool = True,
+    repeat: bool = False,
+    drop_remainder: bool = False,
+    padding_counter: Optional[PaddingCounter] = None,
+    **overrides: Any,
+) -> tf.data.Dataset:
+    """Stream one split of a tfstream dataset as batches of ``(features, label)``.
+
+    Args:
+        dataset: the dataset directory, or its loaded `Manifest` (the reader reads
+            exactly the shards that manifest names).
+        split: a split named in the manifest (``train``, ``eval``, ...).
+        options: the read settings (`ReadOptions`, the config's ``reader:`` section);
+            default `ReadOptions()`.
+        shuffle: shuffle files and records (turn off for evaluation: the stored order).
+        repeat: repeat forever (then give Keras `steps_per_epoch`).
+        drop_remainder: drop the last, smaller batch (with bucketing: of each bucket).
+        padding_counter: count real and padded sequence steps of the batches made (see
+            `stages.count_padding`), for a padding-efficiency metric.
+        **overrides: `ReadOptions` fields that replace those of ``options``
+            (``read(d, "train", batch_size=32, seed=0)``).
+
+    What the options do here: ``batch_size`` records per batch (with bucketing, the
+    most per batch); ``shuffle_buffer`` records held for shuffling (see
+    `stages.shuffle_blocks`); ``cycle_length`` shards read in parallel (shuffled reads);
+    ``cache`` ``none``, ``memory`` or a file prefix, named
+    ``<prefix>.<split>.<digest of the split's shards>.<layout>`` so a rewritten dataset
+    never reads a stale cache; ``prefetch`` batches prefetched (-1: AUTOTUNE); ``seed``
+    makes file order, interleaving and shuffling reproducible (without one, interleave
+    and map may reorder elements for speed; unshuffled reads always keep the stored
+    order); ``max_tokens_per_batch`` buckets sequences by length (`bucketing.bucket_plan`,
+    on this split's statistics, by the first sequence feature; ignored with a warning
+    for a dataset without sequences) into ``num_buckets`` buckets (8 when not set);
+    ``memory_budget_mb`` caps tf.data's autotuner (``options.autotune.ram_budget``).
+
+    Returns:
+        A `tf.data.Dataset` of ``(features, label)``; features is a dict keyed by feature
+        name, with a ``<name>_length`` entry per sequence feature. Its cardinality is
+        the number of batches, known from the manifest (so Keras knows the steps).
+
+    Raises:
+        ManifestError: no manifest, an unknown split, a shard missing or resized.
+        TypeError, ConfigError: a bad override (see `read_options`).
+    """
+    options = read_options(options, **overrides)
+    manifest = dataset if isinstance(dataset, Manifest) else load_manifest(dataset)
+    schema = manifest.schema
+    n = manifest.num_examples(split)
+    batch_size = options.batch_size
+    plan, bucket_key = None, None
+    if options.max_tokens_per_batch is not None:
+        if not schema.sequence_features:
+            _log.warning("max_tokens_per_batch=%d is ignored: the dataset %r has no sequence feature to bucket "
+                         "by length; batches hold batch_size=%d records", options.max_tokens_per_batch,
+                         manifest.name, batch_size)
+        elif n:
+            feature = schema.sequence_features[0].name
+            plan = bucket_plan(manifest, split, feature, max_tokens_per_batch=options.max_tokens_per_batch,
+                               num_buckets=options.num_buckets or DEFAULT_NUM_BUCKETS, max_batch_size=batch_size)
+            bucket_key = length_key(feature)
+    cache = options.cache
+    if cache not in ("memory", "none"):
+        # tf.data reuses an existing cache file as it is: name it after the split and its
+        # shards' checksums, so a rewritten dataset never reads a stale cache. Shuffled
+        # reads cache blocks of records, unshuffled reads records: a cache file holds one
+        # layout, so the layout is part of its name.
+        layout = f"blocks{BLOCK_SIZE}" if shuffle else "records"
+        cache = f"{cache}.{split}.{manifest.split(split).digest[:16]}.{layout}"
+    elif cache == "memory":
+        _warn_on_memory_cache(manifest, split)
+    # Unshuffled reads keep the stored order (predictions line up with records); seeded
+    # reads are reproducible; otherwise tf.data may reorder for speed.
+    deterministic = True if (options.seed is not None or not shuffle) else None
+
+    files = list_shards(manifest, split, shuffle=shuffle, seed=options.seed)
+    if shuffle:
+        # Blocks, not records, from here to the batches: see `stages`.
+        ds = files.apply(interleave_blocks(compression=manifest.compression, cycle_length=options.cycle_length,
+                                           deterministic=deterministic))
+        ds = ds.apply(cache_records(cache=cache))
+        ds = ds.apply(shuffle_blocks(buffer_size=options.shuffle_buffer, block_size=BLOCK_SIZE, seed=options.seed,
+                                     deterministic=deterministic))
+    else:
+        ds = files.apply(read_shards(compression=manifest.compression))
+        # The manifest knows the record count: declaring it fails loudly if the shards
+        # do not hold what the manifest says (and gives Keras a step count, below).
+        ds = ds.apply(tf.data.experimental.assert_cardinality(n))
+        ds = ds.apply(cache_records(cache=cache))
+    if repeat:
+        ds = ds.repeat()
+    if plan is not None:
+        ds = ds.apply(bucket_by_length(plan=plan, length_key=bucket_key, drop_remainder=drop_remainder))
+        if not repeat and sum(plan.counts) == n:
+            # Each bucket holds the same sequences every epoch, so the batch count is
+            # known: Keras gets its step count (without it, Keras 3 warns that the
+            # input "ran out of data" after the first epoch).
+            ds = ds.apply(tf.data.experimental.assert_cardinality(plan.num_batches(drop_remainder)))
+    elif shuffle:
+        ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
+        if not repeat:
+            # Blocks hide the record count; the batch count still tells Keras the steps
+            # and catches shards that hold a batch more or less than the manifest says.
+            ds = ds.apply(tf.data.experimental.assert_cardinality(
+                n // batch_size if drop_remainder else -(-n // batch_size)))
+    else:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.apply(parse_and_pad(schema, boundaries=plan.boundaries if plan is not None else None,
+                                deterministic=deterministic))
+    if padding_counter is not None:
+        ds = ds.apply(count_padding(padding_counter, schema))
+    ds = ds.apply(prefetch(buffer_size=options.prefetch))
+    tf_options = tf.data.Options()
+    if not deterministic:
+        tf_options.deterministic = False
+    if options.memory_budget_mb is not None:
+        tf_options.autotune.ram_budget = int(options.memory_budget_mb) << 20
+    return ds.with_options(tf_options)

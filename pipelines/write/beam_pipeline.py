@@ -1,0 +1,354 @@
+"""The Beam pipeline: a raw source → a tfstream dataset, on any Apache Beam runner.
+
+    read (chunks of rows) → reshuffle → validate + split (stable hash), per chunk:
+        one element per split and chunk (a list of typed rows), not one per row
+        rows that break a rule, and rows a rule drops → quarantine/*.jsonl, counted
+        per split: full-pass statistics (a lifted CombineFn over batches of rows)
+                   vocabularies of the training split (token counts per batch,
+                       summed per token, then the top k per feature)
+                   impute (training-split means, a side input) → encode
+                   → WriteShards: keyed hash per record → shard; group by shard;
+                       sort, write each shard file, describe it
+    → manifest.json, from side inputs
+    then, on the driver: the bad-row fraction and drift against the previous run are
+    checked, and the run is published (or refused, leaving the previous dataset as it was)
+
+Rows travel in batches (a chunk's rows of one split) because Beam's cost per element
+dwarfs the work per row; every step after validation handles a list of rows at a time.
+
+This module holds only the Beam graph. What is not Beam is shared with `write_arrays`,
+the single-process writer: row routing (`rows`), shard writing (`sharding`), manifest
+assembly (`manifest_builder`), the run lifecycle (`run`), and the pure analyzers
+(`transforms.analyzers`, `transforms.vocabulary`) that the combiners here wrap.
+
+The pipeline runs on any Beam runner: the DirectRunner by default, or Dataflow, Flink
+or Spark through the standard Beam options (``-- --runner=DataflowRunner ...``). Every
+step is a module-level function or `beam.PTransform` with a unique label, and nothing
+but the final manifest write depends on the driver: no driver-side loops over data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Iterable, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from tfstream.pipelines import fs
+from tfstream.pipelines.config import JobConfig
+from tfstream.pipelines.manifest import Manifest, write_manifest
+from tfstream.pipelines.shards import SHARD_TEMPLATE, shard_file
+from tfstream.pipelines.write import sources
+from tfstream.pipelines.write.beam_options import check_paths_for_runner, root_cause, worker_message
+from tfstream.pipelines.write.manifest_builder import manifest_json, manifest_settings
+from tfstream.pipelines.write.publish import QUARANTINE_DIR
+from tfstream.pipelines.write.rows import QUARANTINED, READ, first_example, quarantine_key, route_chunk, rows_in_chunk
+from tfstream.pipelines.write.run import PreprocessError, finish_run, resolve_dataset_dir, start_run
+from tfstream.pipelines.write.sharding import describe_shard, encode_batch, num_shards_of, write_shard
+from tfstream.pipelines.write.sources import resolve_source_paths
+from tfstream.transforms.analyzers import DatasetStats
+from tfstream.transforms.schema import Schema
+from tfstream.transforms.split import Splitter
+from tfstream.transforms.validation import ImputationError, RowRules, impute_row, imputation_values
+from tfstream.transforms.vocabulary import TopTokens, by_feature, largest_k, token_counts, trimmed
+
+_log = logging.getLogger(__name__)
+
+
+class ReadSource(beam.PTransform):
+    """Source files → chunks ``(file, first_row, {column: values})``, redistributed.
+
+    The reshuffle breaks fusion, so validation and encoding spread over all workers even
+    when the source is one unsplittable file (a zip, an npz).
+    """
+
+    def __init__(self, paths: Sequence[str], source, columns: Sequence[str], sequence_columns: Sequence[str]):
+        super().__init__()
+        self._paths = list(paths)
+        self._source = source
+        self._columns = list(columns)
+        self._sequence_columns = list(sequence_columns)
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "ListFiles" >> beam.Create(self._paths)
+            | "ReadChunks" >> beam.FlatMap(sources.read_chunks, source=self._source, columns=self._columns,
+                                           sequence_columns=self._sequence_columns)
+            | "Redistribute" >> beam.Reshuffle()
+        )
+
+
+class _ConvertChunk(beam.DoFn):
+    """`route_chunk` as tagged outputs: per split, one list of the chunk's typed rows
+    of that split (split tags get batches, not rows); per quarantined row, its record
+    (tag ``_quarantine``); and the chunk's row count (tag ``_read``)."""
+
+    def __init__(self, rules: RowRules, splitter: Splitter, split_key: Sequence[str]):
+        self._rules = rules
+        self._splitter = splitter
+        self._split_key = tuple(split_key)
+
+    def process(self, chunk):
+        yield beam.pvalue.TaggedOutput(READ, rows_in_chunk(chunk))
+        batches: dict[str, list[dict[str, Any]]] = {}
+        for tag, value in route_chunk(chunk, self._rules, self._splitter, self._split_key):
+            if tag == QUARANTINED:
+                yield beam.pvalue.TaggedOutput(tag, value)
+            else:
+                batches.setdefault(tag, []).append(value)
+        for tag, rows in batches.items():
+            yield beam.pvalue.TaggedOutput(tag, rows)
+
+
+class _Combine(beam.CombineFn):
+    """A Beam `CombineFn` over a pure accumulator of tfstream's (`DatasetStats`,
+    `TopTokens`: tf.Transform's style, the analyzer itself knows nothing of Beam). The
+    combine is lifted: partial accumulators per bundle, merged on any worker.
+
+    ``batches``: each element is a list of inputs (the typed rows of a chunk), given to
+    the accumulator's ``add_inputs``.
+    """
+
+    def __init__(self, combiner, *, batches: bool = False):
+        self._combiner = combiner
+        self._add = combiner.add_inputs if batches else combiner.add_input
+
+    def create_accumulator(self):
+        return self._combiner.create_accumulator()
+
+    def add_input(self, acc, element):
+        return self._add(acc, element)
+
+    def merge_accumulators(self, accs):
+        return self._combiner.merge_accumulators(accs)
+
+    def compact(self, acc):
+        compact = getattr(self._combiner, "compact", None)
+        return compact(acc) if compact is not None else acc
+
+    def extract_output(self, acc):
+        return self._combiner.extract_output(acc)
+
+
+class ComputeVocabularies(beam.PTransform):
+    """Batches of typed rows → ``(feature, {"num_unique", "vocabulary"})`` for each
+    categorical feature: token counts per batch, summed per ``(feature, token)``, then
+    the top ``k`` per feature (tf.Transform's way: no worker holds a whole table of
+    distinct tokens)."""
+
+    def __init__(self, sizes: dict[str, Optional[int]]):
+        super().__init__()
+        self._sizes = dict(sizes)
+
+    def expand(self, rows):
+        return (
+            rows
+            | "Tokens" >> beam.FlatMap(token_counts, names=sorted(self._sizes))
+            | "Count" >> beam.CombinePerKey(sum)
+            | "ByFeature" >> beam.Map(by_feature)
+            | "Top" >> beam.CombinePerKey(_Combine(TopTokens(largest_k(self._sizes))))
+            | "Trim" >> beam.Map(trimmed, sizes=self._sizes)
+        )
+
+
+def _impute_batch(rows: Sequence[dict[str, Any]], values, schema: Schema) -> list[dict[str, Any]]:
+    return [impute_row(row, values, schema) for row in rows]
+
+
+def _write_shard(shard_parts, *, dataset_dir: str, split: str, name: str, num_shards: int, compression: str) -> str:
+    """``(shard index, [[(hash, record), ...], ...])`` → the shard file, written; its path.
+
+    The records are sorted by ``(hash, record)``: a pseudo-random order, fixed by their
+    content, the same on every run and runner. A shard that received nothing is
+    written empty: every shard of the split exists. This runs on the worker, local or
+    remote (`sharding.write_shard` goes through Beam's file systems).
+    """
+    index, parts = shard_parts
+    records = sorted(hr for part in parts for hr in part)
+    path = fs.join(dataset_dir, *shard_file(split, name, index, num_shards, compression).split("/"))
+    return write_shard(path, (record for _, record in records), compression)
+
+
+class WriteShards(beam.PTransform):
+    """Batches of typed rows of one split → its sharded TFRecord files; outputs one
+    ``(split, shard description)`` per shard (`sharding.describe_shard`).
+
+    Like tensorflow-datasets, the records are shuffled at write time, so every shard is a
+    random sample of the source even when the source is sorted (by date, by class), and a
+    bounded shuffle buffer on the read side mixes well: a record's keyed hash
+    (`sharding.record_hash`) picks its shard, and a shard's records are sorted by hash. Shard
+    contents and order are thus the same on every run and every runner.
+
+    Memory: a shard's records are grouped, sorted and written on one worker, all in
+    memory: keep a shard to a few hundred MB (``output.num_shards``: more shards for more
+    data). Every shard file exists, even one that received no record.
+    """
+
+    def __init__(self, split: str, schema: Schema, dataset_dir: str, name: str, num_shards: int, compression: str):
+        super().__init__()
+        self._split, self._schema, self._dir = split, schema, dataset_dir
+        self._name, self._num_shards, self._compression = name, num_shards, compression
+
+    def expand(self, batches):
+        n = self._num_shards
+        keyed = batches | "Encode" >> beam.FlatMap(
+            encode_batch, schema=self._schema, key=self._name.encode("utf-8"), num_shards=n)
+        every_shard = batches.pipeline | "ShardIndices" >> beam.Create([(i, []) for i in range(n)])
+        return (
+            (keyed, every_shard)
+            | "WithEmptyShards" >> beam.Flatten()
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShard" >> beam.Map(_write_shard, dataset_dir=self._dir, split=self._split, name=self._name,
+                                       num_shards=n, compression=self._compression)
+            | "Describe" >> beam.Map(describe_shard, compression=self._compression, root=self._dir)
+            | "Tag" >> beam.Map(_tagged, tag=self._split)
+        )
+
+
+def _tagged(value, tag):
+    return tag, value
+
+
+def _manifest_json(_, **kwargs) -> dict[str, Any]:
+    return manifest_json(**kwargs)  # beam.Map's element (a seed) is not used
+
+
+def _write(manifest: dict[str, Any], dataset_dir: str) -> str:
+    return write_manifest(dataset_dir, manifest)
+
+
+def build_pipeline(
+    pipeline: beam.Pipeline,
+    config: JobConfig,
+    dataset_dir: str,
+    paths: Sequence[str],
+    fingerprint: dict[str, Any],
+    beam_options: Optional[dict[str, Any]] = None,
+) -> None:
+    """Add the whole preprocessing graph to ``pipeline`` (used by `preprocess` and tests)."""
+    schema = config.schema()
+    rules = config.row_rules()
+    fractions = dict(config.split.fractions)
+    train_split = config.train.train_split
+    chunks = pipeline | "Read" >> ReadSource(paths, config.source, config.source_columns(), config.sequence_columns())
+    routed = chunks | "Validate" >> beam.ParDo(
+        _ConvertChunk(rules, Splitter(fractions, config.split.salt), config.split.key)
+    ).with_outputs(READ, QUARANTINED, *fractions)
+
+    stats_of = {
+        split: routed[split] | f"Stats[{split}]" >> beam.CombineGlobally(_Combine(DatasetStats(schema), batches=True))
+        for split in fractions
+    }
+    imputed = config.imputed_features()
+    if imputed:  # the training split's means, computed once, then a side input of every split's rows
+        means = stats_of[train_split] | "ImputationValues" >> beam.Map(imputation_values, names=imputed)
+    shard_descs, split_stats = [], []
+    for split in fractions:
+        rows = routed[split]
+        if imputed:  # with the training split's means, on every split: no leak from eval
+            rows = rows | f"Impute[{split}]" >> beam.Map(
+                _impute_batch, values=beam.pvalue.AsSingleton(means), schema=schema)
+        n = num_shards_of(config, split)
+        shard_descs.append(rows | f"Write[{split}]" >> WriteShards(
+            split, schema, dataset_dir, config.name, n, config.output.compression))
+        split_stats.append(stats_of[split] | f"TagStats[{split}]" >> beam.Map(_tagged, tag=split))
+    shards = shard_descs | "AllShards" >> beam.Flatten()
+    stats = split_stats | "AllStats" >> beam.Flatten()
+    sizes = config.vocabulary_sizes()
+    vocabularies = (routed[train_split] | "Vocabularies" >> ComputeVocabularies(sizes) if sizes
+                    else pipeline | "NoVocabularies" >> beam.Create([]))
+
+    quarantine = routed[QUARANTINED]
+    quarantined = quarantine | "QuarantineKeys" >> beam.Map(quarantine_key) \
+        | "CountQuarantined" >> beam.combiners.Count.PerElement()
+    examples = (
+        quarantine
+        | "Rejected" >> beam.Filter(lambda r: r["action"] == "rejected")
+        | "ExampleKeys" >> beam.Map(first_example)
+        | "FirstExample" >> beam.CombinePerKey(min)
+    )
+    quarantine_files = (
+        quarantine
+        | "QuarantineJson" >> beam.Map(lambda r: json.dumps(r, sort_keys=True))
+        | "WriteQuarantine" >> beam.io.WriteToText(
+            fs.join(dataset_dir, QUARANTINE_DIR, "rows"), file_name_suffix=".jsonl", num_shards=1,
+            shard_name_template=SHARD_TEMPLATE)
+    )
+    rows_read = routed[READ] | "CountRead" >> beam.CombineGlobally(sum)
+
+    side = beam.pvalue
+    _ = (
+        pipeline
+        | "ManifestSeed" >> beam.Create([None])
+        | "BuildManifest" >> beam.Map(
+            _manifest_json,
+            **manifest_settings(config, fingerprint, {"beam": beam_options or {}}),
+            shards=side.AsList(shards),
+            stats=side.AsList(stats),
+            vocabularies=side.AsList(vocabularies),
+            quarantined=side.AsList(quarantined),
+            examples=side.AsList(examples),
+            quarantine_files=side.AsList(quarantine_files),
+            dataset_dir=dataset_dir,
+            rows_read=side.AsSingleton(rows_read),
+        )
+        | "WriteManifest" >> beam.Map(_write, dataset_dir=dataset_dir)
+    )
+
+
+def preprocess(
+    config: JobConfig,
+    output_dir: Optional[str] = None,
+    beam_args: Iterable[str] = (),
+    previous: Optional[str] = None,
+) -> Manifest:
+    """Run the preprocessing pipeline, check the run, publish it, and return the manifest.
+
+    A run is refused (the previous dataset stays in place) when more than
+    ``validation.max_bad_fraction`` of the rows read break a rule, or when its
+    statistics drifted from the previous run's and ``validation.drift.on_drift`` is
+    ``error``. Drift warnings are logged and recorded in the manifest under ``drift``.
+
+    Args:
+        config: the job config.
+        output_dir: the dataset directory; defaults to ``output.dir`` of the config,
+            then ``runs/<name>/dataset``.
+        beam_args: Beam pipeline options, passed to `PipelineOptions` unchanged
+            (``--runner=DataflowRunner --project=... --region=...``). The default
+            runner is the DirectRunner.
+        previous: the manifest (file, or dataset directory) to compare the new
+            statistics with; defaults to the dataset directory's current manifest.
+
+    Raises:
+        sources.SourceError: a missing column, an empty file, an unreadable file.
+        PreprocessError: the pipeline failed, or the run was refused; the message says
+            which rows or features, and what to change.
+    """
+    dataset_dir = resolve_dataset_dir(config, output_dir)
+    paths = resolve_source_paths(config.source)
+    options = PipelineOptions(list(beam_args))
+    check_paths_for_runner(options, dataset_dir, paths)
+    sources.check_source(paths, config.source, config.source_columns(), config.sequence_columns())
+    fingerprint = sources.fingerprint(paths)
+    staging = start_run(dataset_dir, previous)
+    _log.info("preprocess %r: %d source file(s) -> %s, with Apache Beam's %s", config.name, len(paths), dataset_dir,
+              options.get_all_options()["runner"] or "DirectRunner")
+    try:
+        with beam.Pipeline(options=options) as pipeline:
+            build_pipeline(pipeline, config, staging, paths, fingerprint,
+                           options.get_all_options(drop_default=True))
+    except Exception as e:  # noqa: BLE001 - re-raised with the cause that names the row
+        fs.remove_tree(staging)
+        cause = root_cause(e)
+        if cause is not e or isinstance(cause, ImputationError):  # Beam appends the step's name
+            raise PreprocessError(str(cause).split(" [while running", 1)[0]) from e
+        message = worker_message(e)
+        if message:
+            raise PreprocessError(message) from e
+        raise
+    return finish_run(config, staging, dataset_dir, previous)
+
+

@@ -1,0 +1,113 @@
+"""Row routing, shared by both writers: a chunk of raw source rows → each row to its
+split, or to the quarantine.
+
+`route_chunk` validates every row of a chunk (`transforms.validation.convert_row`),
+assigns a good row to a split by the stable hash of its key (`transforms.split`), and
+turns a rejected or dropped row into a quarantine record that says where the row is,
+what happened to it and why. The Beam pipeline (`beam_pipeline`) maps it over its
+chunks; `arrays.write_arrays` calls it in one process: both route a row the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Iterator, Sequence
+
+from tfstream.transforms.split import Splitter
+from tfstream.transforms.validation import RowError, RowRules, convert_row
+
+# Tags of the non-split outputs of a chunk (a split name never starts with "_"): its
+# quarantined rows, and (in the Beam pipeline) its row count.
+QUARANTINED = "_quarantine"
+READ = "_read"
+
+
+def _json_value(value: Any) -> Any:
+    """A raw source value as it is shown in the quarantine (arrays by their shape)."""
+    if hasattr(value, "shape") and getattr(value, "ndim", 0) > 0:
+        return f"<array of shape {tuple(value.shape)}>"
+    if hasattr(value, "item"):  # a NumPy scalar
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, float) and not math.isfinite(value):  # strict JSON has no NaN or Infinity
+        return repr(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+def quarantine_record(file: str, row: int, action: str, reason: str, column: str, message: str,
+                      raw: dict[str, Any]) -> dict[str, Any]:
+    """One line of the quarantine: where the row is, what happened to it, and why."""
+    return {"file": file, "row": row, "action": action, "reason": reason, "column": column, "message": message,
+            "values": {c: _json_value(v) for c, v in raw.items()}}
+
+
+def rows_in_chunk(chunk: tuple[str, int, dict[str, Any]]) -> int:
+    """The number of rows in a chunk ``(file, first_row, {column: values})``."""
+    columns = chunk[2]
+    return len(next(iter(columns.values()))) if columns else 0
+
+
+def route_chunk(chunk: tuple[str, int, dict[str, Any]], rules: RowRules, splitter: Splitter,
+                split_key: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Validate every row of a chunk and route it: to its split, or to the quarantine,
+    rejected (it breaks a rule) or dropped (a rule says drop).
+
+    The split key is the ``split_key`` columns' values, or, without key columns, the
+    file's base name and the row number (so a row keeps its split when the file moves).
+
+    Args:
+        chunk: ``(file, first row number, {column: values})`` as `sources.read_chunks`
+            yields it.
+        rules: the job's row rules.
+        splitter: the job's splitter.
+        split_key: the split key columns (may be empty).
+
+    Yields:
+        ``(split name, typed row)``, or ``(QUARANTINED, quarantine record)``.
+
+    Example:
+        >>> from tfstream.transforms.schema import Feature, Label
+        >>> from tfstream.transforms.validation import FeatureRule, LabelRule
+        >>> rules = RowRules((FeatureRule(Feature("x", "numeric", "float32"), ("x",)),),
+        ...                  LabelRule(Label("y", "regression"), "y"))
+        >>> [(tag, out.get("message", out)) for tag, out in
+        ...  route_chunk(("f.csv", 1, {"x": ["1", "?"], "y": ["2", "3"]}), rules, Splitter({"train": 1.0}), ())]
+        [('train', {'x': 1.0, 'y': 2.0}), ('_quarantine', "f.csv: row 2: column 'x': expected a number, got '?'")]
+    """
+    name, first_row, columns = chunk
+    keys = list(columns)
+    split_key = tuple(split_key)
+    base = os.path.basename(name)
+    for i in range(rows_in_chunk(chunk)):
+        raw = {c: columns[c][i] for c in keys}
+        row_number = first_row + i
+        try:
+            row, dropped = convert_row(raw, rules)
+        except RowError as e:
+            yield QUARANTINED, quarantine_record(
+                name, row_number, "rejected", e.reason, e.column, f"{name}: row {row_number}: {e}", raw)
+            continue
+        if row is None:
+            reason, _, column = dropped.partition(":")
+            yield QUARANTINED, quarantine_record(
+                name, row_number, "dropped", reason, column,
+                f"{name}: row {row_number}: dropped by the rule for {reason.replace('_', ' ')} values "
+                f"in column {column!r}", raw)
+            continue
+        key = [raw[c] for c in split_key] if split_key else [base, row_number]
+        yield splitter.assign(key), row
+
+
+def quarantine_key(record: dict[str, Any]) -> tuple[str, str]:
+    """``(action, "reason:column")``: what the manifest counts quarantined rows by."""
+    return record["action"], f"{record['reason']}:{record['column']}"
+
+
+def first_example(record: dict[str, Any]) -> tuple[str, tuple[str, int, str]]:
+    """``("reason:column", (file, row, message))``: the smallest per key is quoted."""
+    return f"{record['reason']}:{record['column']}", (record["file"], record["row"], record["message"])
+

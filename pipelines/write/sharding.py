@@ -1,0 +1,164 @@
+"""Shard writing, shared by both writers: which shard a record goes to, the shard files
+themselves, and their description for the manifest.
+
+Like tensorflow-datasets, records are shuffled at write time: a record's keyed hash
+(`record_hash`, keyed by the dataset's name) picks its shard (``hash % num_shards``), and
+every shard is stored sorted by that hash. So every shard is a random sample of the
+source, in a random order, even when the source is sorted (by date, by class), and a
+rerun writes the same shards, byte for byte, on any runner and with either writer
+(`beam_pipeline.WriteShards`, `arrays.write_arrays`). `describe_shard` counts a written
+shard's records, without a full parse, and fingerprints it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import posixpath
+import struct
+import uuid
+from typing import Any, Iterable, Iterator, Sequence
+
+from tfstream.pipelines import fs
+from tfstream.pipelines.config import JobConfig
+from tfstream.pipelines.shards import write_record
+from tfstream.transforms.codecs import encode_example
+from tfstream.transforms.schema import Schema
+
+# Records are framed into a buffer and written to the shard file when it is this full:
+# few, large writes (few calls into zlib for gzip shards).
+WRITE_BUFFER_BYTES = 1 << 20
+
+
+def default_num_shards(fraction: float) -> int:
+    """Shards for a split when the config names none: 8 for the whole dataset, pro rata."""
+    return max(1, round(8 * fraction))
+
+
+def num_shards_of(config: JobConfig, split: str) -> int:
+    """The number of shards a split is written in: ``output.num_shards``, else the default."""
+    return config.output.num_shards.get(split, default_num_shards(config.split.fractions[split]))
+
+
+def record_hash(record: bytes, key: bytes) -> int:
+    """A record's keyed hash (BLAKE2b, 8 bytes, keyed by the dataset name): it picks the
+    record's shard (``hash % num_shards``) and its place within the shard.
+
+    `pipelines.write.arrays` picks shards the same way, so both writers put a record in the
+    same shard.
+    """
+    return int.from_bytes(hashlib.blake2b(record, digest_size=8, key=key[:64]).digest(), "big")
+
+
+def encode_batch(rows: Sequence[dict[str, Any]], schema: Schema, key: bytes, num_shards: int
+                  ) -> Iterator[tuple[int, list[tuple[int, bytes]]]]:
+    """A batch of typed rows → ``(shard, [(hash, record), ...])``, one pair per shard
+    that receives records from this batch."""
+    by_shard: dict[int, list[tuple[int, bytes]]] = {}
+    for row in rows:
+        record = encode_example(row, schema)
+        h = record_hash(record, key)
+        by_shard.setdefault(h % num_shards, []).append((h, record))
+    return iter(by_shard.items())
+
+
+
+def write_shard(path: str, records: Iterable[bytes], compression: str, *,
+                buffer_bytes: int = WRITE_BUFFER_BYTES) -> str:
+    """Write ``records``, in the order given, TFRecord-framed, as the shard file ``path``
+    (local or any Beam file system, gzip-compressed with ``compression: gzip``); returns
+    ``path``.
+
+    The file is written under a temporary name, then renamed over ``path``: two attempts
+    at the same bundle (a retry, a speculative copy on Spark, Flink or Dataflow) never
+    write into one file at once, the last rename of identical bytes wins, and a reader
+    never sees a half-written shard. The rename is Beam's: this runs on the worker,
+    local or remote (publishing's `fs.rename` is the driver's).
+    """
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    kind = CompressionTypes.GZIP if compression == "gzip" else CompressionTypes.UNCOMPRESSED
+    temp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+    buf = io.BytesIO()
+    with FileSystems.create(temp, compression_type=kind) as f:
+        for record in records:
+            write_record(buf, record)
+            if buf.tell() >= buffer_bytes:
+                f.write(buf.getbuffer())
+                buf.seek(0)
+                buf.truncate()
+        f.write(buf.getbuffer())
+    if fs.is_remote(path) and FileSystems.exists(path):  # an object store's rename does not replace
+        FileSystems.delete([path])
+    FileSystems.rename([temp], [path])
+    return path
+
+
+class _HashingReader:
+    """A read-only stream that hashes and counts the raw bytes read through it."""
+
+    def __init__(self, f):
+        self._f = f
+        self.sha256 = hashlib.sha256()
+        self.bytes = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self.sha256.update(data)
+        self.bytes += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+
+def describe_shard(path: str, compression: str, root: str) -> dict[str, Any]:
+    """Count the records of one shard and fingerprint it.
+
+    Args:
+        path: the shard file.
+        compression: ``none`` or ``gzip``.
+        root: the dataset directory; the description names the file relative to it.
+
+    Returns:
+        ``{"file", "records", "bytes", "sha256", "record_bytes", "max_record_bytes"}``
+        where ``bytes`` is the file size and ``record_bytes`` the sum of the
+        uncompressed record sizes.
+
+    Raises:
+        ValueError: the file is not a whole TFRecord file (truncated).
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    records = payload = largest = 0
+    with FileSystems.open(path, compression_type="uncompressed") as raw:
+        hashed = _HashingReader(raw)
+        stream = gzip.GzipFile(fileobj=hashed, mode="rb") if compression == "gzip" else hashed
+        while True:
+            header = stream.read(12)
+            if not header:
+                break
+            if len(header) < 12:
+                raise ValueError(f"{path}: truncated TFRecord header after {records} records")
+            (length,) = struct.unpack("<Q", header[:8])
+            body = stream.read(length + 4)
+            if len(body) < length + 4:
+                raise ValueError(f"{path}: truncated TFRecord body after {records} records")
+            records += 1
+            payload += length
+            largest = max(largest, length)
+        hashed.drain()
+    rel = posixpath.relpath(path.replace("\\", "/"), root.replace("\\", "/")) if "://" not in path \
+        else path[len(root.rstrip("/")) + 1:]
+    return {
+        "file": rel,
+        "records": records,
+        "bytes": hashed.bytes,
+        "sha256": hashed.sha256.hexdigest(),
+        "record_bytes": payload,
+        "max_record_bytes": largest,
+    }
+

@@ -1,0 +1,176 @@
+"""The `tfstream` command: exit codes, messages, quiet start-up, Beam options passed through."""
+
+import json
+import re
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tfstream.cli import main
+
+
+def _write_config(path, data):
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return str(path)
+
+
+def test_inspect(flights_dataset, capsys):
+    assert main(["inspect", flights_dataset]) == 0
+    out = capsys.readouterr().out
+    assert "splits" in out and "shards" in out and "schema" in out and "parse spec" in out
+    assert main(["inspect", flights_dataset, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "flights"
+
+
+def test_inspect_without_manifest(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path)]) == 2
+    assert "tfstream inspect: error:" in capsys.readouterr().err
+
+
+from tfstream.testing import CONFIGS  # noqa: E402
+
+
+def _shipped(name):
+    with open(os.path.join(CONFIGS, name), encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def test_unknown_config_key_exits_2_with_the_key(tmp_path, capsys):
+    data = _shipped("flights_dense.yaml")
+    data["reader"]["shufle_buffer"] = 10
+    config = _write_config(tmp_path / "c.yaml", data)
+    assert main(["preprocess", "--config", config, "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "reader.shufle_buffer: unknown key; did you mean 'shuffle_buffer'?" in err
+
+
+def test_bad_row_exits_2_naming_file_and_row(tmp_path, capsys):
+    import numpy as np
+
+    np.savez(tmp_path / "d.npz", X=np.ones((5, 13), np.float32), lengths=np.array([2, 3]), y=np.array([1, 12]))
+    data = _shipped("digits_lstm.yaml")
+    data["source"]["path"] = str(tmp_path / "d.npz")
+    config = _write_config(tmp_path / "c.yaml", data)
+    assert main(["preprocess", "--config", config, "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "d.npz: row 2: column 'y': label 12 is outside the declared classes 0..9" in err
+
+
+def test_train_needs_a_dataset(tmp_path, capsys):
+    config = _write_config(tmp_path / "c.yaml", _shipped("digits_lstm.yaml"))
+    assert main(["train", "--config", config, "--dataset", str(tmp_path / "none")]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_summary_needs_metrics(tmp_path, capsys):
+    assert main(["summary", str(tmp_path)]) == 2
+    assert "no metrics.json" in capsys.readouterr().err
+
+
+def test_console_script_is_quiet_and_passes_beam_options(digits_npz, tmp_path):
+    """The installed `tfstream` script: no TensorFlow start-up noise on stderr, and Beam
+    options after `--` reach PipelineOptions (recorded in the manifest)."""
+    data = _shipped("digits_lstm.yaml")
+    data["source"]["path"] = digits_npz
+    config = _write_config(tmp_path / "c.yaml", data)
+    exe = os.path.join(os.path.dirname(sys.executable), "tfstream")
+    out = str(tmp_path / "ds")
+    proc = subprocess.run(
+        [exe, "preprocess", "--config", config, "--output", out, "--",
+         "--runner=DirectRunner", "--direct_num_workers=1", "--job_name=tfstream-test"],
+        capture_output=True, text=True, timeout=600, env={k: v for k, v in os.environ.items()
+                                                        if k != "TF_CPP_MIN_LOG_LEVEL"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    for noise in ("oneDNN", "cuda", "absl::InitializeLog", "apitools", "I0000"):
+        assert noise not in proc.stderr, proc.stderr
+    assert "tfstream: dataset:" in proc.stderr
+    manifest = json.load(open(os.path.join(out, "manifest.json")))
+    assert manifest["options"]["beam"]["job_name"] == "tfstream-test"
+    assert manifest["options"]["beam"]["runner"] == "DirectRunner"
+
+
+def test_a_misspelt_option_is_refused(tmp_path, capsys):
+    config = _write_config(tmp_path / "c.yaml", _shipped("digits_lstm.yaml"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["preprocess", "--config", config, "--ouput", str(tmp_path / "x")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"unrecognized arguments: --ouput {tmp_path / 'x'} (neither a tfstream option nor an Apache Beam" in err
+
+
+def test_unknown_beam_options_are_reported():
+    from tfstream.pipelines.write.beam_options import BeamOptionError, unknown_beam_options
+
+    assert unknown_beam_options(["--runner=DataflowRunner", "--project", "p", "--runer=x"]) == ["--runer=x"]
+    assert unknown_beam_options(["--project", "p", "stray"]) == ["stray"]
+    assert unknown_beam_options(["--direct_num_workers=2", "--flink_master=host:8081"]) == []
+    with pytest.raises(BeamOptionError, match=r"bad Apache Beam option: argument --direct_num_workers: invalid int"):
+        unknown_beam_options(["--direct_num_workers=two"])
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--", "--runer=DataflowRunner"], "unrecognized arguments: --runer=DataflowRunner (neither a tfstream"),
+        (["--", "--direct_num_workers=two"], "bad Apache Beam option: argument --direct_num_workers: invalid int"),
+        (["stray"], "unrecognized arguments: stray (neither a tfstream option nor an Apache Beam pipeline option)"),
+    ],
+)
+def test_bad_beam_arguments_are_refused(tmp_path, capsys, extra, message):
+    config = _write_config(tmp_path / "c.yaml", _shipped("digits_lstm.yaml"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["preprocess", "--config", config, "--output", str(tmp_path / "x"), *extra])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") < 10, err
+
+
+def test_run_refuses_a_remote_workdir_before_preprocessing(tmp_path, capsys):
+    config = _write_config(tmp_path / "c.yaml", _shipped("digits_lstm.yaml"))
+    assert main(["run", "--config", config, "--workdir", "gs://bucket/run"]) == 2
+    assert "train into a local directory and copy the model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_run_the_seed_lstm_config_end_to_end(tmp_path, capsys, monkeypatch):
+    """`tfstream run` as the README shows it for the seed's example 3 (no validation split)."""
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    np.savez("series.npz", X=rng.random((300, 10, 1), dtype=np.float32), y=rng.integers(0, 2, 300))
+    config = os.path.join(CONFIGS, "seed_lstm.yaml")
+    assert main(["run", "--config", config, "--workdir", "runs/series", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^series\s+lstm\s+\d+\s+\d+\s+1\s+accuracy", out, re.M), out
+    metrics = json.load(open("runs/series/model/metrics.json"))
+    assert metrics["examples"]["train"] + metrics["examples"]["eval"] == 300
+    assert main(["summary", "runs/series"]) == 0
+    assert "series" in capsys.readouterr().out
+
+
+def test_inspect_plot_writes_pngs_and_prints_their_paths(digits_dataset, tmp_path, capsys):
+    out_dir = str(tmp_path / "plots")
+    assert main(["inspect", digits_dataset, "--plot", out_dir]) == 0
+    out = capsys.readouterr().out
+    assert "sequence lengths in steps ('train' split)" in out
+    path = os.path.join(out_dir, "train-mfcc-length-histogram.png")
+    assert "plots (1 written)" in out and f"  {path}" in out.splitlines()
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_inspect_split_with_json_keeps_stdout_json(digits_dataset, tmp_path, capsys):
+    assert main(["inspect", digits_dataset, "--json", "--split", "eval", "--plot", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["name"] == "digits"
+    assert os.path.join(str(tmp_path), "eval-mfcc-length-histogram.png") in captured.err
+
+
+def test_inspect_unknown_split(digits_dataset, capsys):
+    assert main(["inspect", digits_dataset, "--split", "test"]) == 2
+    assert "no split 'test'; the dataset has ['train', 'validation', 'eval']" in capsys.readouterr().err

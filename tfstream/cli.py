@@ -1,0 +1,311 @@
+"""The `tfstream` command.
+
+    tfstream preprocess --config C [--output DIR] [--previous MANIFEST] [-- BEAM OPTIONS]
+    tfstream train      --config C [--dataset DIR] [--model-dir DIR] [--epochs N]
+    tfstream run        --config C [--workdir DIR] [--previous MANIFEST] [-- BEAM OPTIONS]
+    tfstream inspect    DATASET_DIR [--json] [--split SPLIT] [--plot OUT_DIR]
+    tfstream summary    RUN_DIR [RUN_DIR ...]
+    tfstream config     schema | check CONFIG
+    tfstream bench      [--scale smoke|full] [--only B1,B3] [--workdir DIR] [--out DIR]
+
+Beam options after ``--`` (or any option the command does not know) go to Beam's
+`PipelineOptions` unchanged, e.g. ``-- --runner=DataflowRunner --project=P --region=R
+--temp_location=gs://B/tmp --setup_file=./setup.py``. Exit status: 0 on success, 2 for a
+problem with the input (config, source, dataset), 1 for anything else; ``-v`` (or
+``--debug``) shows TensorFlow's and Beam's own logs and the traceback of an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+from typing import Optional, Sequence
+
+_log = logging.getLogger("tfstream")
+
+
+def _quiet() -> None:
+    """Silence TensorFlow's and Beam's start-up chatter; keep tfstream's own log lines."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"keras\..*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # Beam logs a failed pipeline at ERROR with its whole traceback before it raises;
+    # the CLI prints the cause in one line instead (-v shows everything).
+    logging.getLogger().setLevel(logging.CRITICAL)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("tfstream: %(message)s"))
+    _log.addHandler(handler)
+    _log.setLevel(logging.INFO)
+    _log.propagate = False
+    try:
+        import absl.logging
+
+        absl.logging.set_verbosity(absl.logging.ERROR)
+    except ImportError:
+        pass
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with the process's stderr pointed at /dev/null.
+
+    TensorFlow 2.21 prints its start-up lines (oneDNN, CUDA probing) through absl before
+    any log level applies, so TF_CPP_MIN_LOG_LEVEL cannot hide them. A failed import
+    still raises, and Python prints that error after stderr is back.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tfstream",
+        allow_abbrev=False,  # a Beam option must never be taken for an abbreviation of ours
+        description="Stream raw data through Apache Beam into sharded TFRecords, and back through tf.data "
+                    "into Keras fit.",
+    )
+    parser.add_argument("-v", "--verbose", "--debug", action="store_true",
+                        help="show TensorFlow's and Beam's own logs, and the traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("preprocess", allow_abbrev=False, help="raw source -> sharded TFRecords + manifest (Apache Beam)")
+    p.add_argument("--config", required=True, help="job config (YAML)")
+    p.add_argument("--output", help="dataset directory (default: output.dir, then runs/<name>/dataset)")
+    p.add_argument("--previous", metavar="MANIFEST", help="compare the new statistics with this manifest (a "
+                   "manifest.json or a dataset directory; default: the output's current manifest)")
+
+    p = sub.add_parser("train", help="fit the reference model on a dataset, evaluate, save and export")
+    p.add_argument("--config", required=True, help="job config (YAML)")
+    p.add_argument("--dataset", help="dataset directory (default: output.dir, then runs/<name>/dataset)")
+    p.add_argument("--model-dir", help="model directory (default: train.dir, then runs/<name>/model)")
+    p.add_argument("--epochs", type=int, help="override train.epochs")
+
+    p = sub.add_parser("run", allow_abbrev=False, help="preprocess, then train: the whole job")
+    p.add_argument("--config", required=True, help="job config (YAML)")
+    p.add_argument("--workdir", help="writes WORKDIR/dataset and WORKDIR/model (default: runs/<name>)")
+    p.add_argument("--previous", metavar="MANIFEST", help="as for preprocess")
+    p.add_argument("--epochs", type=int, help="override train.epochs")
+
+    p = sub.add_parser("inspect", help="print a dataset's manifest as tables")
+    p.add_argument("dataset", help="dataset directory")
+    p.add_argument("--json", action="store_true", help="print the raw manifest.json")
+    p.add_argument("--split", help="the split whose statistics are shown and plotted (default: train if present, "
+                                   "else the first split)")
+    p.add_argument("--plot", metavar="OUT_DIR", help="also write PNG plots of the statistics into OUT_DIR")
+
+    p = sub.add_parser("summary", help="one table of the results of finished runs")
+    p.add_argument("runs", nargs="+", help="run directories (holding model/metrics.json) or model directories")
+
+    p = sub.add_parser("config", help="the job config: its JSON Schema (for editors), or check one")
+    config_sub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_sub.add_parser("schema", help="print the JSON Schema of job configs (for the YAML language server)")
+    check = config_sub.add_parser("check", help="load a config, report the first problem, or print it whole "
+                                                "with every default filled in")
+    check.add_argument("config", help="job config (YAML)")
+
+    p = sub.add_parser("bench", help="run the benchmarks (from a source checkout): figures, results.json, plots")
+    p.add_argument("--scale", choices=("smoke", "full"), default="full",
+                   help="smoke: every benchmark on tiny data, in seconds; full: the issue's sizes (default)")
+    p.add_argument("--only", metavar="B1,B3", help="run only these benchmarks (default: B1 to B7)")
+    p.add_argument("--workdir", default=os.path.join("runs", "bench"),
+                   help="datasets are built once into WORKDIR/cache/SCALE and reused (default: runs/bench)")
+    p.add_argument("--out", help="writes OUT/results.json and the PNG plots (default: WORKDIR/SCALE)")
+    return parser
+
+
+def _bench(args) -> int:
+    """Run ``python -m benchmarks`` of this source checkout (the benchmarks are not part of
+    tfstream's wheel: they need the datasets extra and write plots)."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.isfile(os.path.join(root, "benchmarks", "__main__.py")):
+        raise FileNotFoundError(f"{root}: no benchmarks/ beside tfstream/; `tfstream bench` runs from a source "
+                                f"checkout installed with `pip install -e .` (the benchmarks are not in the wheel)")
+    command = [sys.executable, "-m", "benchmarks", "--scale", args.scale, "--workdir", os.path.abspath(args.workdir)]
+    if args.only:
+        command += ["--only", args.only]
+    if args.out:
+        command += ["--out", os.path.abspath(args.out)]
+    return subprocess.call(command, cwd=root)
+
+
+def _with_epochs(config, epochs: Optional[int]):
+    if epochs is None:
+        return config
+    from tfstream.pipelines.config import replace
+
+    return replace(config, train=replace(config.train, epochs=epochs))
+
+
+def _preprocess(config, output: Optional[str], beam_args: Sequence[str], previous: Optional[str]):
+    from tfstream.pipelines.write.beam_pipeline import preprocess
+
+    manifest = preprocess(config, output_dir=output, beam_args=beam_args, previous=previous)
+    src = manifest.source
+    _log.info("dataset: %s  (%s rows read, %s written, %s dropped, %s rejected)", manifest.root,
+              f"{src.rows_read:,}", f"{src.rows_written:,}", f"{src.rows_dropped:,}", f"{src.rows_rejected:,}")
+    if src.rows_dropped or src.rows_rejected:
+        _log.info("  quarantine: %s", ", ".join(os.path.join(manifest.root, q) for q in src.quarantine))
+    for split in manifest.splits.values():
+        _log.info("  %-10s %9s records in %d shard(s)", split.name, f"{split.num_examples:,}", len(split.shards))
+        if split.num_examples == 0:
+            _log.warning("  split %r is empty: check split.fractions and the source", split.name)
+    return manifest
+
+
+def _train(config, dataset: Optional[str], model_dir: Optional[str]):
+    from tfstream.training.metrics import headline
+    from tfstream.training.trainer import train
+
+    _log.info("train %r: %s model, %d epoch(s) at most", config.name, config.model.type, config.train.epochs)
+    metrics = train(config, dataset=dataset, model_dir=model_dir)
+    name, value, base = headline(metrics)
+    _log.info("eval %s %.4f (baseline %s %.4f)", name, value, metrics["baseline"]["name"],
+              float("nan") if base is None else base)
+    _log.info("model: %s/model.keras", metrics["model_dir"])
+    _log.info("export (serves raw features): %s", metrics["export_dir"])
+    _log.info("metrics: %s/metrics.json", metrics["model_dir"])
+    return metrics
+
+
+def _config(args) -> None:
+    from tfstream.pipelines.config import json_schema, load_config
+
+    if args.config_command == "schema":
+        print(json.dumps(json_schema(), indent=1))
+        return
+    import yaml
+
+    config = load_config(args.config)
+    print(f"# {args.config}: valid; every key, defaults filled in")
+    print(yaml.safe_dump(config.to_json(), sort_keys=False, default_flow_style=None, width=100), end="")
+
+
+def _metrics_path(run: str) -> str:
+    for candidate in (os.path.join(run, "model", "metrics.json"), os.path.join(run, "metrics.json")):
+        if os.path.exists(candidate):
+            return candidate
+    raise FileNotFoundError(f"{run}: no metrics.json (looked in {run}/model and {run}); run `tfstream run` first")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    beam_args: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, beam_args = argv[:cut], argv[cut + 1:]
+    args, unknown = _parser().parse_known_args(argv)
+    if unknown and args.command not in ("preprocess", "run"):
+        _parser().error(f"unrecognized arguments: {' '.join(unknown)}")
+    if not args.verbose:
+        _quiet()
+        if args.command in ("train", "run"):  # preprocessing does not import TensorFlow
+            import_tensorflow_quietly()
+    else:
+        logging.basicConfig(level=logging.INFO)
+    if args.command in ("preprocess", "run") and (unknown or beam_args):
+        from tfstream.pipelines.write.beam_options import BeamOptionError, unknown_beam_options
+
+        # Beam options go to PipelineOptions unchanged, after `--` or mixed with ours. One
+        # that Beam does not know would be dropped by Beam without a word (a misspelt
+        # --runer would run locally), so it is refused, as is a bad value.
+        beam_args = unknown + beam_args
+        try:
+            typos = unknown_beam_options(beam_args)
+        except BeamOptionError as e:
+            _parser().error(str(e))
+        if typos:
+            _parser().error(f"unrecognized arguments: {' '.join(typos)} (neither a tfstream option nor an "
+                            f"Apache Beam pipeline option)")
+    if not args.verbose and not any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
+        # Beam's worker processes (multi_processing mode, remote runners) log at INFO.
+        beam_args.append("--default_sdk_harness_log_level=WARNING")
+
+    from tfstream.pipelines.config import ConfigError, load_config
+    from tfstream.pipelines.manifest import ManifestError
+    from tfstream.pipelines.write.sources import SourceError
+
+    try:
+        if args.command == "bench":
+            return _bench(args)
+        if args.command == "config":
+            _config(args)
+        elif args.command == "inspect":
+            from tfstream.pipelines.inspect.report import format_manifest
+            from tfstream.pipelines.manifest import load_manifest
+
+            manifest = load_manifest(args.dataset)
+            split = args.split or manifest.train_split
+            manifest.split(split)  # an unknown --split fails here, before any output
+            print(json.dumps(manifest.data, indent=1) if args.json else format_manifest(manifest, train_split=split))
+            if args.plot:
+                from tfstream.pipelines.inspect.plots import write_plots
+
+                paths = write_plots(manifest, args.plot, split=split)
+                # With --json, stdout must stay one JSON document: the paths go to stderr.
+                out = sys.stderr if args.json else sys.stdout
+                print(f"\nplots ({len(paths)} written)", file=out)
+                for path in paths:
+                    print(f"  {path}", file=out)
+        elif args.command == "summary":
+            from tfstream.training.metrics import format_summary
+
+            runs = []
+            for run in args.runs:
+                with open(_metrics_path(run), encoding="utf-8") as f:
+                    runs.append((os.path.basename(os.path.normpath(run)), json.load(f)))
+            print(format_summary(runs))
+        else:
+            config = _with_epochs(load_config(args.config), getattr(args, "epochs", None))
+            if args.command == "preprocess":
+                _preprocess(config, args.output, beam_args, args.previous)
+            elif args.command == "train":
+                _train(config, args.dataset, args.model_dir)
+            else:
+                from tfstream.training.trainer import check_model_dir
+
+                workdir = args.workdir or os.path.join("runs", config.name)
+                check_model_dir(workdir)  # before the preprocessing, not after it
+                manifest = _preprocess(config, os.path.join(workdir, "dataset"), beam_args, args.previous)
+                _train(config, manifest.root, os.path.join(workdir, "model"))
+                from tfstream.training.metrics import format_summary
+
+                with open(_metrics_path(workdir), encoding="utf-8") as f:
+                    print(format_summary([(config.name, json.load(f))]))
+    except (ConfigError, SourceError, ManifestError, FileNotFoundError) as e:
+        print(f"tfstream {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - one clear line, the traceback only with -v
+        from tfstream.pipelines.write.run import PreprocessError
+
+        if args.verbose:
+            raise
+        input_errors = (PreprocessError,)
+        if "tfstream.training.trainer" in sys.modules:
+            input_errors += (sys.modules["tfstream.training.trainer"].TrainError,)
+        code = 2 if isinstance(e, input_errors) else 1
+        lines = str(e).strip().splitlines() or [""]
+        more = f"\n  ... ({len(lines) - 6} more lines; run with -v for the whole traceback)" if len(lines) > 6 else ""
+        print(f"tfstream {args.command}: error: {type(e).__name__}: " + "\n  ".join(lines[:6]) + more,
+              file=sys.stderr)
+        return code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

