@@ -22,14 +22,16 @@ Example:
 
 from __future__ import annotations
 
+import contextvars
 import difflib
+import numbers
 import os
 import re
 import types
 from typing import Annotated, Any, ClassVar, Literal, Mapping, Optional, TypeVar, Union, get_args, get_origin
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr,
-                      ValidationError, model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat,
+                      StrictInt, StrictStr, ValidationError, model_validator)
 from pydantic_core import PydanticCustomError
 
 from tfstream.transforms.schema import Feature, Label, Schema
@@ -58,16 +60,56 @@ def _list_only(value: Any) -> Any:
     raise PydanticCustomError("tuple_type", "Input should be a list")
 
 
+def _plain_number(value: Any) -> Any:
+    # A NumPy number from Python code (`batch_size=np.int64(32)`) is a number; a string or
+    # a bool from YAML is not, and the strict types below still refuse it.
+    if isinstance(value, numbers.Number) and not isinstance(value, (bool, int, float)) and hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+class _FrozenDict(dict):
+    """A config's mapping (``split.fractions``, ``output.num_shards``): read-only like the
+    rest of a frozen config, yet a plain dict to JSON and to pickle (Beam pickles configs)."""
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("a config is frozen; make a changed copy with tfstream.pipelines.config.replace(...)")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self):
+        return _FrozenDict, (dict(self),)
+
+
+def _no_cache(value: Any) -> Any:
+    # None (read()'s old default) and "" have always meant no cache
+    return "none" if value is None or value == "" else value
+
+
 _T = TypeVar("_T")
 _Items = Annotated[tuple[_T, ...], BeforeValidator(_list_only)]  # a YAML list, kept as a tuple
 _Key = Annotated[str, BeforeValidator(str)]  # a mapping's key, such as a split name: YAML may read `1:` as an int
+_Int = Annotated[StrictInt, BeforeValidator(_plain_number)]
+_Float = Annotated[StrictFloat, BeforeValidator(_plain_number)]
+_Mapping = Annotated[dict[_Key, _T], AfterValidator(_FrozenDict)]
 
 
 class _Section(BaseModel):
-    """A config section: frozen, with no unknown keys."""
+    """A config section: frozen, with no unknown keys. Built directly
+    (``ReadOptions(batch_size=32)``) or loaded, a bad value raises a one-line
+    `ConfigError`, as on load."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     _key_path: ClassVar[str] = ""  # where the section sits in a config, for messages
+
+    def __init__(self, **data: Any):
+        if _LOADING.get():  # a section inside a config being loaded: `_validate` words the error
+            super().__init__(**data)
+            return
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise _config_error(e, type(self), data) from None
 
 
 # --------------------------------------------------------------------------- sections
@@ -150,8 +192,8 @@ class FeatureConfig(_Section):
         description="float or int (numeric), string (categorical), or sequence (of float vectors, `dim` per step).")
     column: Optional[StrictStr] = Field(None, description="The source column (default: the name).")
     columns: _Items[StrictStr] = Field((), description="Numbers: several scalar columns → one vector.")
-    shape: _Items[StrictInt] = Field((), description="[] for a scalar, [k] for a vector of k values.")
-    dim: Optional[StrictInt] = Field(None, description="sequence (required): values per step.")
+    shape: _Items[_Int] = Field((), description="[] for a scalar, [k] for a vector of k values.")
+    dim: Optional[_Int] = Field(None, description="sequence (required): values per step.")
     on_missing: Literal["error", "drop", "default", "impute"] = Field(
         "error", description="A missing value (empty cell, NA string, null, NaN in npz/Parquet): error (the row is "
                              "rejected into the quarantine), drop (dropped, counted), default (the `default` "
@@ -161,12 +203,12 @@ class FeatureConfig(_Section):
     on_nan: Literal["error", "drop", "impute"] = Field(
         "error", description="±inf in a float feature, NaN or ±inf in a sequence: as `on_missing` (a sequence imputes "
                              "the per-step mean).")
-    max_length: Optional[StrictInt] = Field(None, description="sequence: the most steps kept (default: all).")
+    max_length: Optional[_Int] = Field(None, description="sequence: the most steps kept (default: all).")
     on_too_long: Literal["truncate", "drop", "error"] = Field(
         "truncate", description="A sequence longer than `max_length`: cut to its first steps, dropped, or rejected.")
-    vocab_size: Optional[StrictInt] = Field(None, description="string: the training split's most frequent tokens "
+    vocab_size: Optional[_Int] = Field(None, description="string: the training split's most frequent tokens "
                                                               "kept (default: all, up to 100,000).")
-    oov_buckets: StrictInt = Field(1, description="string: out-of-vocabulary ids (1..1000), shared by the other "
+    oov_buckets: _Int = Field(1, description="string: out-of-vocabulary ids (1..1000), shared by the other "
                                                   "tokens and by tokens first seen at serving time.")
 
     @model_validator(mode="after")
@@ -247,9 +289,9 @@ class LabelConfig(_Section):
     column: StrictStr = Field(description="The source column.")
     task: Literal["binary", "multiclass", "regression"] = Field(description="What the model predicts.")
     name: StrictStr = Field("label", description="The label's name in the records.")
-    threshold: Optional[StrictFloat] = Field(None, description="binary from a number: `value > threshold`.")
+    threshold: Optional[_Float] = Field(None, description="binary from a number: `value > threshold`.")
     classes: _Items[StrictStr] = Field((), description="The raw values, in index order.")
-    num_classes: Optional[StrictInt] = Field(None, description="The column holds class indices 0..n-1.")
+    num_classes: Optional[_Int] = Field(None, description="The column holds class indices 0..n-1.")
     on_missing: Literal["error", "drop"] = Field("error", description="A missing label: reject or drop the row.")
 
     @model_validator(mode="after")
@@ -289,7 +331,7 @@ class SplitConfig(_Section):
     """A deterministic split, by a stable hash of each row's ``key``."""
 
     _key_path = "split"
-    fractions: dict[_Key, StrictFloat] = Field(
+    fractions: _Mapping[_Float] = Field(
         {"train": 0.8, "eval": 0.2}, description="Split name → fraction of the rows, adding up to 1; names are "
                                                  "lower-case letters, digits and _ (not quarantine or all).")
     key: _Items[StrictStr] = Field((), description="The columns hashed (empty: the file name and row number).")
@@ -314,7 +356,7 @@ class OutputConfig(_Section):
 
     _key_path = "output"
     dir: Optional[StrictStr] = Field(None, description="The dataset directory (default: `runs/<name>/dataset`).")
-    num_shards: dict[_Key, StrictInt] = Field(
+    num_shards: _Mapping[_Int] = Field(
         {}, description="Split name → shard count (1..10000); a split not named gets round(8 × fraction), at least 1.")
     compression: Literal["none", "gzip"] = Field("none", description="The shards' compression.")
 
@@ -348,20 +390,20 @@ class ReadOptions(_Section):
     """
 
     _key_path = "reader"
-    batch_size: StrictInt = Field(256, description="Records per batch (1..1000000); with bucketing, the most per "
+    batch_size: _Int = Field(256, description="Records per batch (1..1000000); with bucketing, the most per "
                                                    "batch.")
-    shuffle_buffer: StrictInt = Field(10000, description="Records held for shuffling the training split.")
-    cycle_length: StrictInt = Field(4, description="Shards read in parallel.")
-    cache: StrictStr = Field("none", description="none, memory (for splits that fit), or a file prefix (costs no "
-                                                 "memory).")
-    prefetch: StrictInt = Field(-1, description="Batches prepared ahead; -1: AUTOTUNE.")
-    seed: Optional[StrictInt] = Field(None, description="Makes file order, interleaving and shuffling reproducible.")
-    max_tokens_per_batch: Optional[StrictInt] = Field(
+    shuffle_buffer: _Int = Field(10000, description="Records held for shuffling the training split.")
+    cycle_length: _Int = Field(4, description="Shards read in parallel.")
+    cache: Annotated[StrictStr, BeforeValidator(_no_cache)] = Field(
+        "none", description="none, memory (for splits that fit), or a file prefix (costs no memory).")
+    prefetch: _Int = Field(-1, description="Batches prepared ahead; -1: AUTOTUNE.")
+    seed: Optional[_Int] = Field(None, description="Makes file order, interleaving and shuffling reproducible.")
+    max_tokens_per_batch: Optional[_Int] = Field(
         None, description="Sequences: bucket the training split by length, about this many padded steps per batch "
                           "(default: no bucketing).")
-    num_buckets: Optional[StrictInt] = Field(None, description="With `max_tokens_per_batch`: buckets (1..1000; "
+    num_buckets: Optional[_Int] = Field(None, description="With `max_tokens_per_batch`: buckets (1..1000; "
                                                                "default 8).")
-    memory_budget_mb: Optional[StrictInt] = Field(
+    memory_budget_mb: Optional[_Int] = Field(
         None, description="MiB (>= 16) the input pipeline may use: training refuses to start when the estimate does "
                           "not fit, and tf.data's autotuner is capped (default: no budget).")
 
@@ -383,16 +425,79 @@ class ReadOptions(_Section):
                    "reader.num_buckets: buckets are made only with max_tokens_per_batch; set it, or remove num_buckets")
         return self
 
+    @classmethod
+    def resolve(cls, options: Union[ReadOptions, Mapping[str, Any], None] = None, **overrides: Any) -> ReadOptions:
+        """The options a reader runs with: ``options`` (a `ReadOptions`, a mapping of its
+        fields such as a YAML ``reader:`` section, or None for the defaults) with
+        ``overrides`` (see `with_overrides`).
+
+        Example:
+            >>> ReadOptions.resolve({"batch_size": 32}, seed=0)
+            ReadOptions(batch_size=32, shuffle_buffer=10000, cycle_length=4, cache='none', prefetch=-1, seed=0, max_tokens_per_batch=None, num_buckets=None, memory_budget_mb=None)
+        """
+        if options is None:
+            options = cls()
+        elif isinstance(options, Mapping):
+            options = _validate(cls, options)
+        elif not isinstance(options, cls):
+            raise TypeError(f"options: expected a ReadOptions (the config's `reader:` section) or a mapping of its "
+                            f"fields, got {type(options).__name__}")
+        return options.with_overrides(**overrides)
+
+    def with_overrides(self, **overrides: Any) -> ReadOptions:
+        """These options with ``overrides`` (field names), checked as on load.
+
+        Turning bucketing off (``max_tokens_per_batch=None``) also drops ``num_buckets``,
+        which means nothing without it.
+
+        Raises:
+            TypeError: a keyword that is not a field, with the closest one.
+            ConfigError: a value out of range (``reader.batch_size: ...``).
+
+        Example:
+            >>> ReadOptions(batch_size=64).with_overrides(seed=1).seed
+            1
+            >>> ReadOptions().with_overrides(prefetch_buffer=2)
+            Traceback (most recent call last):
+            ...
+            TypeError: unexpected keyword argument 'prefetch_buffer': not a ReadOptions field; did you mean 'prefetch'? ...
+        """
+        fields = list(type(self).model_fields)
+        for key in overrides:
+            if key not in fields:
+                close = difflib.get_close_matches(key, fields, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise TypeError(f"unexpected keyword argument {key!r}: not a ReadOptions field{hint} (the fields: "
+                                f"{', '.join(fields)})")
+        if not overrides:
+            return self
+        if "max_tokens_per_batch" in overrides and overrides["max_tokens_per_batch"] is None:
+            overrides.setdefault("num_buckets", None)
+        return replace(self, **overrides)
+
+    def for_evaluation(self) -> ReadOptions:
+        """The options for a validation or eval split: these without the cache and the
+        bucketing. Evaluation metrics do not depend on the batching, unbucketed reads
+        keep the stored order, and a split read once per epoch gains little from a cache
+        that costs memory or disk. (`tfstream train` reads its validation and eval splits
+        so.)
+
+        Example:
+            >>> ReadOptions(cache="memory", max_tokens_per_batch=512, num_buckets=4).for_evaluation().cache
+            'none'
+        """
+        return replace(self, cache="none", max_tokens_per_batch=None, num_buckets=None)
+
 
 class ModelConfig(_Section):
     """The reference model, built by `training.models`."""
 
     _key_path = "model"
     type: Literal["dense", "lstm"] = Field(description="dense for tabular data, lstm for sequences.")
-    hidden_units: _Items[StrictInt] = Field((64, 32), description="Dense layers' units (lstm: after the LSTM layers).")
-    dropout: StrictFloat = Field(0.0, description="Dropout after each layer (0 <= dropout < 1).")
-    embedding_dim: StrictInt = Field(8, description="dense: the embedding size of string features.")
-    lstm_units: _Items[StrictInt] = Field((64,), description="lstm: LSTM layers' units.")
+    hidden_units: _Items[_Int] = Field((64, 32), description="Dense layers' units (lstm: after the LSTM layers).")
+    dropout: _Float = Field(0.0, description="Dropout after each layer (0 <= dropout < 1).")
+    embedding_dim: _Int = Field(8, description="dense: the embedding size of string features.")
+    lstm_units: _Items[_Int] = Field((64,), description="lstm: LSTM layers' units.")
     bidirectional: StrictBool = Field(False, description="lstm: bidirectional LSTM layers.")
 
     @model_validator(mode="after")
@@ -410,14 +515,14 @@ class TrainConfig(_Section):
     """Keras `fit` settings."""
 
     _key_path = "train"
-    epochs: StrictInt = Field(10, description="The most epochs (1..100000).")
-    learning_rate: StrictFloat = Field(1e-3, description="Adam's learning rate (0 < lr < 10).")
-    early_stopping_patience: StrictInt = Field(3, description="Epochs without improvement before stopping.")
+    epochs: _Int = Field(10, description="The most epochs (1..100000).")
+    learning_rate: _Float = Field(1e-3, description="Adam's learning rate (0 < lr < 10).")
+    early_stopping_patience: _Int = Field(3, description="Epochs without improvement before stopping.")
     train_split: StrictStr = Field("train", description="The split trained on.")
     validation_split: Optional[StrictStr] = Field(None, description="Drives early stopping and the best "
                                                                     "checkpoint (none: the training loss does).")
     eval_split: StrictStr = Field("eval", description="Evaluated once, at the end, and reported.")
-    seed: StrictInt = Field(0, description="Keras's random seed.")
+    seed: _Int = Field(0, description="Keras's random seed.")
     dir: Optional[StrictStr] = Field(None, description="The model directory (default: `runs/<name>/model`).")
 
     @model_validator(mode="after")
@@ -436,9 +541,9 @@ class DriftConfig(_Section):
     _key_path = "validation.drift"
     on_drift: Literal["warn", "error", "ignore"] = Field(
         "warn", description="warn, error (the run is refused and the previous dataset stays in place), or ignore.")
-    max_mean_shift: StrictFloat = Field(0.5, description="Drift: a numeric mean (or a sequence's mean length) moved "
+    max_mean_shift: _Float = Field(0.5, description="Drift: a numeric mean (or a sequence's mean length) moved "
                                                          "by more than this many standard deviations.")
-    max_vocab_linf: StrictFloat = Field(0.1, description="Drift: token frequencies moved by more than this "
+    max_vocab_linf: _Float = Field(0.1, description="Drift: token frequencies moved by more than this "
                                                          "L-infinity distance (as in TensorFlow Data Validation).")
 
     @model_validator(mode="after")
@@ -454,7 +559,7 @@ class ValidationConfig(_Section):
     (``<dataset>/quarantine/*.jsonl``), which says which and why."""
 
     _key_path = "validation"
-    max_bad_fraction: StrictFloat = Field(0.0, description="The largest fraction of the rows read that may be "
+    max_bad_fraction: _Float = Field(0.0, description="The largest fraction of the rows read that may be "
                                                            "rejected; more fails the run (0: any rejected row does).")
     drift: DriftConfig = Field(default_factory=DriftConfig, description="Drift from the previous run.")
 
@@ -592,11 +697,19 @@ def json_schema() -> dict[str, Any]:
 # --------------------------------------------------------------------------- messages
 
 
+# True while `_validate` loads a config: its sections' own __init__ then leaves the
+# wording of an error to `_validate`, which knows the whole key path.
+_LOADING: contextvars.ContextVar[bool] = contextvars.ContextVar("tfstream_config_loading", default=False)
+
+
 def _validate(model: type[_Model], data: Any) -> _Model:
+    token = _LOADING.set(True)
     try:
         return model.model_validate(data)
     except ValidationError as e:
         raise _config_error(e, model, data) from None
+    finally:
+        _LOADING.reset(token)
 
 
 def _config_error(error: ValidationError, model: type[_Section], data: Any) -> ConfigError:
@@ -605,7 +718,10 @@ def _config_error(error: ValidationError, model: type[_Section], data: Any) -> C
     first = min(error.errors(include_url=False), key=lambda e: _locate(model, e["loc"])[2])
     loc, kind, value = first["loc"], first["type"], first.get("input")
     path, tp, _ = _locate(model, loc)
-    where = _join(model._key_path, path)
+    root = model._key_path
+    if root == "features[]" and isinstance(data, Mapping) and isinstance(data.get("name"), str):
+        root = f"features[{data['name']}]"  # one feature, built or replaced alone: named as in a job's messages
+    where = _join(root, path)
     if kind in ("extra_forbidden", "invalid_key"):  # invalid_key: a key that is not a string
         key, fields = loc[len(path)], list(tp.model_fields)
         close = difflib.get_close_matches(str(key), fields, n=1)
@@ -618,7 +734,7 @@ def _config_error(error: ValidationError, model: type[_Section], data: Any) -> C
     if kind == "value_error":  # one of the sections' rules: its message names its key path
         section, message = path, str(first["ctx"]["error"])
     elif kind == "literal_error" and isinstance(value, str):  # worded as a rule: a feature by its name
-        section, named = path[:-1], _join(model._key_path, path[:-1])
+        section, named = path[:-1], _join(root, path[:-1])
         if _locate(model, loc[:-1])[1] is FeatureConfig:
             owner = data
             for part in loc[:-1]:
@@ -629,8 +745,8 @@ def _config_error(error: ValidationError, model: type[_Section], data: Any) -> C
         return ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
     # a nested section's rule is prefixed with where the section is, unless it says so
     # (a feature's rule names the feature: `features[x].on_nan: ...`, not its index)
-    prefix = _join(model._key_path, section)
-    named = section and message.startswith(_join(model._key_path, section[:1]))
+    prefix = _join(root, section)
+    named = section and message.startswith(_join(root, section[:1]))
     return ConfigError(f"{prefix}: {message}" if section and not named else message)
 
 

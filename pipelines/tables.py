@@ -11,6 +11,12 @@ Example:
     --- -------
     x         1
     yy   22,000
+    >>> print(render_table(["token"], [["[pad]"], [":smile:"], ["[/s]"]], terminal=False))  # data, not markup
+    token
+    -------
+    [pad]
+    :smile:
+    [/s]
 """
 
 from __future__ import annotations
@@ -80,6 +86,7 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, termi
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     rows = [[cell(v) for v in row] for row in rows]
     numeric = [bool(rows) and all(_is_number(r[i]) for r in rows) for i in range(len(headers))]
@@ -91,9 +98,11 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, termi
     for header, is_number in zip(headers, numeric):
         table.add_column(header, justify="right" if is_number else "left", overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(c) for c in row))
     out = io.StringIO()
+    # Cells are data (tokens, class names, file names): never rich markup nor emoji codes.
     console = Console(file=out, force_terminal=terminal, no_color=not terminal, highlight=False, soft_wrap=False,
+                      markup=False, emoji=False,
                       width=shutil.get_terminal_size().columns if terminal else 100_000,
                       color_system="auto" if terminal else None)
     console.print(table)

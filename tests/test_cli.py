@@ -174,3 +174,23 @@ def test_inspect_split_with_json_keeps_stdout_json(digits_dataset, tmp_path, cap
 def test_inspect_unknown_split(digits_dataset, capsys):
     assert main(["inspect", digits_dataset, "--split", "test"]) == 2
     assert "no split 'test'; the dataset has ['train', 'validation', 'eval']" in capsys.readouterr().err
+
+
+def test_config_schema_describes_every_section(capsys):
+    assert main(["config", "schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["$schema"].startswith("https://json-schema.org/") and schema["additionalProperties"] is False
+    assert {"name", "source", "features", "label", "split", "output", "reader", "model", "train",
+            "validation"} <= set(schema["properties"])
+    reader = schema["$defs"]["ReadOptions"]["properties"]
+    assert reader["batch_size"]["default"] == 256 and reader["batch_size"]["description"]
+
+
+def test_config_check_prints_the_whole_config_or_the_first_problem(tmp_path, capsys):
+    assert main(["config", "check", os.path.join(CONFIGS, "flights_dense.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# ") and yaml.safe_load(out)["reader"]["prefetch"] == -1  # a default, filled in
+    data = _shipped("flights_dense.yaml")
+    data["model"]["type"] = "cnn"
+    assert main(["config", "check", _write_config(tmp_path / "c.yaml", data)]) == 2
+    assert "model.type: expected dense or lstm; got 'cnn'" in capsys.readouterr().err

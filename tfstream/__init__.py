@@ -10,7 +10,7 @@ The public API is these ten names (``import tfstream as tfs``)::
     tfs.read(dataset, split, options)      → tf.data batches of (features, label)
     tfs.ReadOptions(...)                   the read settings (the config's `reader:`)
     tfs.build_model(manifest, config)      the reference Dense or LSTM model, compiled
-    tfs.train(config, dataset, model_dir)  fit, evaluate, save, export
+    tfs.train(config, dataset=, model_dir=) fit, evaluate, save, export
     tfs.Manifest, tfs.JobConfig            the types
 
 Names are imported on first use (PEP 562), so ``import tfstream`` is instant and

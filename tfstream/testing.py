@@ -64,6 +64,9 @@ def job_dict(config_file: str, **overrides: Any) -> dict:
     replaces the section)."""
     import yaml
 
+    if not os.path.isdir(CONFIGS):
+        raise FileNotFoundError(f"{CONFIGS}: no configs/ folder; tfstream.testing serves a source checkout "
+                                f"(pip install -e '.[test,datasets]'), not an installed wheel")
     with open(os.path.join(CONFIGS, config_file), encoding="utf-8") as f:
         data = yaml.safe_load(f)  # a fresh dict on every call: safe to update
     for key, value in overrides.items():

@@ -29,7 +29,7 @@ def load_serving(path: str) -> Callable[[Mapping[str, Any]], np.ndarray]:
     Example:
         >>> from tfstream.training.trainer import train
         >>> job = replace(load_config("configs/flights_dense.yaml"), train=TrainConfig(epochs=1, eval_split="eval"))
-        >>> metrics = train(job, dataset_dir, str(tmp_path / "model"), verbose=0)
+        >>> metrics = train(job, dataset=dataset_dir, model_dir=str(tmp_path / "model"), verbose=0)
         >>> predict = load_serving(metrics["export_dir"])
         >>> p = predict({"month": [7], "day": [2], "sched_dep_time": [1029], "sched_arr_time": [1209],
         ...              "dep_delay": [95.0], "distance": [872.0], "carrier": ["EV"], "origin": ["EWR"],

@@ -30,7 +30,7 @@ from typing import Any, Optional, Sequence, Union
 
 import keras
 
-from tfstream.pipelines.config import JobConfig, ReadOptions, replace
+from tfstream.pipelines.config import JobConfig
 from tfstream.pipelines.manifest import Manifest, load_manifest
 from tfstream.pipelines.read.memory import MemoryBudgetError, MemoryEstimate, MiB, check_budget, estimate_input_memory
 from tfstream.pipelines.read.reader import read
@@ -101,24 +101,16 @@ def _plan_memory(config: JobConfig, manifest: Manifest) -> MemoryEstimate:
     return estimate
 
 
-def evaluation_options(options: ReadOptions) -> ReadOptions:
-    """The read options of the validation and eval splits: the training options without
-    the cache and the bucketing. Evaluation metrics do not depend on the batching,
-    unbucketed reads keep the stored order, and a split read once per epoch gains
-    little from a cache that costs memory or disk."""
-    return replace(options, cache="none", max_tokens_per_batch=None, num_buckets=None)
-
-
 def _datasets(config: JobConfig, manifest: Manifest):
     """The training, validation and evaluation datasets, and the training set's
     `PaddingCounter` (None without sequence features).
 
-    Only the training split is bucketed and cached (`evaluation_options`).
+    Only the training split is bucketed and cached (`ReadOptions.for_evaluation`).
     """
     t = config.train
     counter = PaddingCounter() if manifest.schema.sequence_features else None
     train_ds = read(manifest, t.train_split, config.reader, shuffle=True, padding_counter=counter)
-    evaluation = evaluation_options(config.reader)
+    evaluation = config.reader.for_evaluation()
 
     def plain(split: str):
         return read(manifest, split, evaluation, shuffle=False)
@@ -150,8 +142,8 @@ def _read_history(path: str) -> dict[str, list[float]]:
     return out
 
 
-def train(config: JobConfig, dataset: Union[str, Manifest, None] = None, model_dir: Optional[str] = None,
-          *, verbose: int = 2, callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
+def train(config: JobConfig, *, dataset: Union[str, Manifest, None] = None, model_dir: Optional[str] = None,
+          verbose: int = 2, callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
     """Fit, evaluate, save and export the reference model of ``config``.
 
     Args:

@@ -1,2 +1,2 @@
-"""A dataset's manifest for people: tables (`tables`, `tfstream inspect`) and PNG plots
+"""A dataset's manifest for people: tables (`report`, `tfstream inspect`) and PNG plots
 (`plots`, `tfstream inspect --plot`), drawn from the manifest alone."""

@@ -35,7 +35,6 @@ from typing import Any, Mapping, Optional
 
 from tfstream.pipelines.config import ReadOptions
 from tfstream.pipelines.manifest import LengthStatistics, Manifest
-from tfstream.pipelines.read.reader import read_options
 from tfstream.pipelines.tables import render_table
 
 MiB = 1 << 20
@@ -191,7 +190,7 @@ def estimate_input_memory(manifest: Manifest, split: str, options: Optional[Read
         >>> est.expected <= est.worst
         True
     """
-    options = read_options(options, **overrides)
+    options = ReadOptions.resolve(options, **overrides)
     batch_size, shuffle_buffer, cache = options.batch_size, options.shuffle_buffer, options.cache
     max_tokens_per_batch, prefetch, cycle_length = options.max_tokens_per_batch, options.prefetch, options.cycle_length
     budget_mb = options.memory_budget_mb

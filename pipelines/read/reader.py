@@ -10,20 +10,23 @@ Example:
     >>> int(label.shape[0])
     64
     >>> options = ReadOptions(batch_size=32, shuffle_buffer=1000, seed=0)
-    >>> int(next(iter(read(dataset_dir, "eval", options, shuffle=False)))[1].shape[0])
+    >>> int(next(iter(read(dataset_dir, "eval", options.for_evaluation(), shuffle=False)))[1].shape[0])
     32
+    >>> read(dataset_dir, "train", prefetch_buffer=2)
+    Traceback (most recent call last):
+    ...
+    TypeError: unexpected keyword argument 'prefetch_buffer': not a ReadOptions field; did you mean 'prefetch'? ...
 """
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 from typing import Any, Optional, Union
 
 import tensorflow as tf
 
-from tfstream.pipelines.config import ConfigError, ReadOptions, replace
+from tfstream.pipelines.config import ReadOptions
 from tfstream.pipelines.manifest import Manifest, load_manifest
 from tfstream.pipelines.read.bucketing import bucket_by_length, bucket_plan
 from tfstream.pipelines.read.stages import (
@@ -44,41 +47,6 @@ _log = logging.getLogger(__name__)
 
 # Buckets when ``max_tokens_per_batch`` is set and ``num_buckets`` is not.
 DEFAULT_NUM_BUCKETS = 8
-
-
-def read_options(options: Optional[ReadOptions] = None, **overrides: Any) -> ReadOptions:
-    """``options`` (default: `ReadOptions()`) with ``overrides`` (`ReadOptions` field
-    names), checked as the config's ``reader:`` section is.
-
-    Raises:
-        TypeError: an override that is not a `ReadOptions` field (with the closest one).
-        ConfigError: a value out of range, as for the config (``reader.batch_size: ...``).
-
-    Example:
-        >>> read_options(batch_size=32).batch_size
-        32
-        >>> read_options(prefetch_buffer=2)
-        Traceback (most recent call last):
-        ...
-        TypeError: read() got an unexpected keyword argument 'prefetch_buffer'; did you mean 'prefetch'? (the ReadOptions fields: batch_size, shuffle_buffer, cycle_length, cache, prefetch, seed, max_tokens_per_batch, num_buckets, memory_budget_mb)
-    """
-    options = options if options is not None else ReadOptions()
-    if not isinstance(options, ReadOptions):
-        raise TypeError(f"read(): options must be a ReadOptions (the config's `reader:` section), "
-                        f"got {type(options).__name__}")
-    fields = list(ReadOptions.model_fields)
-    for key in overrides:
-        if key not in fields:
-            close = difflib.get_close_matches(key, fields, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise TypeError(f"read() got an unexpected keyword argument {key!r}{hint} (the ReadOptions fields: "
-                            f"{', '.join(fields)})")
-    if not overrides:
-        return options
-    try:
-        return replace(options, **overrides)
-    except ConfigError as e:
-        raise ConfigError(f"reader.{e}" if not str(e).startswith("reader.") else str(e)) from None
 
 
 def _warn_on_memory_cache(manifest: Manifest, split: str) -> None:
@@ -120,7 +88,8 @@ def read(
         padding_counter: count real and padded sequence steps of the batches made (see
             `stages.count_padding`), for a padding-efficiency metric.
         **overrides: `ReadOptions` fields that replace those of ``options``
-            (``read(d, "train", batch_size=32, seed=0)``).
+            (``read(d, "train", batch_size=32, seed=0)``; see
+            `ReadOptions.with_overrides`).
 
     What the options do here: ``batch_size`` records per batch (with bucketing, the
     most per batch); ``shuffle_buffer`` records held for shuffling (see
@@ -142,9 +111,10 @@ def read(
 
     Raises:
         ManifestError: no manifest, an unknown split, a shard missing or resized.
-        TypeError, ConfigError: a bad override (see `read_options`).
+        TypeError: an override that is not a `ReadOptions` field (with the closest one).
+        ConfigError: an override out of range (``reader.batch_size: ...``).
     """
-    options = read_options(options, **overrides)
+    options = ReadOptions.resolve(options, **overrides)
     manifest = dataset if isinstance(dataset, Manifest) else load_manifest(dataset)
     schema = manifest.schema
     n = manifest.num_examples(split)

@@ -302,6 +302,7 @@ def build_pipeline(
 def preprocess(
     config: JobConfig,
     output_dir: Optional[str] = None,
+    *,
     beam_args: Iterable[str] = (),
     previous: Optional[str] = None,
 ) -> Manifest:

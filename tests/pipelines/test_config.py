@@ -152,7 +152,7 @@ def test_validation_section(make_job):
     ({"features": [{"name": "x", "type": "float", "on_missing": "default", "default": True}]},
      r"features\[0\].default: expected an integer or a number or a string, got True"),
     ({"features": [{"name": "x", "type": "floaty"}]},
-     r"features\[0\]: features\[x\].type: expected one of float, int, string, sequence; got 'floaty'"),
+     r"^features\[x\].type: expected one of float, int, string, sequence; got 'floaty'"),
     ({"features": [{"name": "x", "type": 5}]}, r"features\[0\].type: expected a string, got 5"),
     ({"features": [{"type": "float"}]}, r"features\[0\].name: missing required key"),
     ({"source": {"format": "json"}}, r"source.format: expected one of csv, parquet, npz; got 'json'"),
@@ -281,3 +281,49 @@ def test_json_schema_describes_every_key():
     assert schema["$defs"]["ReadOptions"]["properties"]["batch_size"] == {
         "default": 256, "description": "Records per batch (1..1000000); with bucketing, the most per batch.",
         "title": "Batch Size", "type": "integer"}
+
+
+def test_config_mappings_are_frozen_too_and_still_pickle(make_job):
+    import pickle
+
+    job = make_job("flights_dense.yaml")
+    with pytest.raises(TypeError, match=r"a config is frozen; make a changed copy with .*replace"):
+        job.split.fractions["train"] = 0.99
+    with pytest.raises(TypeError, match="a config is frozen"):
+        job.output.num_shards["bogus"] = 0
+    again = pickle.loads(pickle.dumps(job))
+    assert again == job and dict(again.split.fractions) == {"train": 0.8, "validation": 0.1, "eval": 0.1}
+    assert job.to_json()["split"]["fractions"] == {"train": 0.8, "validation": 0.1, "eval": 0.1}
+
+
+def test_read_options_built_directly_give_config_errors():
+    import numpy as np
+
+    from tfstream.pipelines.config import ReadOptions
+
+    with pytest.raises(ConfigError, match=r"^reader.batch_size: expected 1..1000000, got 0$"):
+        ReadOptions(batch_size=0)
+    with pytest.raises(ConfigError, match=r"^reader.batch_sise: unknown key; did you mean 'batch_size'\?$"):
+        ReadOptions(batch_sise=3)
+    with pytest.raises(ConfigError, match=r"^reader.batch_size: expected an integer, got '32'$"):
+        ReadOptions(batch_size="32")
+    # Python callers' numbers: NumPy integers are integers; None and "" have always meant no cache
+    options = ReadOptions(batch_size=np.int64(32), seed=np.int32(1), cache=None)
+    assert (options.batch_size, options.seed, options.cache) == (32, 1, "none") and type(options.batch_size) is int
+    assert ReadOptions(cache="").cache == "none"
+
+
+def test_read_option_overrides():
+    from tfstream.pipelines.config import ReadOptions
+
+    bucketed = ReadOptions(max_tokens_per_batch=512, num_buckets=4, cache="memory")
+    assert bucketed.with_overrides(max_tokens_per_batch=None).num_buckets is None  # bucketing off: all of it
+    assert bucketed.for_evaluation() == ReadOptions()
+    assert ReadOptions.resolve({"batch_size": 8}, seed=3) == ReadOptions(batch_size=8, seed=3)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'shufle_buffer': not a ReadOptions field; "
+                                        r"did you mean 'shuffle_buffer'\?"):
+        ReadOptions().with_overrides(shufle_buffer=5)
+    with pytest.raises(TypeError, match=r"options: expected a ReadOptions .* got int"):
+        ReadOptions.resolve(32)
+    with pytest.raises(ConfigError, match=r"^reader.num_buckets: buckets are made only with max_tokens_per_batch"):
+        ReadOptions().with_overrides(num_buckets=4)
