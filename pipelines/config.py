@@ -27,30 +27,16 @@ import difflib
 import numbers
 import os
 import re
-import types
-from typing import Annotated, Any, ClassVar, Literal, Mapping, Optional, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Mapping, Optional, TypeVar, Union
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat,
                       StrictInt, StrictStr, ValidationError, model_validator)
 from pydantic_core import PydanticCustomError
 
+from tfstream.pipelines.config_errors import ConfigError, config_error as _config_error
+from tfstream.pipelines.config_errors import check as _check, show as _show
 from tfstream.transforms.schema import Feature, Label, Schema
 from tfstream.transforms.validation import DEFAULT_NA_VALUES, FeatureRule, LabelRule, RowRules
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used; the message names the key path and the fix."""
-
-
-def _check(cond: bool, message: str) -> None:
-    if not cond:
-        raise ConfigError(message)
-
-
-def _show(value: Any, limit: int = 200) -> str:
-    """``repr(value)``, cut to about ``limit`` characters: a huge value never makes a huge message."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _list_only(value: Any) -> Any:
@@ -710,103 +696,3 @@ def _validate(model: type[_Model], data: Any) -> _Model:
         raise _config_error(e, model, data) from None
     finally:
         _LOADING.reset(token)
-
-
-def _config_error(error: ValidationError, model: type[_Section], data: Any) -> ConfigError:
-    """pydantic lists every error in its own words; a `ConfigError` is one line: the first
-    problem in reading order, worded as before pydantic."""
-    first = min(error.errors(include_url=False), key=lambda e: _locate(model, e["loc"])[2])
-    loc, kind, value = first["loc"], first["type"], first.get("input")
-    path, tp, _ = _locate(model, loc)
-    root = model._key_path
-    if root == "features[]" and isinstance(data, Mapping) and isinstance(data.get("name"), str):
-        root = f"features[{data['name']}]"  # one feature, built or replaced alone: named as in a job's messages
-    where = _join(root, path)
-    if kind in ("extra_forbidden", "invalid_key"):  # invalid_key: a key that is not a string
-        key, fields = loc[len(path)], list(tp.model_fields)
-        close = difflib.get_close_matches(str(key), fields, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(fields)}"
-        return ConfigError(f"{where + '.' if where else ''}{key}: unknown key{hint}")
-    if kind == "missing":
-        return ConfigError(f"{where}: missing required key")
-    if kind in ("model_type", "model_attributes_type"):
-        return ConfigError(f"{where or 'the config'}: expected a mapping of keys to values, got {_show(value)}")
-    if kind == "value_error":  # one of the sections' rules: its message names its key path
-        section, message = path, str(first["ctx"]["error"])
-    elif kind == "literal_error" and isinstance(value, str):  # worded as a rule: a feature by its name
-        section, named = path[:-1], _join(root, path[:-1])
-        if _locate(model, loc[:-1])[1] is FeatureConfig:
-            owner = data
-            for part in loc[:-1]:
-                owner = owner[part]
-            named = f"features[{owner.get('name')}]"
-        message = f"{named}.{path[-1]}: expected {_choices(get_args(_strip(tp)), where)}; got {_show(value)}"
-    else:
-        return ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
-    # a nested section's rule is prefixed with where the section is, unless it says so
-    # (a feature's rule names the feature: `features[x].on_nan: ...`, not its index)
-    prefix = _join(root, section)
-    named = section and message.startswith(_join(root, section[:1]))
-    return ConfigError(f"{prefix}: {message}" if section and not named else message)
-
-
-def _locate(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[Any], Any, list[int]]:
-    """Follow an error's ``loc`` through the annotations: the key path it names (less a
-    union member's tag or an unknown key), the annotation there, and the error's rank in
-    reading order (a section's unknown keys first, then its keys in field order)."""
-    tp, path, rank = model, [], []
-    for part in loc:
-        tp = _strip(tp)
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            if part not in tp.model_fields:
-                rank.append(-1)
-                break
-            rank.append(list(tp.model_fields).index(part))
-            tp = tp.model_fields[part].annotation
-        elif get_origin(tp) is tuple and isinstance(part, int):
-            rank.append(part)
-            tp = get_args(tp)[0]
-        elif get_origin(tp) is dict:
-            rank.append(0)  # pydantic lists a mapping's errors in its keys' order
-            tp = get_args(tp)[1]
-        else:
-            break
-        path.append(part)
-    return path, _strip(tp), rank
-
-
-def _strip(tp: Any) -> Any:
-    """``tp`` without ``Annotated`` metadata, and without ``None`` in an ``Optional``."""
-    while get_origin(tp) is Annotated:
-        tp = get_args(tp)[0]
-    args = [a for a in get_args(tp) if a is not type(None)]
-    return _strip(args[0]) if get_origin(tp) in (Union, types.UnionType) and len(args) == 1 else tp
-
-
-def _join(root: str, path: list[Any]) -> str:
-    for part in path:
-        root += f"[{part}]" if isinstance(part, int) else f".{part}" if root else str(part)
-    return root
-
-
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-
-
-def _type_name(tp: Any) -> str:
-    tp = _strip(tp)
-    origin = get_origin(tp)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None))
-    if origin is tuple:
-        return f"a list of {_type_name(get_args(tp)[0])}"
-    if origin is dict:
-        return f"a mapping of {_type_name(get_args(tp)[1])}"
-    if origin is Literal:
-        return "a string"
-    return "a mapping" if isinstance(tp, type) and issubclass(tp, BaseModel) else _TYPE_NAMES.get(tp, str(tp))
-
-
-def _choices(values: tuple[str, ...], where: str) -> str:
-    if len(values) == 2 or where.endswith("drift.on_drift"):  # "a, b or c": on_drift's wording since it came
-        return f"{', '.join(values[:-1])} or {values[-1]}"
-    return f"one of {', '.join(values)}"
