@@ -117,31 +117,27 @@ def _parser() -> argparse.ArgumentParser:
                                                 "with every default filled in")
     check.add_argument("config", help="job config (YAML)")
 
-    p = sub.add_parser("bench", help="run the benchmarks (from a source checkout): figures, results.json, plots")
-    p.add_argument("--scale", choices=("smoke", "full"), default="full",
-                   help="smoke: every benchmark on tiny data, in seconds; full: the issue's sizes (default)")
-    p.add_argument("--only", metavar="B1,B3", help="run only these benchmarks (default: B1 to B7)")
-    p.add_argument("--workdir", default=os.path.join("runs", "bench"),
-                   help="datasets are built once into WORKDIR/cache/SCALE and reused (default: runs/bench)")
-    p.add_argument("--out", help="writes OUT/results.json and the PNG plots (default: WORKDIR/SCALE)")
+    # Its options are `python -m benchmarks`' own (`tfstream bench --help` shows them): passed on as they are.
+    sub.add_parser("bench", add_help=False, help="run the benchmarks from a source checkout (python -m benchmarks): "
+                                                 "figures, results.json, plots")
     return parser
 
 
-def _bench(args) -> int:
-    """Run ``python -m benchmarks`` of this source checkout (the benchmarks are not part of
-    tfstream's wheel: they need the datasets extra and write plots)."""
+def _bench(bench_args: Sequence[str]) -> int:
+    """Run ``python -m benchmarks`` of this source checkout with ``bench_args``, in this
+    working directory (the benchmarks are not part of tfstream's wheel: they need the
+    datasets extra and write plots)."""
     import subprocess
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if not os.path.isfile(os.path.join(root, "benchmarks", "__main__.py")):
         raise FileNotFoundError(f"{root}: no benchmarks/ beside tfstream/; `tfstream bench` runs from a source "
                                 f"checkout installed with `pip install -e .` (the benchmarks are not in the wheel)")
-    command = [sys.executable, "-m", "benchmarks", "--scale", args.scale, "--workdir", os.path.abspath(args.workdir)]
-    if args.only:
-        command += ["--only", args.only]
-    if args.out:
-        command += ["--out", os.path.abspath(args.out)]
-    return subprocess.call(command, cwd=root)
+    # The checkout first; PYTHONSAFEPATH (Python 3.11+) keeps a `benchmarks/` folder in the
+    # working directory from shadowing it.
+    env = dict(os.environ, PYTHONSAFEPATH="1",
+               PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    return subprocess.call([sys.executable, "-m", "benchmarks", *bench_args], env=env)
 
 
 def _with_epochs(config, epochs: Optional[int]):
@@ -210,7 +206,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         cut = argv.index("--")
         argv, beam_args = argv[:cut], argv[cut + 1:]
     args, unknown = _parser().parse_known_args(argv)
-    if unknown and args.command not in ("preprocess", "run"):
+    if unknown and args.command not in ("preprocess", "run", "bench"):
         _parser().error(f"unrecognized arguments: {' '.join(unknown)}")
     if not args.verbose:
         _quiet()
@@ -242,7 +238,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         if args.command == "bench":
-            return _bench(args)
+            return _bench(unknown)
         if args.command == "config":
             _config(args)
         elif args.command == "inspect":

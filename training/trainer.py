@@ -163,15 +163,14 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, None] = None, mode
         The content of ``metrics.json``.
     """
     if isinstance(dataset, Manifest):
-        manifest, dataset_dir = dataset, dataset.root
+        dataset_dir = dataset.root
     else:
         dataset_dir = dataset or config.output.dir or os.path.join("runs", config.name, "dataset")
-        manifest = None
     model_dir = model_dir or config.train.dir or os.path.join("runs", config.name, "model")
     check_model_dir(model_dir)
     model_dir = os.path.abspath(model_dir)
     t = config.train
-    manifest = manifest or load_manifest(dataset_dir)
+    manifest = dataset if isinstance(dataset, Manifest) else load_manifest(dataset_dir)
     for role, split in (("train on", t.train_split), ("validate on", t.validation_split), ("evaluate on", t.eval_split)):
         if split is not None and manifest.num_examples(split) == 0:
             raise TrainError(f"{dataset_dir}: the {split!r} split is empty, nothing to {role}; give it a larger "

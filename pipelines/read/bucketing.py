@@ -20,6 +20,9 @@ from tfstream.pipelines.read.stages import AUTOTUNE, Stage
 
 _log = logging.getLogger(__name__)
 
+# Buckets when none are asked for (`ReadOptions.num_buckets` left out).
+DEFAULT_NUM_BUCKETS = 8
+
 
 @dataclasses.dataclass(frozen=True)
 class BucketPlan:
@@ -62,7 +65,7 @@ class BucketPlan:
 
 
 def bucket_plan(manifest: Union[Manifest, str], split: str, feature: str, *,
-                max_tokens_per_batch: int, num_buckets: int = 8,
+                max_tokens_per_batch: int, num_buckets: int = DEFAULT_NUM_BUCKETS,
                 max_batch_size: Optional[int] = None) -> BucketPlan:
     """Bucket boundaries and batch sizes from the manifest's sequence-length statistics.
 

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from tfstream.pipelines.config import ReadOptions
 from tfstream.pipelines.manifest import Manifest, load_manifest
-from tfstream.pipelines.read.bucketing import bucket_by_length, bucket_plan
+from tfstream.pipelines.read.bucketing import DEFAULT_NUM_BUCKETS, bucket_by_length, bucket_plan
 from tfstream.pipelines.read.stages import (
     BLOCK_SIZE,
     PaddingCounter,
@@ -44,9 +44,6 @@ from tfstream.pipelines.read.stages import (
 from tfstream.transforms.schema import length_key
 
 _log = logging.getLogger(__name__)
-
-# Buckets when ``max_tokens_per_batch`` is set and ``num_buckets`` is not.
-DEFAULT_NUM_BUCKETS = 8
 
 
 def _warn_on_memory_cache(manifest: Manifest, split: str) -> None:
