@@ -345,11 +345,16 @@ class OutputConfig(_Section):
     num_shards: _Mapping[_Int] = Field(
         {}, description="Split name → shard count (1..10000); a split not named gets round(8 × fraction), at least 1.")
     compression: Literal["none", "gzip"] = Field("none", description="The shards' compression.")
+    snapshot_retention_hours: _Float = Field(
+        6.0, description="A replaced snapshot is kept this long (0..8760 hours) for readers still training on it; "
+                         "the current and the previous snapshot are always kept.")
 
     @model_validator(mode="after")
     def _rules(self) -> OutputConfig:
         for name, n in self.num_shards.items():
             _check(1 <= n <= 10000, f"output.num_shards.{name}: expected 1..10000, got {n}")
+        _check(0 <= self.snapshot_retention_hours <= 8760,
+               f"output.snapshot_retention_hours: expected 0..8760 (a year), got {self.snapshot_retention_hours}")
         return self
 
 

@@ -48,22 +48,23 @@ def read_bytes(path: str) -> bytes:
 
 
 def write_atomic(path: str, data: bytes) -> None:
-    """Write a whole file so that readers see either nothing or all of it."""
-    parent, name = os.path.split(path) if not is_remote(path) else path.rsplit("/", 1)
-    temp = join(parent, f".{name}.{uuid.uuid4().hex}.tmp")
+    """Write a whole file so that readers see either the old content or all of the new.
+
+    Local: a temporary file, flushed to disk, then `os.replace`. Object stores: one
+    object written whole (GCS and S3 make an upload visible only once complete, and
+    replace an object atomically), so there is no moment without the file.
+    """
     if is_remote(path):
-        fs = _beam_fs()
-        with fs.create(temp) as f:
+        with _beam_fs().create(path) as f:
             f.write(data)
-        if fs.exists(path):
-            fs.delete([path])
-        fs.rename([temp], [path])  # object stores publish the new object whole
-    else:
-        with open(temp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)  # atomic on POSIX
+        return
+    parent, name = os.path.split(path)
+    temp = join(parent, f".{name}.{uuid.uuid4().hex}.tmp")
+    with open(temp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)  # atomic on POSIX
 
 
 def rename(src: str, dst: str) -> None:

@@ -1,18 +1,20 @@
 """The manifest: the contract between the write side and the read side.
 
 ``<dataset>/manifest.json`` is written last, atomically, by the run that wrote the
-dataset. It holds the schema, each split's shards (file, records, bytes, SHA-256),
-full-pass statistics per split, the source fingerprint, the rows read, written, dropped
-and rejected, and the options used. Readers list shards from it and from nothing else,
-so a half-written or stale output directory is never read: while a run is in progress
-there is no manifest.
+dataset: it publishes the run's snapshot (`pipelines.snapshots`). It holds the schema,
+each split's shards (file, records, bytes, SHA-256), full-pass statistics per split, the
+source fingerprint, the rows read, written, dropped and rejected, the options used, and
+the snapshot (id, parent, time). Readers list shards from it and from nothing else, so a
+half-written or stale output directory is never read, and the files a loaded manifest
+names never change.
 
 `load_manifest` gives a `Manifest`: a typed, read-only view of the file. Its parts are
 frozen dataclasses (`Split`, `Shard`, `NumericStatistics`, `SequenceStatistics`,
 `CategoricalStatistics`, `LabelStatistics`, `SourceInfo`, `DriftReport`), so the rest
 of tfstream reads ``manifest.split("train").statistics("dep_delay").mean`` instead of
 string keys. The raw JSON stays available as `Manifest.data` (``tfstream inspect
---json``). Fields that older manifests (format 1) lack are None.
+--json``). Fields that older manifests (format 1) lack are None; format 2 (shards in
+``<dataset>/<split>/``, no snapshot) reads as before.
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ from tfstream.pipelines import fs
 from tfstream.transforms.schema import Feature, Label, Schema
 
 MANIFEST_NAME = "manifest.json"
-PREVIOUS_MANIFEST_NAME = "manifest.previous.json"
 # 2: quarantine and rejected rows in `source`, quantiles and missing counts in the
-# statistics, vocabularies on the training split only. Version 1 datasets stay readable
-# (the readers and trainers need nothing that changed).
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# statistics, vocabularies on the training split only. 3: immutable snapshots (shards
+# under ``snapshots/<id>/``, a ``snapshot`` block). Versions 1 and 2 stay readable (the
+# readers and trainers need nothing that changed).
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 class ManifestError(ValueError):
@@ -356,6 +358,29 @@ class Manifest:
     @property
     def created_at(self) -> Optional[str]:
         return self.data.get("created_at")
+
+    @property
+    def snapshot(self) -> Optional[Mapping[str, Any]]:
+        """The published snapshot (``id``, ``parent``, ``published_at``); None for a
+        dataset written before snapshots (format 2)."""
+        info = self.data.get("snapshot")
+        return _frozen(info) if isinstance(info, Mapping) else None
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of what a model trained on this dataset saw: the schema and every
+        split's shard checksums and record counts (not paths or times). Two snapshots
+        with the same records have the same digest; any changed record changes it.
+
+        Example:
+            >>> m = load_manifest(dataset_dir)
+            >>> len(m.digest), m.digest == load_manifest(dataset_dir).digest
+            (64, True)
+        """
+        content = {"schema": self.data["schema"],
+                   "splits": {name: [[s.sha256, s.records] for s in self.split(name).shards]
+                              for name in self.split_names}}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
 
     @property
     def compression(self) -> str:

@@ -1,9 +1,11 @@
 """The `tfstream` command.
 
-    tfstream preprocess --config C [--output DIR] [--previous MANIFEST] [-- BEAM OPTIONS]
-    tfstream train      --config C [--dataset DIR] [--model-dir DIR] [--epochs N]
-    tfstream run        --config C [--workdir DIR] [--previous MANIFEST] [-- BEAM OPTIONS]
+    tfstream preprocess --config C [--output DIR] [--previous MANIFEST] [--wait] [--force] [-- BEAM OPTIONS]
+    tfstream train      --config C [--dataset DIR] [--model-dir DIR] [--epochs N] [--restart]
+    tfstream run        --config C [--workdir DIR] [--previous MANIFEST] [--wait] [--force] [--restart]
+                        [-- BEAM OPTIONS]
     tfstream inspect    DATASET_DIR [--json] [--split SPLIT] [--plot OUT_DIR]
+    tfstream gc         DATASET_DIR [--retention-hours H] [--wait]
     tfstream summary    RUN_DIR [RUN_DIR ...]
     tfstream config     schema | check CONFIG
     tfstream bench      [--scale smoke|full] [--only B1,B3] [--workdir DIR] [--out DIR]
@@ -11,7 +13,8 @@
 Beam options after ``--`` (or any option the command does not know) go to Beam's
 `PipelineOptions` unchanged, e.g. ``-- --runner=DataflowRunner --project=P --region=R
 --temp_location=gs://B/tmp --setup_file=./setup.py``. Exit status: 0 on success, 2 for a
-problem with the input (config, source, dataset), 1 for anything else; ``-v`` (or
+problem with the input (config, source, dataset), 75 (EX_TEMPFAIL) when another run is
+writing the same dataset (``--wait`` waits for it instead), 1 for anything else; ``-v`` (or
 ``--debug``) shows TensorFlow's and Beam's own logs and the traceback of an error.
 """
 
@@ -87,18 +90,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="dataset directory (default: output.dir, then runs/<name>/dataset)")
     p.add_argument("--previous", metavar="MANIFEST", help="compare the new statistics with this manifest (a "
                    "manifest.json or a dataset directory; default: the output's current manifest)")
+    _writer_options(p)
 
     p = sub.add_parser("train", help="fit the reference model on a dataset, evaluate, save and export")
     p.add_argument("--config", required=True, help="job config (YAML)")
     p.add_argument("--dataset", help="dataset directory (default: output.dir, then runs/<name>/dataset)")
     p.add_argument("--model-dir", help="model directory (default: train.dir, then runs/<name>/model)")
     p.add_argument("--epochs", type=int, help="override train.epochs")
+    _restart_option(p)
 
     p = sub.add_parser("run", allow_abbrev=False, help="preprocess, then train: the whole job")
     p.add_argument("--config", required=True, help="job config (YAML)")
     p.add_argument("--workdir", help="writes WORKDIR/dataset and WORKDIR/model (default: runs/<name>)")
     p.add_argument("--previous", metavar="MANIFEST", help="as for preprocess")
     p.add_argument("--epochs", type=int, help="override train.epochs")
+    _writer_options(p)
+    _restart_option(p)
 
     p = sub.add_parser("inspect", help="print a dataset's manifest as tables")
     p.add_argument("dataset", help="dataset directory")
@@ -106,6 +113,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="the split whose statistics are shown and plotted (default: train if present, "
                                    "else the first split)")
     p.add_argument("--plot", metavar="OUT_DIR", help="also write PNG plots of the statistics into OUT_DIR")
+
+    p = sub.add_parser("gc", help="remove a dataset's old snapshots now (each run does it too)")
+    p.add_argument("dataset", help="dataset directory")
+    p.add_argument("--retention-hours", type=float, metavar="H",
+                   help="keep snapshots replaced less than H hours ago (default: output.snapshot_retention_hours' "
+                        "default); the current and the previous snapshot are always kept")
+    p.add_argument("--wait", action="store_true", help="wait for a run writing the dataset, instead of failing")
 
     p = sub.add_parser("summary", help="one table of the results of finished runs")
     p.add_argument("runs", nargs="+", help="run directories (holding model/metrics.json) or model directories")
@@ -121,6 +135,36 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", add_help=False, help="run the benchmarks from a source checkout (python -m benchmarks): "
                                                  "figures, results.json, plots")
     return parser
+
+
+def _writer_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", action="store_true", help="when another run is writing the dataset, wait for it "
+                                                       "(default: exit at once with status 75)")
+    p.add_argument("--force", action="store_true", help="write into a non-empty directory that is not a tfstream "
+                   "dataset, beside its files (tfstream never deletes or overwrites a file it did not write)")
+
+
+def _restart_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--restart", action="store_true", help="discard an interrupted run in the model dir and train "
+                   "from scratch (needed when the dataset was republished since it started)")
+
+
+def _gc(dataset: str, retention_hours: Optional[float], wait: bool) -> None:
+    from tfstream.pipelines.config import OutputConfig
+    from tfstream.pipelines.manifest import MANIFEST_NAME, ManifestError
+    from tfstream.pipelines.snapshots import SNAPSHOTS_DIR
+    from tfstream.pipelines.write import publish
+    from tfstream.pipelines.write.lock import locked
+
+    if not (os.path.exists(os.path.join(dataset, MANIFEST_NAME)) or os.path.isdir(os.path.join(dataset, SNAPSHOTS_DIR))):
+        raise ManifestError(f"{dataset}: not a tfstream dataset (no {MANIFEST_NAME}, no {SNAPSHOTS_DIR}/)")
+    if retention_hours is None:
+        retention_hours = OutputConfig.model_fields["snapshot_retention_hours"].default
+    with locked(dataset, wait=wait):
+        publish.adopt_legacy(dataset)
+        report = publish.collect_garbage(dataset, retention_hours)
+    print(f"removed {len(report.removed)} snapshot(s)" + "".join(f"\n  - {r}" for r in report.removed))
+    print(f"kept {len(report.kept)}" + "".join(f"\n  {sid}: {why}" for sid, why in report.kept))
 
 
 def _bench(bench_args: Sequence[str]) -> int:
@@ -148,10 +192,11 @@ def _with_epochs(config, epochs: Optional[int]):
     return replace(config, train=replace(config.train, epochs=epochs))
 
 
-def _preprocess(config, output: Optional[str], beam_args: Sequence[str], previous: Optional[str]):
+def _preprocess(config, output: Optional[str], beam_args: Sequence[str], previous: Optional[str], args):
     from tfstream.pipelines.write.beam_pipeline import preprocess
 
-    manifest = preprocess(config, output_dir=output, beam_args=beam_args, previous=previous)
+    manifest = preprocess(config, output_dir=output, beam_args=beam_args, previous=previous, wait=args.wait,
+                          force=args.force)
     src = manifest.source
     _log.info("dataset: %s  (%s rows read, %s written, %s dropped, %s rejected)", manifest.root,
               f"{src.rows_read:,}", f"{src.rows_written:,}", f"{src.rows_dropped:,}", f"{src.rows_rejected:,}")
@@ -164,12 +209,12 @@ def _preprocess(config, output: Optional[str], beam_args: Sequence[str], previou
     return manifest
 
 
-def _train(config, dataset: Optional[str], model_dir: Optional[str]):
+def _train(config, dataset: Optional[str], model_dir: Optional[str], restart: bool = False):
     from tfstream.training.metrics import headline
     from tfstream.training.trainer import train
 
     _log.info("train %r: %s model, %d epoch(s) at most", config.name, config.model.type, config.train.epochs)
-    metrics = train(config, dataset=dataset, model_dir=model_dir)
+    metrics = train(config, dataset=dataset, model_dir=model_dir, restart=restart)
     name, value, base = headline(metrics)
     _log.info("eval %s %.4f (baseline %s %.4f)", name, value, metrics["baseline"]["name"],
               float("nan") if base is None else base)
@@ -234,6 +279,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from tfstream.pipelines.config import ConfigError, load_config
     from tfstream.pipelines.manifest import ManifestError
+    from tfstream.pipelines.write.lock import BUSY_EXIT_CODE, DatasetBusyError
     from tfstream.pipelines.write.sources import SourceError
 
     try:
@@ -258,6 +304,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"\nplots ({len(paths)} written)", file=out)
                 for path in paths:
                     print(f"  {path}", file=out)
+        elif args.command == "gc":
+            _gc(args.dataset, args.retention_hours, args.wait)
         elif args.command == "summary":
             from tfstream.training.metrics import format_summary
 
@@ -269,16 +317,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             config = _with_epochs(load_config(args.config), getattr(args, "epochs", None))
             if args.command == "preprocess":
-                _preprocess(config, args.output, beam_args, args.previous)
+                _preprocess(config, args.output, beam_args, args.previous, args)
             elif args.command == "train":
-                _train(config, args.dataset, args.model_dir)
+                _train(config, args.dataset, args.model_dir, args.restart)
             else:
                 from tfstream.training.trainer import check_model_dir
 
                 workdir = args.workdir or os.path.join("runs", config.name)
                 check_model_dir(workdir)  # before the preprocessing, not after it
-                manifest = _preprocess(config, os.path.join(workdir, "dataset"), beam_args, args.previous)
-                _train(config, manifest.root, os.path.join(workdir, "model"))
+                manifest = _preprocess(config, os.path.join(workdir, "dataset"), beam_args, args.previous, args)
+                _train(config, manifest.root, os.path.join(workdir, "model"), args.restart)
                 from tfstream.training.metrics import format_summary
 
                 with open(_metrics_path(workdir), encoding="utf-8") as f:
@@ -286,6 +334,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ConfigError, SourceError, ManifestError, FileNotFoundError) as e:
         print(f"tfstream {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except DatasetBusyError as e:
+        print(f"tfstream {args.command}: error: {e}", file=sys.stderr)
+        return BUSY_EXIT_CODE
     except Exception as e:  # noqa: BLE001 - one clear line, the traceback only with -v
         from tfstream.pipelines.write.run import PreprocessError
 

@@ -8,9 +8,11 @@ and the best checkpoint, evaluates on the eval split, and writes into the model 
                          after importing tfstream.training)
     export/              SavedModel serving raw features (see training.export)
     checkpoints/         best weights, and a backup that lets an interrupted run resume
+                         (with the dataset it trained on: dataset.json)
     history.csv          per-epoch metrics (with padding_efficiency for sequence jobs:
                          real ÷ padded steps of the training batches fed)
-    metrics.json         eval metrics, the trivial baseline, counts and timings
+    metrics.json         eval metrics, the trivial baseline, counts, timings, and the
+                         dataset snapshot and digest the model was trained on
 
 Example:
     >>> job = replace(load_config("configs/flights_dense.yaml"), train=TrainConfig(epochs=1, eval_split="eval"))
@@ -26,7 +28,7 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import keras
 
@@ -35,6 +37,7 @@ from tfstream.pipelines.manifest import Manifest, load_manifest
 from tfstream.pipelines.read.memory import MemoryBudgetError, MemoryEstimate, MiB, check_budget, estimate_input_memory
 from tfstream.pipelines.read.reader import read
 from tfstream.pipelines.read.stages import PaddingCounter
+from tfstream.pipelines.snapshots import pin
 from tfstream.training.export import export_serving
 from tfstream.training.metrics import baseline, beats_baseline
 from tfstream.training.models import build_model
@@ -142,8 +145,72 @@ def _read_history(path: str) -> dict[str, list[float]]:
     return out
 
 
+def _check_dataset_identity(checkpoints: str, manifest: Manifest, dataset_dir: str, restart: bool) -> bool:
+    """Whether an interrupted run in ``checkpoints`` may be resumed on ``manifest``.
+
+    A run records the dataset it trains on (`Manifest.digest`, the snapshot id) in
+    ``checkpoints/dataset.json``. Resuming on other data would continue a model on a
+    mixed history: refused, unless ``restart``, which discards the interrupted run.
+
+    Returns:
+        True when there is an interrupted run to resume.
+
+    Raises:
+        TrainError: the interrupted run trained on another dataset (or did not record
+            which), and ``restart`` is false.
+    """
+    state = [os.path.join(checkpoints, n) for n in (_BACKUP, _FITTED, _LAST)]
+    if not any(os.path.exists(p) for p in state):
+        return False
+    recorded = _read_json(os.path.join(checkpoints, _DATASET))
+    same = recorded is not None and recorded.get("digest") == manifest.digest
+    if same and not restart:
+        return True
+    if not restart:
+        was = (f"snapshot {recorded.get('snapshot')} (digest {str(recorded.get('digest'))[:12]})"
+               if recorded else "a dataset it did not record")
+        now = manifest.snapshot["id"] if manifest.snapshot else "a format-2 dataset"
+        raise TrainError(
+            f"{dataset_dir}: the interrupted run in {os.path.dirname(checkpoints)} trained on {was}, but the dataset "
+            f"is now {now} (digest {manifest.digest[:12]}): it was republished. Resuming would mix two datasets. "
+            f"Run with --restart (train(..., restart=True)) to start a fresh run on the new dataset, or train into "
+            f"another --model-dir")
+    import shutil
+
+    for path in state + [os.path.join(checkpoints, n) for n in (_DATASET, _BEST)]:
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+    history = os.path.join(os.path.dirname(checkpoints), "history.csv")
+    if os.path.exists(history):
+        os.remove(history)
+    _log.info("--restart: the interrupted run's checkpoints and history were removed; training from scratch")
+    return False
+
+
+def _read_json(path: str) -> Optional[dict[str, Any]]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_json(path: str, data: Mapping[str, Any]) -> None:
+    temp = f"{path}.tmp"
+    with open(temp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+    os.replace(temp, path)
+
+
+_BACKUP, _BEST, _LAST, _FITTED, _DATASET = "backup", "best.weights.h5", "last.weights.h5", "fitted.json", "dataset.json"
+
+
 def train(config: JobConfig, *, dataset: Union[str, Manifest, None] = None, model_dir: Optional[str] = None,
-          verbose: int = 2, callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
+          verbose: int = 2, callbacks: Sequence[keras.callbacks.Callback] = (), restart: bool = False
+          ) -> dict[str, Any]:
     """Fit, evaluate, save and export the reference model of ``config``.
 
     Args:
@@ -154,10 +221,17 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, None] = None, mode
         model_dir: defaults to ``train.dir``, then ``runs/<name>/model``.
         verbose: Keras verbosity (0 silent, 2 one line per epoch).
         callbacks: more Keras callbacks (TensorBoard, ...), run after tfstream's own.
+        restart: discard an interrupted run in ``model_dir`` instead of resuming it.
+
+    The run reads one snapshot of the dataset, the one whose manifest it loaded, to the
+    end: republishing the dataset meanwhile does not change what it reads, and the
+    snapshot is pinned (`snapshots.pin`) so that no run removes it.
 
     An interrupted run resumes: run the same command again, and training continues after
     the last finished epoch (Keras `BackupAndRestore`), with the best validation loss so
-    far still the one to beat, and ``history.csv`` continued.
+    far still the one to beat, and ``history.csv`` continued; a run killed after its last
+    epoch goes straight to evaluation. A resume on a dataset that was republished with
+    other records is refused (``restart=True`` starts afresh).
 
     Returns:
         The content of ``metrics.json``.
@@ -180,38 +254,64 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, None] = None, mode
             f"{dataset_dir}: the dataset's schema differs from the config's; re-run `tfstream preprocess` "
             f"with this config"
         )
+    with pin(manifest.root, manifest.data):
+        return _train(config, manifest, dataset_dir, model_dir, verbose, callbacks, restart)
+
+
+def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: str, verbose: int,
+           callbacks: Sequence[keras.callbacks.Callback], restart: bool) -> dict[str, Any]:
+    t = config.train
     memory = _plan_memory(config, manifest)
-    os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
+    checkpoints = os.path.join(model_dir, "checkpoints")
+    os.makedirs(checkpoints, exist_ok=True)
+    resuming = _check_dataset_identity(checkpoints, manifest, dataset_dir, restart)
+    identity = {"digest": manifest.digest, "snapshot": manifest.snapshot["id"] if manifest.snapshot else None,
+                "dataset_dir": os.path.abspath(dataset_dir)}
+    if not resuming:
+        _write_json(os.path.join(checkpoints, _DATASET), identity)
     keras.utils.set_random_seed(t.seed)
 
     model = build_model(manifest, config)
     train_ds, val_ds, eval_ds, padding = _datasets(config, manifest)
     monitor = "val_loss" if val_ds is not None else "loss"
-    best = os.path.join(model_dir, "checkpoints", "best.weights.h5")
-    backup = os.path.join(model_dir, "checkpoints", "backup")
+    best = os.path.join(checkpoints, _BEST)
+    backup = os.path.join(checkpoints, _BACKUP)
+    last = os.path.join(checkpoints, _LAST)
     history_csv = os.path.join(model_dir, "history.csv")
-    resuming = os.path.isdir(backup)  # left by an interrupted run; removed when a run finishes
     if not resuming and os.path.exists(best):
         os.remove(best)  # a finished earlier run's: this run must earn its own
-    earlier = _read_history(history_csv).get(monitor) if resuming else None
-    own = [
-        # After a resume, the best epoch before the interruption is still the one to beat.
-        keras.callbacks.ModelCheckpoint(best, monitor=monitor, save_best_only=True, save_weights_only=True,
-                                        initial_value_threshold=min(earlier) if earlier else None),
-        keras.callbacks.CSVLogger(history_csv, append=resuming),
-        # Last: an epoch is backed up only once it is checkpointed and logged, so a resume
-        # never skips an epoch that the history and the best checkpoint have not seen.
-        keras.callbacks.BackupAndRestore(backup),
-    ]
-    if t.early_stopping_patience:  # (its patience starts again after a resume)
-        own.insert(2, keras.callbacks.EarlyStopping(monitor=monitor, patience=t.early_stopping_patience))
-    if padding is not None:  # first: the loggers after it see padding_efficiency
-        own.insert(0, PaddingEfficiency(padding))
+    fitted = _read_json(os.path.join(checkpoints, _FITTED)) if resuming else None
+    if fitted is not None and os.path.exists(last):
+        # Killed after its last epoch (Keras had removed its backup): the weights are kept.
+        model.load_weights(last)
+        fit_seconds, epochs_now, resumed_at = fitted["fit_seconds"], fitted["epochs_now"], fitted["resumed_at_epoch"]
+        _log.info("the interrupted run had finished training; evaluating it")
+    else:
+        earlier = _read_history(history_csv).get(monitor) if resuming else None
+        own = [
+            # After a resume, the best epoch before the interruption is still the one to beat.
+            keras.callbacks.ModelCheckpoint(best, monitor=monitor, save_best_only=True, save_weights_only=True,
+                                            initial_value_threshold=min(earlier) if earlier else None),
+            keras.callbacks.CSVLogger(history_csv, append=resuming),
+            # Last: an epoch is backed up only once it is checkpointed and logged, so a resume
+            # never skips an epoch that the history and the best checkpoint have not seen.
+            keras.callbacks.BackupAndRestore(backup),
+        ]
+        if t.early_stopping_patience:  # (its patience starts again after a resume)
+            own.insert(2, keras.callbacks.EarlyStopping(monitor=monitor, patience=t.early_stopping_patience))
+        if padding is not None:  # first: the loggers after it see padding_efficiency
+            own.insert(0, PaddingEfficiency(padding))
 
-    start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=[*own, *callbacks],
-                        shuffle=False, verbose=verbose)
-    fit_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=[*own, *callbacks],
+                            shuffle=False, verbose=verbose)
+        fit_seconds = time.perf_counter() - start
+        epochs_now = len(history.epoch)
+        resumed_at = int(history.epoch[0]) + 1 if resuming and history.epoch else None
+        # Keras has removed its backup: keep the final weights until the run is complete.
+        model.save_weights(last)
+        _write_json(os.path.join(checkpoints, _FITTED), {"fit_seconds": fit_seconds, "epochs_now": epochs_now,
+                                                         "resumed_at_epoch": resumed_at})
     if os.path.exists(best):
         model.load_weights(best)  # the best epoch on the validation split, not the last
     evaluation = model.evaluate(eval_ds, return_dict=True, verbose=0)
@@ -221,18 +321,18 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, None] = None, mode
 
     full = _read_history(history_csv)  # every epoch, across resumes
     epochs_run = len(full.get("loss", []))
-    epochs_now = len(history.epoch)
     monitored = full.get(monitor, [])
     metrics = {
         "job": config.name,
         "task": config.label.task,
         "model": config.model.type,
         "dataset_dir": os.path.abspath(dataset_dir),
+        "dataset": identity,
         "model_dir": model_dir,
         "export_dir": export_dir,
         "examples": {s: manifest.num_examples(s) for s in manifest.split_names},
         "epochs_run": epochs_run,
-        "resumed_at_epoch": int(history.epoch[0]) + 1 if resuming and history.epoch else None,
+        "resumed_at_epoch": resumed_at,
         "best_epoch": int(monitored.index(min(monitored))) + 1 if monitored else epochs_run,
         "input_memory_mib": {"expected": round(memory.expected / MiB, 1), "worst": round(memory.worst / MiB, 1),
                              "budget": config.reader.memory_budget_mb},
@@ -244,6 +344,9 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, None] = None, mode
         "history": {k: v for k, v in full.items() if k != "epoch"},
     }
     metrics["beats_baseline"] = beats_baseline(metrics)
-    with open(os.path.join(model_dir, METRICS_NAME), "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=1)
+    _write_json(os.path.join(model_dir, METRICS_NAME), metrics)
+    for name in (_FITTED, _LAST, _DATASET):  # complete: a rerun is a new run
+        path = os.path.join(checkpoints, name)
+        if os.path.exists(path):
+            os.remove(path)
     return metrics

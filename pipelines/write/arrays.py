@@ -59,7 +59,7 @@ from tfstream.pipelines.write import sources
 from tfstream.pipelines.write.manifest_builder import manifest_json, manifest_settings
 from tfstream.pipelines.write.publish import QUARANTINE_DIR
 from tfstream.pipelines.write.rows import QUARANTINED, first_example, quarantine_key, route_chunk, rows_in_chunk
-from tfstream.pipelines.write.run import PreprocessError, finish_run, resolve_dataset_dir, start_run
+from tfstream.pipelines.write.run import PreprocessError, finish_run, resolve_dataset_dir, writing
 from tfstream.pipelines.write.sharding import describe_shard, num_shards_of, record_hash, write_shard
 from tfstream.transforms.analyzers import DatasetStats
 from tfstream.transforms.codecs import encode_example
@@ -94,6 +94,8 @@ def write_arrays(
     *,
     chunk_rows: int = 65536,
     previous: Optional[str] = None,
+    wait: bool = False,
+    force: bool = False,
 ) -> Manifest:
     """Write NumPy arrays to a tfstream dataset, streaming, and return its manifest.
 
@@ -132,6 +134,7 @@ def write_arrays(
         chunk_rows: rows read, validated and encoded at a time.
         previous: the manifest (file, or dataset directory) to compare the new
             statistics with; defaults to the dataset directory's current manifest.
+        wait, force: as for `preprocess`.
 
     Returns:
         The published dataset's manifest.
@@ -165,16 +168,12 @@ def write_arrays(
     sequence_columns = config.sequence_columns()
     sources.check_array_layout(SOURCE_NAME, columns, sequence_columns, config.source.lengths_key, lengths)
     dataset_dir = resolve_dataset_dir(config, output_dir)
-    staging = start_run(dataset_dir, previous)
     n = lengths.shape[0] if lengths is not None else next(iter(columns.values())).shape[0]
-    _log.info("write_arrays %r: %d rows, %d at a time -> %s", config.name, n, chunk_rows, dataset_dir)
-    try:
+    with writing(config, dataset_dir, previous=previous, wait=wait, force=force) as staging:
+        _log.info("write_arrays %r: %d rows, %d at a time -> %s", config.name, n, chunk_rows, dataset_dir)
         run = _Run(config, columns, lengths, staging, chunk_rows)
         write_manifest(staging, run.write())
-    except BaseException:
-        fs.remove_tree(staging)
-        raise
-    return finish_run(config, staging, dataset_dir, previous)
+        return finish_run(config, staging, dataset_dir, previous)
 
 
 def _warn_about_source(config: JobConfig) -> None:

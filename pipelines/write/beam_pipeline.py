@@ -45,7 +45,7 @@ from tfstream.pipelines.write.beam_options import check_paths_for_runner, root_c
 from tfstream.pipelines.write.manifest_builder import manifest_json, manifest_settings
 from tfstream.pipelines.write.publish import QUARANTINE_DIR
 from tfstream.pipelines.write.rows import QUARANTINED, READ, first_example, quarantine_key, route_chunk, rows_in_chunk
-from tfstream.pipelines.write.run import PreprocessError, finish_run, resolve_dataset_dir, start_run
+from tfstream.pipelines.write.run import PreprocessError, finish_run, resolve_dataset_dir, writing
 from tfstream.pipelines.write.sharding import describe_shard, encode_batch, num_shards_of, write_shard
 from tfstream.pipelines.write.sources import resolve_source_paths
 from tfstream.transforms.analyzers import DatasetStats
@@ -305,6 +305,8 @@ def preprocess(
     *,
     beam_args: Iterable[str] = (),
     previous: Optional[str] = None,
+    wait: bool = False,
+    force: bool = False,
 ) -> Manifest:
     """Run the preprocessing pipeline, check the run, publish it, and return the manifest.
 
@@ -322,11 +324,20 @@ def preprocess(
             runner is the DirectRunner.
         previous: the manifest (file, or dataset directory) to compare the new
             statistics with; defaults to the dataset directory's current manifest.
+        wait: when another run is writing the dataset, wait for it instead of failing.
+        force: write into a non-empty directory that is not a tfstream dataset, beside
+            its files (which are never deleted or overwritten).
+
+    The run writes a new snapshot and publishes it atomically (`pipelines.snapshots`):
+    readers of the previous snapshot are not disturbed, and a kill at any moment leaves
+    the previous dataset or the new one published.
 
     Raises:
         sources.SourceError: a missing column, an empty file, an unreadable file.
-        PreprocessError: the pipeline failed, or the run was refused; the message says
-            which rows or features, and what to change.
+        PreprocessError: the pipeline failed, or the run was refused, or the output
+            directory is refused (`run.check_output_dir`); the message says which rows
+            or features, and what to change.
+        lock.DatasetBusyError: another run is writing the dataset (without ``wait``).
     """
     dataset_dir = resolve_dataset_dir(config, output_dir)
     paths = resolve_source_paths(config.source)
@@ -334,22 +345,19 @@ def preprocess(
     check_paths_for_runner(options, dataset_dir, paths)
     sources.check_source(paths, config.source, config.source_columns(), config.sequence_columns())
     fingerprint = sources.fingerprint(paths)
-    staging = start_run(dataset_dir, previous)
-    _log.info("preprocess %r: %d source file(s) -> %s, with Apache Beam's %s", config.name, len(paths), dataset_dir,
-              options.get_all_options()["runner"] or "DirectRunner")
-    try:
-        with beam.Pipeline(options=options) as pipeline:
-            build_pipeline(pipeline, config, staging, paths, fingerprint,
-                           options.get_all_options(drop_default=True))
-    except Exception as e:  # noqa: BLE001 - re-raised with the cause that names the row
-        fs.remove_tree(staging)
-        cause = root_cause(e)
-        if cause is not e or isinstance(cause, ImputationError):  # Beam appends the step's name
-            raise PreprocessError(str(cause).split(" [while running", 1)[0]) from e
-        message = worker_message(e)
-        if message:
-            raise PreprocessError(message) from e
-        raise
-    return finish_run(config, staging, dataset_dir, previous)
-
-
+    with writing(config, dataset_dir, sources=paths, previous=previous, wait=wait, force=force) as staging:
+        _log.info("preprocess %r: %d source file(s) -> %s, with Apache Beam's %s", config.name, len(paths),
+                  dataset_dir, options.get_all_options()["runner"] or "DirectRunner")
+        try:
+            with beam.Pipeline(options=options) as pipeline:
+                build_pipeline(pipeline, config, staging, paths, fingerprint,
+                               options.get_all_options(drop_default=True))
+        except Exception as e:  # noqa: BLE001 - re-raised with the cause that names the row
+            cause = root_cause(e)
+            if cause is not e or isinstance(cause, ImputationError):  # Beam appends the step's name
+                raise PreprocessError(str(cause).split(" [while running", 1)[0]) from e
+            message = worker_message(e)
+            if message:
+                raise PreprocessError(message) from e
+            raise
+        return finish_run(config, staging, dataset_dir, previous)

@@ -1,134 +1,237 @@
-"""Replacing a dataset directory's content with a finished run, all or nothing.
+"""Publishing a finished run as the dataset's new snapshot, and removing old snapshots.
 
-A preprocessing run writes into a staging folder inside the dataset directory. Only when
-the pipeline has succeeded does `publish` move the new shards into place and write the
-new manifest, last and atomically. While the shards move there is no manifest, so no
-reader sees a half-replaced dataset; if a move fails, the previous shards and manifest
-are put back. Old shards of any shard count are removed, so that a glob-based reader
-finds only the new ones.
+A run writes everything into its own snapshot folder (`snapshots`). `publish` makes it
+the dataset in one atomic step: the manifest, its shard paths made relative to the
+dataset directory and a ``snapshot`` block added (id, parent, time), is written into
+the snapshot folder and then put over ``DATASET/manifest.json`` with `os.replace`. No
+file a published manifest names is renamed, moved or deleted, so a reader of the
+previous snapshot is never disturbed, and a kill at any moment leaves the old snapshot
+or the new one published. The tensorflow-datasets metadata (`tfds_metadata`) follows:
+in the snapshot folder (it never changes) and at the dataset's root (it names the
+published snapshot's files).
+
+`collect_garbage` removes what no reader needs any more, under the writer lock
+(`lock.locked`): snapshot folders of killed runs at once; a published snapshot only when
+it is neither the current nor the previous one, was replaced more than the retention
+period ago, and no reader pins it (`snapshots.pin`). A format-2 dataset (shards in
+``DATASET/<split>/``) is adopted first (`adopt_legacy`): its manifest is copied into a
+snapshot folder of its own, so its files are removed like any snapshot's.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import hashlib
 import json
+import logging
 import os
-import uuid
+from typing import Any, Mapping, Optional
 
 from tfstream.pipelines import fs
-from tfstream.pipelines.manifest import (
-    MANIFEST_NAME,
-    PREVIOUS_MANIFEST_NAME,
-    write_manifest,
-)
-from tfstream.pipelines.shards import is_shard_of
-from tfstream.pipelines.write.tfds_metadata import DATASET_INFO_NAME, FEATURES_NAME, write_tfds_metadata
+from tfstream.pipelines.manifest import FORMAT_VERSION, MANIFEST_NAME, write_manifest
+from tfstream.pipelines.snapshots import SNAPSHOTS_DIR, is_pinned, snapshot_dir, snapshot_info
+from tfstream.pipelines.write.tfds_metadata import write_tfds_metadata
 
-
-STAGING_PREFIX = ".staging-"
-
-
-class PublishError(RuntimeError):
-    """Publishing failed and could not be fully undone; the message says where things are."""
-
-
-def staging_dir(dataset_dir: str) -> str:
-    """A new, unique staging folder inside ``dataset_dir`` (hidden: a dot name)."""
-    return fs.join(dataset_dir, f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}")
-
+_log = logging.getLogger(__name__)
 
 QUARANTINE_DIR = "quarantine"
+# Left by tfstream versions before snapshots (publishing by renames); removed by `collect_garbage`.
+_OLD_LEFTOVERS = (".staging-", ".previous-", "manifest.previous.json")
 
 
-def _old_files(dataset_dir: str, name: str, splits) -> list[str]:
-    """The dataset's shards in the split folders, of any earlier run and shard count,
-    and its quarantine files."""
-    return [p for split in splits
-            for p in fs.glob(fs.join(dataset_dir, split, f"{name}-*"))
-            if is_shard_of(os.path.basename(p), name)] + fs.glob(fs.join(dataset_dir, QUARANTINE_DIR, "*.jsonl"))
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
-def _tfds_files(dataset_dir: str) -> list[str]:
-    names = [fs.join(dataset_dir, n) for n in (DATASET_INFO_NAME, FEATURES_NAME)]
-    return [p for p in names if fs.exists(p)] + fs.glob(fs.join(dataset_dir, "*.labels.txt"))
+def _read_json(path: str) -> Optional[dict[str, Any]]:
+    try:
+        data = json.loads(fs.read_bytes(path).decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
-def publish(staging: str, dataset_dir: str, splits) -> None:
-    """Move a finished run from ``staging`` into ``dataset_dir`` (see the module doc).
+def published_data(run_data: Mapping[str, Any], snapshot_id: str, parent: Optional[str]) -> dict[str, Any]:
+    """The manifest a run publishes: its paths (relative to its snapshot folder) made
+    relative to the dataset directory, and its ``snapshot`` block."""
+    prefix = f"{SNAPSHOTS_DIR}/{snapshot_id}/"
+    data = json.loads(json.dumps(run_data))  # a deep copy of plain JSON
+    for split in data["splits"].values():
+        for shard in split["shards"]:
+            shard["file"] = prefix + shard["file"]
+    data["source"]["quarantine"] = [prefix + q for q in data["source"].get("quarantine", [])]
+    data["format_version"] = FORMAT_VERSION
+    data["snapshot"] = {"id": snapshot_id, "parent": parent,
+                        "published_at": _now().isoformat(timespec="microseconds")}
+    return data
+
+
+def publish(staging: str, dataset_dir: str, snapshot_id: str, parent: Optional[str]) -> dict[str, Any]:
+    """Publish the finished run in ``staging`` (its snapshot folder) as the dataset.
 
     Args:
-        staging: the run's staging folder, holding its shards and manifest.
+        staging: the run's snapshot folder, holding its shards and its manifest (paths
+            relative to the folder).
         dataset_dir: the dataset directory.
-        splits: every split name the config can write (old shards of each are removed).
+        snapshot_id: the run's snapshot id (the folder's name).
+        parent: the id of the snapshot published before, if any.
+
+    Returns:
+        The published manifest's content.
     """
-    data = json.loads(fs.read_bytes(fs.join(staging, MANIFEST_NAME)).decode("utf-8"))
-    aside = fs.join(dataset_dir, f".previous-{uuid.uuid4().hex[:12]}")
-    moved: list[tuple[str, str]] = []  # (from, to), undone in reverse order on failure
-    written: list[str] = []
-    retired = _retire_manifest(dataset_dir)
+    run_data = _read_json(fs.join(staging, MANIFEST_NAME))
+    if run_data is None:
+        raise RuntimeError(f"{staging}: the run's manifest is missing or unreadable; nothing was published")
+    # TFDS metadata of the snapshot itself: `tfds.builder_from_directory(<snapshot folder>)`
+    # reads exactly this snapshot, forever.
+    write_tfds_metadata(staging, run_data)
+    data = published_data(run_data, snapshot_id, parent)
+    write_manifest(staging, data)
+    write_manifest(dataset_dir, data)  # the commit: one atomic replace
+    try:  # the root's TFDS metadata names the published snapshot's files
+        write_tfds_metadata(dataset_dir, data)
+    except OSError as e:  # the dataset is published; only TFDS's view of it is stale
+        _log.warning("%s: published, but its tensorflow-datasets metadata could not be written (%s); "
+                     "tfds.builder_from_directory(%r) reads this snapshot", dataset_dir, e, staging)
+    return data
+
+
+def legacy_id(data: Mapping[str, Any]) -> str:
+    """The snapshot id a format-2 manifest is adopted under: fixed by its content, so the
+    adoption is the same however often it runs."""
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()[:6]
+    created = "".join(c for c in str(data.get("created_at") or "") if c.isalnum())[:15] or "unknown"
+    return f"v2-{created}-{digest}"
+
+
+def current_id(dataset_dir: str) -> tuple[bool, Optional[str]]:
+    """``(has a manifest, the published snapshot's id)``: the id is None when there is no
+    manifest, or one that cannot be read (then nothing is garbage-collected)."""
+    path = fs.join(dataset_dir, MANIFEST_NAME)
+    if not fs.exists(path):
+        return False, None
+    data = _read_json(path)
+    if data is None:
+        return True, None
+    info = snapshot_info(data)
+    return True, str(info["id"]) if info else legacy_id(data)
+
+
+def adopt_legacy(dataset_dir: str) -> Optional[str]:
+    """Give a dataset published before snapshots (format 2, shards in ``<split>/``) a
+    snapshot folder holding a copy of its manifest (its files stay where they are), so
+    that the next run names it as its parent and `collect_garbage` later removes its
+    files like any old snapshot's. Returns the id of the published snapshot, or None
+    when there is no readable manifest."""
+    path = fs.join(dataset_dir, MANIFEST_NAME)
+    data = _read_json(path) if fs.exists(path) else None
+    if data is None:
+        return None
+    info = snapshot_info(data)
+    if info is not None:
+        return str(info["id"])
+    sid = legacy_id(data)
+    target = fs.join(snapshot_dir(dataset_dir, sid), MANIFEST_NAME)
+    if not fs.exists(target):
+        adopted = dict(data, snapshot={"id": sid, "parent": None, "legacy": True,
+                                       "published_at": data.get("created_at")})
+        fs.makedirs(snapshot_dir(dataset_dir, sid))
+        fs.write_atomic(target, json.dumps(adopted, indent=1).encode("utf-8"))
+    return sid
+
+
+@dataclasses.dataclass(frozen=True)
+class GarbageReport:
+    """What `collect_garbage` did: snapshot ids removed, and kept with the reason."""
+
+    removed: tuple[str, ...]
+    kept: tuple[tuple[str, str], ...]
+
+
+def _named_files(data: Optional[Mapping[str, Any]]) -> set[str]:
+    if not data:
+        return set()
+    files = {s["file"] for split in data.get("splits", {}).values() for s in split.get("shards", ())}
+    return files | set(data.get("source", {}).get("quarantine", ()))
+
+
+def _parse_time(value: Any) -> Optional[datetime.datetime]:
     try:
-        # TFDS finds a dataset by its dataset_info.json: set it aside with the manifest,
-        # so that TFDS readers too never see a half-replaced dataset.
-        for path in _tfds_files(dataset_dir):
-            target = fs.join(aside, os.path.basename(path))
-            fs.rename(path, target)
-            moved.append((path, target))
-        for path in _old_files(dataset_dir, data["name"], splits):
-            split = os.path.basename(os.path.dirname(path.rstrip("/")))
-            target = fs.join(aside, split, os.path.basename(path))
-            fs.rename(path, target)
-            moved.append((path, target))
-        new_files = [shard["file"] for split in data["splits"].values() for shard in split["shards"]]
-        for rel in new_files + list(data["source"].get("quarantine", [])):
-            src, dst = fs.join(staging, rel), fs.join(dataset_dir, rel)
-            fs.rename(src, dst)
-            moved.append((src, dst))
-        written = write_tfds_metadata(dataset_dir, data)  # so that tensorflow-datasets can load the shards too
-        write_manifest(dataset_dir, data)
-    except BaseException as error:
-        for path in written:  # describes the new shards, which go back to the staging folder
-            fs.remove(path)
-        stuck = []
-        for src, dst in reversed(moved):
-            try:
-                fs.rename(dst, src)
-            except Exception:  # noqa: BLE001 - keep undoing; reported below
-                stuck.append(dst)
-        if stuck:
-            # Keep every copy: the previous shards that could not be moved back are only here.
-            raise PublishError(
-                f"{dataset_dir}: publishing failed ({error}) and {len(stuck)} file(s) could not be moved back; "
-                f"the previous shards are in {aside}, the new ones in {staging}, and the previous manifest is "
-                f"{PREVIOUS_MANIFEST_NAME}: move them back by hand"
-            ) from error
-        if retired:
-            _restore_manifest(dataset_dir)
-        fs.remove_tree(staging)
-        fs.remove_tree(aside)
-        raise
-    fs.remove_tree(aside)
-    fs.remove_tree(staging)
+        out = datetime.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return out if out.tzinfo else out.replace(tzinfo=datetime.timezone.utc)
 
 
-def _retire_manifest(dataset_dir: str) -> bool:
-    """Move an existing manifest aside (to ``manifest.previous.json``) before a finished
-    run replaces the shards, so that the directory has no manifest, and is not readable,
-    until the new manifest is written. Returns whether there was one."""
-    current = fs.join(dataset_dir, MANIFEST_NAME)
-    if not fs.exists(current):
-        return False
-    fs.rename(current, fs.join(dataset_dir, PREVIOUS_MANIFEST_NAME))
-    return True
+def collect_garbage(dataset_dir: str, retention_hours: float) -> GarbageReport:
+    """Remove old snapshots and the leftovers of killed runs (see the module doc). The
+    caller holds the writer lock.
+
+    Args:
+        dataset_dir: the dataset directory.
+        retention_hours: a replaced snapshot is kept this long after it was replaced.
+    """
+    has_manifest, current = current_id(dataset_dir)
+    if has_manifest and current is None:
+        _log.warning("%s: manifest.json is unreadable; no snapshot is removed", dataset_dir)
+        return GarbageReport((), ())
+    root = fs.join(dataset_dir, SNAPSHOTS_DIR)
+    names = sorted(os.path.basename(p.rstrip("/")) for p in fs.glob(fs.join(root, "*")))
+    manifests = {n: _read_json(fs.join(root, n, MANIFEST_NAME)) for n in names}
+    chain: list[str] = []  # current, previous, ...: the published snapshots, newest first
+    sid = current
+    while sid in manifests and manifests[sid] is not None and sid not in chain:
+        chain.append(sid)
+        sid = (snapshot_info(manifests[sid]) or {}).get("parent")
+    keep = set(chain[:2])
+    protected = set().union(*(_named_files(manifests[k]) for k in keep)) if keep else set()
+    replaced_at = {older: _parse_time((snapshot_info(manifests[newer]) or {}).get("published_at"))
+                   for newer, older in zip(chain, chain[1:])}
+    oldest = _now() - datetime.timedelta(hours=retention_hours)
+    removed, kept, emptied = [], [], set()
+    for name in names:
+        data = manifests[name]
+        info = snapshot_info(data) if data else None
+        if name in keep:
+            kept.append((name, "current" if name == current else "previous"))
+            continue
+        if info is not None:  # published (or about to be, when its run was killed)
+            since = replaced_at.get(name) or _parse_time(info.get("published_at"))
+            if since is not None and since > oldest:
+                kept.append((name, f"replaced {since.isoformat(timespec='seconds')}, within the retention"))
+                continue
+        # else: a killed run's folder, never published: no reader can know it
+        folder = fs.join(root, name)
+        if not fs.is_remote(folder) and is_pinned(folder):
+            kept.append((name, "a reader pins it"))
+            continue
+        for rel in sorted(_named_files(data) - protected):  # a format-2 snapshot's files are outside its folder
+            if not rel.startswith(f"{SNAPSHOTS_DIR}/{name}/"):
+                path = fs.join(dataset_dir, rel)
+                if fs.exists(path):
+                    fs.remove(path)
+                emptied.add(rel.rsplit("/", 1)[0] if "/" in rel else "")
+        fs.remove_tree(folder)
+        removed.append(name)
+    _remove_leftovers(dataset_dir, has_manifest, emptied)
+    return GarbageReport(tuple(removed), tuple(kept))
 
 
-def _restore_manifest(dataset_dir: str) -> None:
-    """Undo `_retire_manifest` (a run failed while replacing the shards)."""
-    fs.rename(fs.join(dataset_dir, PREVIOUS_MANIFEST_NAME), fs.join(dataset_dir, MANIFEST_NAME))
-
-
-def sweep_staging(dataset_dir: str) -> None:
-    """Remove staging folders that killed runs left behind (local directories only)."""
+def _remove_leftovers(dataset_dir: str, has_manifest: bool, emptied: set[str]) -> None:
+    """Temporary files of killed atomic writes, what versions before snapshots left, and
+    the folders (``train/``, ``quarantine/``) that removing a format-2 snapshot's files
+    left empty (local directories only)."""
     if fs.is_remote(dataset_dir) or not os.path.isdir(dataset_dir):
         return
     for name in os.listdir(dataset_dir):
-        if name.startswith(STAGING_PREFIX):
-            fs.remove_tree(os.path.join(dataset_dir, name))
+        path = os.path.join(dataset_dir, name)
+        if name.startswith(".") and name.endswith(".tmp") and os.path.isfile(path):
+            os.remove(path)  # `fs.write_atomic`'s temporary file
+        elif name.startswith(_OLD_LEFTOVERS) and has_manifest:
+            fs.remove_tree(path) if os.path.isdir(path) else os.remove(path)
+    for rel in sorted(d for d in emptied if d):
+        try:
+            os.rmdir(os.path.join(dataset_dir, rel))  # only when empty: never a user's file
+        except OSError:
+            pass

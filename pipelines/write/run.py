@@ -1,28 +1,26 @@
-"""The run lifecycle, shared by both writers: start a run in a staging folder, then check
-the finished run (every row accounted for, the bad-row budget, drift against the
-previous run) and publish it, or refuse it and leave the previous dataset as it was.
+"""The run lifecycle, shared by both writers: check the output directory, take the
+writer lock, start a run in a new snapshot folder (`writing`), then check the finished
+run (every row accounted for, the bad-row budget, drift against the previous run) and
+publish it, or refuse it and leave the previous dataset as it was (`finish_run`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
-from typing import Any, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 from tfstream.pipelines import fs
 from tfstream.pipelines.config import JobConfig
-from tfstream.pipelines.manifest import (
-    FORMAT_VERSION,
-    MANIFEST_NAME,
-    PREVIOUS_MANIFEST_NAME,
-    Manifest,
-    load_manifest,
-    write_manifest,
-)
+from tfstream.pipelines.manifest import MANIFEST_NAME, READABLE_VERSIONS, Manifest, load_manifest, write_manifest
+from tfstream.pipelines.snapshots import LOCK_NAME, SNAPSHOTS_DIR, new_snapshot_id, snapshot_dir, snapshot_info
 from tfstream.pipelines.write import drift, publish
+from tfstream.pipelines.write.lock import locked
 from tfstream.pipelines.write.publish import QUARANTINE_DIR
+from tfstream.pipelines.write.tfds_metadata import DATASET_INFO_NAME, FEATURES_NAME
 
 _log = logging.getLogger(__name__)
 
@@ -45,9 +43,9 @@ def _previous_manifest(path: str) -> Optional[tuple[str, Manifest]]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         _log.warning("drift: %s is not valid JSON (%s); not compared", path, e)
         return None
-    if data.get("format_version") != FORMAT_VERSION:
-        _log.warning("drift: %s has manifest format %r, not %r; not compared", path, data.get("format_version"),
-                     FORMAT_VERSION)
+    if data.get("format_version") not in READABLE_VERSIONS[1:]:  # format 1 lacks what drift compares
+        _log.warning("drift: %s has manifest format %r, not one of %s; not compared", path,
+                     data.get("format_version"), READABLE_VERSIONS[1:])
         return None
     return path, Manifest(data, path.rsplit("/", 1)[0])
 
@@ -89,23 +87,101 @@ def resolve_dataset_dir(config: JobConfig, output_dir: Optional[str]) -> str:
     return dataset_dir if fs.is_remote(dataset_dir) else os.path.abspath(dataset_dir)
 
 
-def start_run(dataset_dir: str, previous: Optional[str] = None) -> str:
-    """Create the dataset directory, remove staging folders of killed runs, and return
-    a new staging folder for this run.
+# What tfstream itself leaves in a dataset directory besides a manifest and snapshots:
+# a directory holding only these is still "empty" for `check_output_dir`.
+_OWN_NAMES = (LOCK_NAME, REJECTED_RUN_DIR, ".staging-", ".previous-", "manifest.previous.json")
 
-    The run writes into the staging folder; the previous dataset stays readable until
-    the run has succeeded (`finish_run`), and a failed run leaves it as it was.
+
+def check_output_dir(dataset_dir: str, sources: Sequence[str] = (), *, force: bool = False,
+                     label: Optional[str] = None) -> None:
+    """Refuse a dataset directory that a run must not write into (before anything is
+    written): the filesystem root, the home directory, a directory that holds the source
+    files, and a non-empty directory that is not a tfstream dataset (no manifest.json,
+    no snapshots/) unless ``force``. Even with ``force``, tfstream writes only its own
+    names beside the user's files and refuses when one of them is taken.
+
+    Raises:
+        PreprocessError: the message says why, and what to do.
+    """
+    if fs.is_remote(dataset_dir):
+        return
+    real = os.path.realpath(dataset_dir)
+    if os.path.dirname(real) == real:
+        raise PreprocessError(f"output {dataset_dir!r} is the filesystem root; write the dataset into a "
+                              f"directory of its own (--output DIR, or output.dir)")
+    if real == os.path.realpath(os.path.expanduser("~")):
+        raise PreprocessError(f"output {dataset_dir!r} is your home directory; write the dataset into a "
+                              f"directory of its own, such as {os.path.join(dataset_dir, 'datasets', 'NAME')!r}")
+    for source in sources:
+        if not fs.is_remote(source) and os.path.realpath(source).startswith(real + os.sep):
+            raise PreprocessError(f"output {dataset_dir!r} contains the source file {source!r}; write the dataset "
+                                  f"into a directory of its own, outside the source data")
+    if not os.path.isdir(real):
+        if os.path.exists(real):
+            raise PreprocessError(f"output {dataset_dir!r} is a file, not a directory")
+        return
+    names = os.listdir(real)
+    if MANIFEST_NAME in names or SNAPSHOTS_DIR in names:
+        return  # a tfstream dataset: runs add snapshots and never touch other files
+    foreign = sorted(n for n in names if not n.startswith(_OWN_NAMES))
+    if not foreign:
+        return
+    if not force:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise PreprocessError(
+            f"output {dataset_dir!r} is not empty and is not a tfstream dataset (no {MANIFEST_NAME}, no "
+            f"{SNAPSHOTS_DIR}/): it holds {shown}. Write the dataset into a new or empty directory, or pass "
+            f"--force (force=True) to write beside these files; tfstream never deletes or overwrites a file it "
+            f"did not write")
+    taken = sorted(set(foreign) & {DATASET_INFO_NAME, FEATURES_NAME, *([f"{label}.labels.txt"] if label else [])})
+    if taken:
+        raise PreprocessError(f"output {dataset_dir!r}: {', '.join(taken)} exist(s) and would be overwritten by the "
+                              f"dataset's tensorflow-datasets metadata; move them, or choose another directory")
+
+
+@contextlib.contextmanager
+def writing(config: JobConfig, dataset_dir: str, *, sources: Sequence[str] = (), previous: Optional[str] = None,
+            wait: bool = False, force: bool = False) -> Iterator[str]:
+    """The life of one run in ``dataset_dir``: check the directory, take the writer lock
+    (`lock.locked`), adopt a format-2 dataset, collect garbage, and yield the new
+    snapshot folder to write into; on an error remove that folder. The ``with`` block
+    ends with `finish_run`; the lock is held until it has published and collected
+    garbage again. The previous dataset stays readable throughout, and a failed or
+    killed run leaves it as it was.
 
     Raises:
         FileNotFoundError: ``previous`` (the manifest to compare with) was given but
             holds no manifest this version reads: checked before the run, not after.
+        PreprocessError: a directory `check_output_dir` refuses.
+        lock.DatasetBusyError: another run is writing the dataset (without ``wait``).
     """
     if previous is not None and _previous_manifest(previous) is None:
         raise FileNotFoundError(f"previous manifest {previous!r}: none there that this tfstream reads; give a "
                                 f"manifest.json or a dataset directory written by `tfstream preprocess`")
-    fs.makedirs(dataset_dir)
-    publish.sweep_staging(dataset_dir)
-    return publish.staging_dir(dataset_dir)
+    check_output_dir(dataset_dir, sources, force=force, label=config.label.name)
+    with locked(dataset_dir, wait=wait):
+        fs.makedirs(dataset_dir)
+        publish.adopt_legacy(dataset_dir)
+        _collect_garbage(config, dataset_dir)
+        snapshot_id = new_snapshot_id()
+        staging = snapshot_dir(dataset_dir, snapshot_id)
+        fs.makedirs(staging)
+        try:
+            yield staging
+        except BaseException:
+            fs.remove_tree(staging)
+            raise
+        _collect_garbage(config, dataset_dir)
+
+
+def _collect_garbage(config: JobConfig, dataset_dir: str) -> None:
+    try:
+        report = publish.collect_garbage(dataset_dir, config.output.snapshot_retention_hours)
+    except OSError as e:  # the dataset is fine; only old files stay a while longer
+        _log.warning("%s: removing old snapshots failed (%s); they are removed by a later run", dataset_dir, e)
+        return
+    if report.removed:
+        _log.info("removed %d old snapshot(s): %s", len(report.removed), ", ".join(report.removed))
 
 
 def finish_run(config: JobConfig, staging: str, dataset_dir: str, previous: Optional[str] = None) -> Manifest:
@@ -136,8 +212,9 @@ def finish_run(config: JobConfig, staging: str, dataset_dir: str, previous: Opti
         findings = drift.compare_manifests(before_manifest, Manifest(data, staging), config.train.train_split,
                                            config.validation.drift)
         against = before_path
-        if previous is None:  # the dataset's own manifest, which publishing keeps under another name
-            against = fs.join(dataset_dir, PREVIOUS_MANIFEST_NAME)
+        info = snapshot_info(before_manifest.data)
+        if previous is None and info is not None:  # the dataset's own manifest: its snapshot keeps a copy
+            against = fs.join(snapshot_dir(dataset_dir, str(info["id"])), MANIFEST_NAME)
         data["drift"] = {"against": against, "created_at": before_manifest.created_at,
                          "findings": [dataclasses.asdict(f) for f in findings]}
         for line in drift.format_findings([f for f in findings if f.severity == "warning"]):
@@ -149,7 +226,8 @@ def finish_run(config: JobConfig, staging: str, dataset_dir: str, previous: Opti
     if problems:
         raise _refuse(staging, dataset_dir, data, "; and ".join(problems))
     write_manifest(staging, data)
-    publish.publish(staging, dataset_dir, config.split.fractions)
+    _, parent = publish.current_id(dataset_dir)
+    publish.publish(staging, dataset_dir, os.path.basename(staging.rstrip("/")), parent)
     fs.remove_tree(fs.join(dataset_dir, REJECTED_RUN_DIR))  # an earlier refused run's, now stale
     return load_manifest(dataset_dir)
 

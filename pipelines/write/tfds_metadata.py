@@ -42,6 +42,7 @@ from typing import Any, Mapping, Optional
 
 from tfstream.pipelines import fs
 from tfstream.pipelines.shards import shard_suffix
+from tfstream.pipelines.snapshots import SNAPSHOTS_DIR, snapshot_info
 from tfstream.transforms.schema import Schema, format_parse_spec, length_key
 
 _log = logging.getLogger(__name__)
@@ -103,15 +104,15 @@ def _tfds_name(name: str) -> str:
     return out if out[:1].isalpha() else f"tfstream_{out}"
 
 
-def _split_infos(manifest_data: Mapping[str, Any]) -> Optional[list[dict[str, Any]]]:
+def _split_infos(manifest_data: Mapping[str, Any], prefix: str = "") -> Optional[list[dict[str, Any]]]:
     """The SplitInfo JSON of each split, or None when a split's shard files do not follow
-    the one naming a template can express (``<split>/<name>-i-of-N.tfrecord``)."""
+    the one naming a template can express (``<prefix><split>/<name>-i-of-N.tfrecord``)."""
     name, suffix = manifest_data["name"], shard_suffix(manifest_data["compression"])
     infos = []
     for split, data in manifest_data["splits"].items():
         shards = list(data["shards"])
         n = len(shards)
-        expected = [f"{split}/{name}-{i:05d}-of-{n:05d}{suffix}" for i in range(n)]
+        expected = [f"{prefix}{split}/{name}-{i:05d}-of-{n:05d}{suffix}" for i in range(n)]
         if [s["file"].replace("\\", "/") for s in shards] != expected:
             _log.warning("TFDS metadata: split %r has shards %s, not %s; not writing TFDS metadata",
                          split, [s["file"] for s in shards], expected)
@@ -119,7 +120,7 @@ def _split_infos(manifest_data: Mapping[str, Any]) -> Optional[list[dict[str, An
         infos.append({
             "name": split,
             # The literal dataset name, not {DATASET}: a tfstream name may hold '.' and '-'.
-            "filepathTemplate": f"{{SPLIT}}/{name}-{{SHARD_X_OF_Y}}{suffix}",
+            "filepathTemplate": f"{prefix}{{SPLIT}}/{name}-{{SHARD_X_OF_Y}}{suffix}",
             "numBytes": str(sum(int(s["bytes"]) for s in shards)),
             "shardLengths": [str(int(s["records"])) for s in shards],
         })
@@ -140,9 +141,10 @@ def _remove_stale(dataset_dir: str, file_names=(DATASET_INFO_NAME, FEATURES_NAME
 def write_tfds_metadata(dataset_dir: str, manifest_data: Mapping[str, Any]) -> list[str]:
     """Write tensorflow-datasets metadata for a tfstream dataset directory.
 
-    `publish.publish` calls it once the new shards are in place, just before it writes
-    the manifest (and sets the earlier TFDS files aside first, restoring them if
-    publishing fails): it describes exactly the shards the manifest names.
+    `publish.publish` calls it twice: into the new snapshot's folder before publishing,
+    with the run's manifest (shard paths relative to that folder), and at the dataset's
+    root just after, with the published manifest (paths ``snapshots/<id>/<split>/...``):
+    each describes exactly the shards the manifest names.
     ``dataset_info.json`` is written last, so TFDS never sees a half-written set.
     Gzip-compressed datasets cannot be read by TFDS: for them nothing is written (and
     TFDS metadata of an earlier run is removed), with a warning.
@@ -172,7 +174,8 @@ def write_tfds_metadata(dataset_dir: str, manifest_data: Mapping[str, Any]) -> l
             dataset_dir, manifest_data["compression"],
             f" (removed the stale {', '.join(removed)})" if removed else "")
         return []
-    splits = _split_infos(manifest_data)
+    info = snapshot_info(manifest_data)  # published: the files are in the snapshot's folder
+    splits = _split_infos(manifest_data, f"{SNAPSHOTS_DIR}/{info['id']}/" if info else "")
     if splits is None:
         _remove_stale(dataset_dir)
         return []

@@ -4,6 +4,7 @@ streaming, in one process, in bounded memory."""
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -41,7 +42,9 @@ def _records(manifest, split):
 
 
 def _files(root):
-    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+    """The dataset's files, each snapshot's id written ``<id>`` (two runs' ids differ)."""
+    return sorted(re.sub(r"^snapshots/[^/]+/", "snapshots/<id>/", os.path.relpath(os.path.join(d, f), root))
+                  for d, _, fs in os.walk(root) for f in fs)
 
 
 def _close(a, b, path=""):
@@ -114,7 +117,7 @@ def test_a_memmap_is_written_whole_decodes_back_and_streams(sorted_memmaps, make
     # every shard file of the layout Beam writes, and nothing else
     shards = {"train": 8, "validation": 1, "eval": 1}
     assert [f for f in _files(out) if f.endswith(".tfrecord")] == sorted(
-        shard_file(split, "flights", i, n, "none") for split, n in shards.items() for i in range(n))
+        "snapshots/<id>/" + shard_file(split, "flights", i, n, "none") for split, n in shards.items() for i in range(n))
     assert {split: m.data["splits"][split]["num_shards"] for split in m.split_names} == shards
 
     # the records hold the source values; each shard samples the whole (sorted) source,
@@ -237,8 +240,9 @@ def test_the_same_dataset_as_the_beam_pipeline(flights_csv, make_job, tmp_path):
 
     assert _files(tmp_path / "beam") == _files(tmp_path / "arrays")  # shards, quarantine, TFDS metadata
     b, a = beam.data["source"], ours.data["source"]
-    for key in ("rows_read", "rows_written", "rows_dropped", "rows_rejected", "dropped", "rejected", "quarantine"):
+    for key in ("rows_read", "rows_written", "rows_dropped", "rows_rejected", "dropped", "rejected"):
         assert a[key] == b[key], key
+    assert [q.split("/", 2)[2] for q in a["quarantine"]] == [q.split("/", 2)[2] for q in b["quarantine"]]
     assert b["rows_dropped"] > 0 and b["rows_rejected"] > 0
     assert a["rejected_examples"] == {k: v.replace(npz, "arrays") for k, v in b["rejected_examples"].items()}
     assert ours.data["schema"] == beam.data["schema"]
@@ -248,8 +252,9 @@ def test_the_same_dataset_as_the_beam_pipeline(flights_csv, make_job, tmp_path):
         key = lambda r: (r["month"], r["day"], r["sched_dep_time"], r["carrier"], r["dest"], r["distance"])
         assert sorted(_records(ours, split), key=key) == sorted(_records(beam, split), key=key)
         # both pick a record's shard by the same keyed hash: the same records in each shard
-        for a, b in zip(ours.data["splits"][split]["shards"], beam.data["splits"][split]["shards"]):
-            assert (a["file"], a["records"], a["record_bytes"]) == (b["file"], b["records"], b["record_bytes"])
+        for a, b in zip(ours.split(split).shards, beam.split(split).shards):
+            assert (a.file.split("/", 2)[2], a.records, a.record_bytes) == (b.file.split("/", 2)[2], b.records,
+                                                                           b.record_bytes)
     train = ours.data["splits"]["train"]["statistics"]["features"]
     assert train["distance"]["impute"] == "mean"
     assert train["distance"]["missing"] + train["distance"]["non_finite"] > 0
@@ -290,8 +295,9 @@ def test_to_an_object_store_gzip(store, make_job):  # noqa: F811 - the fixture
     m = write_arrays(job, arrays, "memstore://ds", chunk_rows=64)
     assert m.root == "memstore://ds" and sum(m.num_examples(s) for s in m.split_names) == 300
     objects = _objects(store)
-    assert "ds/manifest.json" in objects and "ds/quarantine/rows-00000-of-00001.jsonl" in objects
-    assert not [o for o in objects if ".staging-" in o], objects
+    snapshot = f"ds/snapshots/{m.snapshot['id']}"
+    assert "ds/manifest.json" in objects and f"{snapshot}/quarantine/rows-00000-of-00001.jsonl" in objects
+    assert all(o.startswith(snapshot) or o == "ds/manifest.json" for o in objects), objects
     for split in m.split_names:
         assert len(m.shard_paths(split)) == len(m.data["splits"][split]["shards"])  # sizes checked through the store
         assert all(p.endswith(".tfrecord.gz") for p in m.shard_paths(split))
@@ -337,7 +343,7 @@ def test_bad_rows_beyond_the_budget_refuse_the_run_and_keep_the_dataset(flights_
         "Worst: not_a_number:distance x5 (first: arrays: row 40: column 'distance': expected a number, got 'n/a')")
     assert load_manifest(out).data["created_at"] == ok.data["created_at"]
     assert os.path.exists(os.path.join(out, "rejected-run", "manifest.json"))
-    assert not [f for f in os.listdir(out) if f.startswith(".staging-")]
+    assert os.listdir(os.path.join(out, "snapshots")) == [ok.snapshot["id"]]  # the refused run's is gone
 
 
 def test_drift_against_the_previous_run(flights_csv, make_job, tmp_path, caplog):

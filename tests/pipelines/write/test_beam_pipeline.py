@@ -155,7 +155,9 @@ def test_manifest_is_the_contract(flights_dataset, flights_csv):
     for split in m.split_names:
         shards = m.data["splits"][split]["shards"]
         n = len(shards)
-        assert [s["file"] for s in shards] == [f"{split}/flights-{i:05d}-of-{n:05d}.tfrecord.gz" for i in range(n)]
+        snapshot = f"snapshots/{m.snapshot['id']}/"
+        assert [s["file"] for s in shards] == [f"{snapshot}{split}/flights-{i:05d}-of-{n:05d}.tfrecord.gz"
+                                               for i in range(n)]
         assert m.data["splits"][split]["statistics"]["num_examples"] == m.num_examples(split)
         for shard, path in zip(shards, m.shard_paths(split)):
             data = open(path, "rb").read()
@@ -183,9 +185,11 @@ def test_manifest_is_the_contract(flights_dataset, flights_csv):
 def test_shards_are_readable_without_tfstream(flights_dataset):
     """Beam's own ReadFromTFRecord, and plain tf.data with the spec `tfstream inspect` prints."""
     m = load_manifest(flights_dataset)
-    files = sorted(glob.glob(os.path.join(flights_dataset, "train", "*.tfrecord.gz")))
+    snapshot = os.path.join(flights_dataset, "snapshots", m.snapshot["id"])  # the published one's folder
+    files = sorted(glob.glob(os.path.join(snapshot, "train", "*.tfrecord.gz")))
+    assert files == m.shard_paths("train")
     with BeamTestPipeline() as p:
-        count = (p | beam.io.ReadFromTFRecord(os.path.join(flights_dataset, "train", "*.tfrecord.gz"))
+        count = (p | beam.io.ReadFromTFRecord(os.path.join(snapshot, "train", "*.tfrecord.gz"))
                  | beam.combiners.Count.Globally())
         assert_that(count, equal_to([m.num_examples("train")]))
 
@@ -200,7 +204,7 @@ def test_shards_are_readable_without_tfstream(flights_dataset):
     assert n == m.num_examples("train")
 
 
-def test_a_rerun_writes_the_same_records_and_removes_stale_shards(flights_job, make_job, tmp_path):
+def test_a_rerun_writes_the_same_records_in_a_new_snapshot(flights_job, make_job, tmp_path):
     out = str(tmp_path / "ds")
     first = preprocess(flights_job, output_dir=out)
 
@@ -214,9 +218,12 @@ def test_a_rerun_writes_the_same_records_and_removes_stale_shards(flights_job, m
     second = preprocess(fewer, output_dir=out)
     for split in first.split_names:
         assert before[split] == records(second, split)
-    left = sorted(os.listdir(os.path.join(out, "train")))
+    assert second.snapshot["parent"] == first.snapshot["id"]
+    left = sorted(os.listdir(os.path.join(out, "snapshots", second.snapshot["id"], "train")))
     assert left == ["flights-00000-of-00002.tfrecord.gz", "flights-00001-of-00002.tfrecord.gz"]
-    assert os.path.exists(os.path.join(out, "manifest.previous.json"))
+    for split in first.split_names:  # the previous snapshot is untouched: its readers read on
+        first.shard_paths(split)
+    assert second.data["drift"]["against"] == os.path.join(out, "snapshots", first.snapshot["id"], "manifest.json")
 
 
 def test_sequences_round_trip_through_the_pipeline(digits_dataset, digits_npz):
@@ -294,5 +301,5 @@ def test_multi_processing_runner_gives_the_same_dataset(digits_job, digits_datas
         assert m.num_examples(split) == ref.num_examples(split)
         assert m.data["splits"][split]["statistics"]["label"] == ref.data["splits"][split]["statistics"]["label"]
         # the same shards, byte for byte: shard assignment and order are fixed by the records
-        assert [(s["file"], s["records"], s["sha256"]) for s in m.data["splits"][split]["shards"]] == \
-            [(s["file"], s["records"], s["sha256"]) for s in ref.data["splits"][split]["shards"]]
+        assert [(s.file.split("/", 2)[2], s.records, s.sha256) for s in m.split(split).shards] == \
+            [(s.file.split("/", 2)[2], s.records, s.sha256) for s in ref.split(split).shards]

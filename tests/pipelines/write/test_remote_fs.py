@@ -112,12 +112,15 @@ def test_preprocess_to_an_object_store(store, digits_job, digits_npz, make_job):
     assert m.data["source"]["fingerprint"]["files"][0]["checksum"]  # from the store, not a full read
     objects = _objects(store)
     assert "ds/manifest.json" in objects
-    assert not [o for o in objects if ".staging-" in o or ".previous-" in o or "beam-temp" in o], objects
+    snapshot = f"ds/snapshots/{m.snapshot['id']}/"
+    assert all(o.startswith(snapshot) or o.count("/") == 1 for o in objects if o.startswith("ds/")), objects
+    assert not [o for o in objects if "beam-temp" in o or o.endswith(".tmp")], objects
     for split in m.split_names:
         assert len(m.shard_paths(split)) == len(m.data["splits"][split]["shards"])  # sizes checked through the store
 
-    again = preprocess(job, output_dir="memstore://ds")  # a rerun replaces, keeps the previous manifest
-    assert "ds/manifest.previous.json" in _objects(store)
+    again = preprocess(job, output_dir="memstore://ds")  # a rerun publishes a new snapshot beside the first
+    assert again.snapshot["parent"] == m.snapshot["id"]
+    assert f"ds/snapshots/{m.snapshot['id']}/manifest.json" in _objects(store)
     assert [s["records"] for s in again.data["splits"]["train"]["shards"]] == [s["records"] for s in m.data["splits"]["train"]["shards"]]
 
 
@@ -135,48 +138,29 @@ def test_dataflow_refuses_local_paths(digits_job, tmp_path):
     assert not os.path.exists(tmp_path / "out")
 
 
-def test_a_failed_publish_puts_the_previous_dataset_back(digits_job, tmp_path, monkeypatch):
+def test_a_failed_publish_leaves_the_previous_dataset_published(digits_job, tmp_path, monkeypatch):
+    """Publishing renames nothing: the one step that can fail is the manifest's atomic
+    replace, and until it succeeds the previous snapshot is the dataset."""
+    from tfstream.pipelines.write import publish
+
     out = str(tmp_path / "ds")
     first = preprocess(digits_job, output_dir=out)
-    before = {s: first.data["splits"][s]["shards"] for s in first.split_names}
-    real_rename, calls = fs.rename, {"n": 0}
+    real_write = publish.write_manifest
 
-    def flaky(src, dst):
-        calls["n"] += 1
-        if ".staging-" in src and calls["n"] > 8:  # fail in the middle of moving the new shards in
+    def failing(dataset_dir, data):
+        if dataset_dir == out:  # the snapshot's own copy is written; the commit fails
             raise OSError("disk went away")
-        return real_rename(src, dst)
+        return real_write(dataset_dir, data)
 
-    monkeypatch.setattr(fs, "rename", flaky)
+    monkeypatch.setattr(publish, "write_manifest", failing)
     with pytest.raises(OSError, match="disk went away"):
         preprocess(digits_job, output_dir=out)
-    monkeypatch.setattr(fs, "rename", real_rename)
+    monkeypatch.undo()
     after = load_manifest(out)
-    assert {s: after.data["splits"][s]["shards"] for s in after.split_names} == before
+    assert after.data == first.data
     for split in after.split_names:
         after.shard_paths(split)  # present, right sizes
-    assert not [n for n in os.listdir(out) if n.startswith((".staging-", ".previous-"))]
-
-
-def test_a_publish_that_cannot_be_undone_keeps_every_copy(digits_job, tmp_path, monkeypatch):
-    from tfstream.pipelines.write.publish import PublishError
-
-    out = str(tmp_path / "ds")
-    preprocess(digits_job, output_dir=out)
-    real_rename = fs.rename
-
-    def broken(src, dst):
-        if ".staging-" in src and dst.endswith("00001-of-00004.tfrecord"):
-            raise OSError("disk went away")
-        if ".previous-" in src:  # and the undo fails too
-            raise OSError("still away")
-        return real_rename(src, dst)
-
-    monkeypatch.setattr(fs, "rename", broken)
-    with pytest.raises(PublishError, match=r"could not be moved back; the previous shards are in .*\.previous-"):
-        preprocess(digits_job, output_dir=out)
-    kept = [n for n in os.listdir(out) if n.startswith(".previous-")]
-    assert kept and os.listdir(os.path.join(out, kept[0], "train"))
+    assert os.listdir(os.path.join(out, "snapshots")) == [first.snapshot["id"]]  # the failed run's is gone
 
 
 def test_tfds_metadata_follows_the_published_shards(digits_job, make_job, digits_npz, tmp_path, monkeypatch):
