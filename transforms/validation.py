@@ -18,6 +18,7 @@ Outcomes:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from typing import Any, Mapping, Optional, Union
@@ -130,12 +131,42 @@ class _NonFinite(Exception):
     """A NaN or inf where a rule may accept it (``on_nan``)."""
 
 
+# Text cells are read as numbers with a strict grammar: ASCII digits, an optional sign, a
+# decimal point, an exponent, or a NaN/inf spelling (any case), maybe between ASCII blanks.
+# That is what float() and int() read, less their extensions: "1_000", digits of other
+# scripts ("٣", "１") and Unicode spaces. A cell that float() reads is in the grammar
+# exactly when it is ASCII without "_", a check much cheaper than a regular expression.
+_STRICT_HINT = " (numbers are read in ASCII digits 0-9, with an optional sign, '.' and exponent)"
+
+
+def _strict_text(value: Any) -> Any:
+    """``value`` for float()/int(), text decoded; None for text outside the grammar."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if isinstance(value, str) and not (value.isascii() and "_" not in value):
+        return None
+    return value
+
+
+def _not_a_number(value: Any, column: str, text: Any, what: str = "a number", reason: str = "not_a_number") -> RowError:
+    hint = ""
+    if text is None:  # a number to Python, not in the grammar
+        with contextlib.suppress(TypeError, ValueError):
+            float(value)
+            hint = _STRICT_HINT
+    return RowError(column, reason, f"column {column!r}: expected {what}, got {_show(value)}{hint}")
+
+
 def _to_float(value: Any, column: str, on_nan: Optional[str] = None) -> float:
     """A finite float; ``on_nan`` is the feature's policy for ±inf (None for a label)."""
+    text = _strict_text(value)
     try:
-        out = float(value)
+        out = float(text)
     except (TypeError, ValueError):
-        raise RowError(column, "not_a_number", f"column {column!r}: expected a number, got {_show(value)}") from None
+        raise _not_a_number(value, column, text) from None
     if not math.isfinite(out):
         if on_nan not in (None, "error"):
             raise _NonFinite()
@@ -148,8 +179,10 @@ def _to_float(value: Any, column: str, on_nan: Optional[str] = None) -> float:
 
 
 def _to_int(value: Any, column: str) -> int:
+    text = _strict_text(value)
+
     def not_an_integer():
-        return RowError(column, "not_an_integer", f"column {column!r}: expected an integer, got {_show(value)}")
+        return _not_a_number(value, column, text, "an integer", "not_an_integer")
 
     if isinstance(value, (bool, np.bool_)):
         raise not_an_integer()
@@ -157,12 +190,12 @@ def _to_int(value: Any, column: str) -> int:
         out = int(value)
     else:
         try:
-            out = int(value) if isinstance(value, str) else None  # exact, also past 2**53
+            out = int(text) if isinstance(text, str) else None  # exact, also past 2**53
         except ValueError:
             out = None
         if out is None:  # "3.0" or 3.0 (npz, Parquet): integral floats only, never truncated
             try:
-                number = float(value)
+                number = float(text)
             except (TypeError, ValueError):
                 raise not_an_integer() from None
             if not number.is_integer():  # also NaN and inf
@@ -216,6 +249,12 @@ def _convert_sequence(raw: Mapping[str, Any], rule: FeatureRule, notes: dict) ->
         arr = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError) as e:  # ragged nested lists, strings
         raise RowError(column, "bad_value", f"column {column!r}: not a sequence of numbers ({e})") from None
+    if not (isinstance(value, np.ndarray) and value.dtype.kind in "biuf"):  # text, as the grammar of scalars
+        cells = np.asarray(value).reshape(-1).tolist()
+        bad = [t for t in cells if isinstance(t, (str, bytes)) and _strict_text(t) is None]
+        if bad:
+            raise RowError(column, "bad_value", f"column {column!r}: not a sequence of numbers ({_show(bad[0])} is not "
+                                                f"a number{_STRICT_HINT})")
     if arr.ndim == 1 and f.size == 1:
         arr = arr.reshape(-1, 1)
     if arr.ndim != 2 or arr.shape[1] != f.size:

@@ -4,48 +4,36 @@ and prepared tensorflow-datasets (TFDS) datasets.
 Two entry points, both plain functions so Beam can call them on any worker:
 
 * `check_source` runs once on the driver before the pipeline: it opens every file,
-  checks that it is not empty and that every needed column is there (all missing
-  columns listed in one error), so a bad source fails in seconds, not after a
-  distributed run.
+  checks that it is not empty, that every needed column is there (all missing columns
+  listed in one error) and named once, and that every npz array has the dtype and shape
+  its feature declares (from the .npy headers), so a bad source fails in seconds, not
+  after a distributed run.
 * `read_chunks` yields a file's rows in columnar chunks ``(file, first_row, columns)``,
   where ``columns`` maps column name to a list (or array) of values. Chunks, not rows,
   cross the pipeline's reshuffle, which keeps per-element overhead low.
 
 Files are opened through Beam's `FileSystems`, so ``gs://`` and other registered file
-systems work the same as local paths.
+systems work the same as local paths. CSV is read in `csv_source`, TFDS in
+`tfds_source`; this module holds the rest.
 
 The npz layouts: with ``lengths_key``, one array of sequence lengths, sequence arrays
 that hold all sequences concatenated along their first axis (``sum(lengths)`` rows),
 and per-sequence arrays with one entry per sequence (labels, ids). Without it, every
 array has one entry per row: 1-D arrays are scalars, 2-D arrays fixed vectors, and a
 sequence feature's array is ``(rows, steps, dim)`` (all sequences of one length).
-
-A TFDS source (``source.tfds``) is a dataset already prepared on disk: its "files" are
-the TFRecord shards that its ``dataset_info.json`` lists (`tfds_shard_paths`), one worker
-reads one shard, and its columns are the dataset's top-level features, decoded with
-TFDS's NumPy parser (no TensorFlow): numbers as Python numbers, strings (``Text``) as
-str, a ``ClassLabel`` as its class index, a fixed ``(k,)`` tensor as an array, and a
-``(None, dim)`` (or ``(None,)``) tensor as a sequence ``(steps, dim)``.
 """
 
 from __future__ import annotations
 
-import bz2
 import contextlib
-import csv
-import functools
 import glob
 import importlib.util
-import gzip
-import io
 import os
-import re
 import zipfile
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from tfstream.pipelines import fs
 
 CHUNK_ROWS = 8192
 
@@ -60,7 +48,8 @@ def display_name(path: str, member: str | None = None) -> str:
 
 
 @contextlib.contextmanager
-def _open(path: str):
+def open_file(path: str):
+    """A source file, opened for reading through Beam's `FileSystems`."""
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
@@ -74,114 +63,6 @@ def _open(path: str):
         f.close()
 
 
-@contextlib.contextmanager
-def _csv_streams(path: str):
-    """Yields ``[(display_name, binary stream), ...]``: one per CSV member of a zip."""
-    with _open(path) as raw:
-        if path.endswith(".zip"):
-            data = raw if raw.seekable() else io.BytesIO(raw.read())
-            try:
-                archive = zipfile.ZipFile(data)
-            except zipfile.BadZipFile as e:
-                raise SourceError(f"{path}: not a valid zip file: {e}") from e
-            members = [m for m in archive.namelist() if not m.endswith("/")]
-            if not members:
-                raise SourceError(f"{path}: the zip file holds no file")
-            with contextlib.ExitStack() as stack:
-                yield [(display_name(path, m), stack.enter_context(archive.open(m))) for m in members]
-        elif path.endswith(".gz"):
-            with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-                yield [(display_name(path), stream)]
-        elif path.endswith(".bz2"):
-            with bz2.BZ2File(raw, mode="rb") as stream:
-                yield [(display_name(path), stream)]
-        else:
-            yield [(display_name(path), raw)]
-
-
-def _csv_reader(stream, name: str, columns: Sequence[str], delimiter: str, locate):
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-
-    try:
-        return pcsv.open_csv(
-            stream,
-            read_options=pcsv.ReadOptions(block_size=1 << 22),
-            parse_options=pcsv.ParseOptions(delimiter=delimiter),
-            # Every column is read as text: validation converts it, and can then name
-            # the row and the column of a value that does not parse.
-            convert_options=pcsv.ConvertOptions(
-                include_columns=list(columns),
-                column_types={c: pa.string() for c in columns},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-    except pa.ArrowInvalid as e:
-        if "Empty CSV file" in str(e):
-            raise SourceError(f"{name}: the file is empty; expected a header line and data rows") from e
-        raise SourceError(f"{name}: {locate() or 'cannot read as CSV'}: {e}") from e
-
-
-class _BadLine(Exception):
-    def __init__(self, line: int, reason: str):
-        self.line, self.reason = line, reason
-
-
-def _decoded_lines(stream, counter: list[int]):
-    for raw in stream:
-        counter[0] += 1
-        try:
-            yield raw.decode("utf-8-sig" if counter[0] == 1 else "utf-8")
-        except UnicodeDecodeError as e:
-            raise _BadLine(counter[0], f"invalid UTF-8 ({e.reason} at byte {e.start})") from None
-
-
-def _locate_bad_row(path: str, name: str, delimiter: str) -> str | None:
-    """Find the first row pyarrow could not parse (wrong field count, bad UTF-8).
-
-    pyarrow's streaming reader does not report row numbers, so on a parse error the file
-    is scanned again with the csv module; this runs only on the error path.
-    """
-    with _csv_streams(path) as streams:
-        for member, stream in streams:
-            if member != name:
-                continue
-            line = [0]
-            header: list[str] | None = None
-            row = 0
-            try:
-                for fields in csv.reader(_decoded_lines(stream, line), delimiter=delimiter):
-                    if not fields:
-                        continue
-                    if header is None:
-                        header = fields
-                        continue
-                    row += 1
-                    if len(fields) != len(header):
-                        return (f"row {row} (line {line[0]}): expected {len(header)} fields like the header, "
-                                f"got {len(fields)}")
-            except _BadLine as bad:
-                return f"line {bad.line}: {bad.reason}"
-            except csv.Error as e:
-                return f"line {line[0]}: {e}"
-    return None
-
-
-def _csv_header(stream, name: str, delimiter: str) -> list[str]:
-    line = [0]
-    lines = _decoded_lines(stream, line)
-    try:
-        header = next(csv.reader(lines, delimiter=delimiter), None)
-        if not header or not any(c.strip() for c in header):
-            raise SourceError(f"{name}: the file is empty; expected a header line and data rows")
-        if not any(l.strip() for l in lines):
-            raise SourceError(f"{name}: the file has a header but no data rows")
-    except _BadLine as bad:
-        raise SourceError(f"{name}: line {bad.line}: {bad.reason}") from None
-    return header  # exactly as pyarrow will name the columns
-
-
 def _require_columns(name: str, columns: Sequence[str], present: Sequence[str]) -> None:
     missing = [c for c in columns if c not in present]
     if missing:
@@ -190,32 +71,49 @@ def _require_columns(name: str, columns: Sequence[str], present: Sequence[str]) 
             f"Fix the column names in the config (features[].column, label.column, split.key) "
             f"or the file"
         )
+    # Two columns of one name: which one a reader takes is arbitrary (pyarrow: the first).
+    # Only the columns read count: exports often repeat the name of an unused one ("").
+    twice = sorted({c for c in columns if list(present).count(c) > 1})
+    if twice:
+        raise SourceError(
+            f"{name}: the header names column(s) {twice} more than once, so which one to read is ambiguous; "
+            f"rename or remove the duplicate column in the file"
+        )
 
 
-def check_source(paths: Sequence[str], source, columns: Sequence[str], sequence_columns: Sequence[str]) -> None:
-    """Fail fast on a source that cannot work: empty files, missing columns, bad layout.
+def check_source(paths: Sequence[str], source, columns: Sequence[str], sequence_columns: Sequence[str],
+                 *, rules=None) -> None:
+    """Fail fast on a source that cannot work: empty files, missing or duplicated
+    columns, bad layout.
 
     Args:
         paths: the resolved source files.
         source: the `SourceConfig`.
         columns: every column the job reads.
         sequence_columns: the columns that hold sequences (npz only).
+        rules: the job's `RowRules` (`JobConfig.row_rules()`); with them, the shape of
+            every npz array is checked against the shape its feature declares.
 
     Raises:
         SourceError: naming the file and what is wrong.
     """
     if getattr(source, "tfds", None):
-        _check_tfds(paths, source, columns, sequence_columns)
+        from tfstream.pipelines.write.tfds_source import check_tfds
+
+        check_tfds(paths, source, columns, sequence_columns)
         return
+    from tfstream.pipelines.write.csv_source import csv_header, csv_streams
+
+    shapes = declared_shapes(rules) if rules is not None else None
     for path in paths:
         if source.format == "csv":
-            with _csv_streams(path) as streams:
+            with csv_streams(path) as streams:
                 for name, stream in streams:
-                    _require_columns(name, columns, _csv_header(stream, name, source.delimiter))
+                    _require_columns(name, columns, csv_header(stream, name, source.delimiter))
         elif source.format == "parquet":
             import pyarrow.parquet as pq
 
-            with _open(path) as f:
+            with open_file(path) as f:
                 try:
                     meta = pq.ParquetFile(f)
                 except Exception as e:  # noqa: BLE001 - pyarrow raises ArrowInvalid/OSError
@@ -224,16 +122,17 @@ def check_source(paths: Sequence[str], source, columns: Sequence[str], sequence_
                 if meta.metadata.num_rows == 0:
                     raise SourceError(f"{path}: the file has no rows")
         else:
-            with _open(path) as f:
-                _npz_arrays(f, path, source.lengths_key, columns, sequence_columns, headers_only=True)
+            with open_file(path) as f:
+                _npz_arrays(f, path, source.lengths_key, columns, sequence_columns, headers_only=True, shapes=shapes)
 
 
 class _Header:
-    """An npz member's shape, read from its .npy header without loading the data."""
+    """An npz member's shape and dtype, read from its .npy header without loading the data."""
 
-    def __init__(self, shape):
+    def __init__(self, shape, dtype):
         self.shape = tuple(shape)
         self.ndim = len(self.shape)
+        self.dtype = dtype
 
 
 def _npz_headers(f, path: str) -> dict[str, _Header]:
@@ -261,12 +160,12 @@ def _npz_headers(f, path: str) -> dict[str, _Header]:
         if dtype.hasobject:
             raise SourceError(f"{path}: array {member[:-4]!r} holds Python objects (dtype {dtype}); tfstream reads "
                               f"numeric and fixed-width string arrays only (save it with a concrete dtype)")
-        headers[member[: -len(".npy")]] = _Header(shape)
+        headers[member[: -len(".npy")]] = _Header(shape, dtype)
     return headers
 
 
 def _npz_arrays(f, path: str, lengths_key: str | None, columns: Sequence[str], sequence_columns: Sequence[str],
-                headers_only: bool = False):
+                headers_only: bool = False, shapes=None):
     """Check an npz archive's layout; return ``(lengths or None, {column: array})``.
 
     With ``headers_only`` (the driver-side check) only the lengths array is loaded; the
@@ -289,28 +188,45 @@ def _npz_arrays(f, path: str, lengths_key: str | None, columns: Sequence[str], s
     lengths = None
     if lengths_key is not None:
         lengths = np.asarray(np.load(f, allow_pickle=False)[lengths_key] if headers_only else archive[lengths_key])
-    check_array_layout(path, arrays, sequence_columns, lengths_key, lengths)
+    check_array_layout(path, arrays, sequence_columns, lengths_key, lengths, shapes=shapes)
     return lengths, arrays
 
 
 def check_array_layout(name: str, arrays, sequence_columns: Sequence[str], lengths_key: str | None = None,
-                       lengths=None) -> None:
+                       lengths=None, *, shapes=None) -> None:
     """Check that named arrays form rows, in the npz layouts (see the module doc).
 
-    Shared by the npz source and `pipelines.write.arrays.write_arrays`. Reads only shapes, and
-    for ``lengths`` a streaming min and sum (a memory-mapped array is not copied).
+    Shared by the npz source and `pipelines.write.arrays.write_arrays`. Reads only shapes
+    and dtypes, and for ``lengths`` a streaming min and sum (a memory-mapped array is not
+    copied).
 
     Args:
         name: how the arrays are named in errors (the npz file).
-        arrays: column → array (or anything with ``shape`` and ``ndim``), in column order.
+        arrays: column → array (or anything with ``shape``, ``ndim`` and ``dtype``), in
+            column order.
         sequence_columns: the columns that hold sequences.
         lengths_key: the name of the lengths array, or None when every array has one
             entry per row.
         lengths: the lengths array (with ``lengths_key``).
+        shapes: `declared_shapes` of the job: each array's rows (a sequence's steps) must
+            have the shape declared for its column (axes of size 1 aside), or None.
 
     Raises:
-        SourceError: an array whose row count or shape does not fit the layout.
+        SourceError: an array whose row count, shape or dtype does not fit the layout.
     """
+    for c, arr in arrays.items():
+        dtype = getattr(arr, "dtype", None)
+        if dtype is not None and dtype.kind == "c":
+            raise SourceError(f"{name}: array {c!r} holds complex numbers (dtype {dtype}); tfstream stores real "
+                              f"numbers and would keep only the real part: save the real and imaginary parts as "
+                              f"two arrays (np.real, np.imag), each read by its own feature")
+    _check_rows(name, arrays, sequence_columns, lengths_key, lengths)
+    for c, arr in arrays.items():
+        if shapes and c in shapes:
+            _check_row_shape(name, c, arr.shape, shapes[c], c in sequence_columns, lengths_key)
+
+
+def _check_rows(name: str, arrays, sequence_columns: Sequence[str], lengths_key: str | None, lengths) -> None:
     columns = list(arrays)
     if lengths_key is None:  # one row per entry of every array; sequences as (rows, steps, dim)
         n = arrays[columns[0]].shape[0] if arrays[columns[0]].ndim else 0
@@ -338,6 +254,57 @@ def check_array_layout(name: str, arrays, sequence_columns: Sequence[str], lengt
             else f"len({lengths_key}) = {n} (one per sequence)"
         if arr.ndim == 0 or arr.shape[0] != want:
             raise SourceError(f"{name}: array {c!r} has {arr.shape[0] if arr.ndim else 0} rows; expected {what}")
+
+
+
+def declared_shapes(rules) -> dict[str, tuple[str, str, tuple[int, ...]]]:
+    """Column → ``(reader, kind, shape)``: which feature (or the label) reads the column,
+    its kind, and the shape of one row's value (of one step of a sequence).
+
+    Example:
+        >>> from tfstream.transforms.schema import Feature, Label
+        >>> from tfstream.transforms.validation import FeatureRule, LabelRule, RowRules
+        >>> rules = RowRules((FeatureRule(Feature("s", "sequence", "float32", (13,)), ("X",)),),
+        ...                  LabelRule(Label("y", "multiclass", tuple("ab")), "y"))
+        >>> declared_shapes(rules)
+        {'X': ("feature 's'", 'sequence', (13,)), 'y': ('the label', 'label', ())}
+    """
+    out: dict[str, tuple[str, str, tuple[int, ...]]] = {}
+    for rule in rules.features:
+        f = rule.feature
+        several = len(rule.columns) > 1  # a vector from several columns: one value in each
+        kind = "column" if several else ("vector" if f.kind == "numeric" and f.shape else f.kind)
+        for c in rule.columns:
+            out.setdefault(c, (f"feature {f.name!r}", kind, () if several else tuple(f.shape)))
+    out.setdefault(rules.label.column, ("the label", "label", ()))
+    return out
+
+
+def _check_row_shape(name: str, column: str, shape: tuple[int, ...], declared, sequence: bool,
+                     lengths_key: str | None) -> None:
+    """One array's rows (steps) against the shape declared for its column."""
+    reader, kind, want = declared
+    # a row's value; a step: without lengths_key a sequence array is (rows, steps, dim)
+    one = tuple(shape[2:] if sequence and lengths_key is None else shape[1:])
+    unit = "a step" if sequence else "a row"
+    if [d for d in one if d != 1] == [d for d in want if d != 1]:  # axes of size 1 aside: (), (1,) alike
+        return
+    size = int(np.prod(one))
+    if kind == "sequence":
+        declares, fix = f"`dim: {want[0]}`", f"set `dim: {size}` on it"
+    elif kind == "vector":
+        declares, fix = f"`shape: [{want[0]}]`", f"set `shape: [{size}]` on it"
+    elif kind == "numeric":
+        declares, fix = "a scalar (no `shape`)", f"set `shape: [{size}]` on it to read a vector"
+    else:
+        declares = {"column": "one value per row in each of its `columns`",
+                    "label": "one value per row"}.get(kind, "one value per row (a string feature)")
+        fix = "save one value per row"
+    if len([d for d in one if d != 1]) > 1:  # (rows, 5, 2): never flattened unasked
+        fix = (f"tfstream reads a {'step' if sequence else 'row'} as a scalar or a vector: reshape the array so "
+               f"that {unit} is ({size},) and {fix}" if kind in ("sequence", "vector", "numeric") else fix)
+    raise SourceError(f"{name}: array {column!r} has shape {shape}, so {unit} of it has shape {one}, but "
+                      f"{reader} declares {declares}; {fix}, or fix the array")
 
 
 def array_chunks(name: str, arrays, sequence_columns: Sequence[str], lengths=None, chunk_rows: int = CHUNK_ROWS):
@@ -396,229 +363,26 @@ def read_chunks(path: str, *, source, columns: Sequence[str], sequence_columns: 
     shard they count records from 1.
     """
     if getattr(source, "tfds", None):
-        yield from _tfds_chunks(path, columns, chunk_rows)
-    elif source.format == "csv":
-        with _csv_streams(path) as streams:
-            for name, stream in streams:
-                def locate(name=name):
-                    return _locate_bad_row(path, name, source.delimiter)
+        from tfstream.pipelines.write.tfds_source import tfds_chunks
 
-                reader = _csv_reader(stream, name, columns, source.delimiter, locate)
-                row = 1
-                while True:
-                    try:
-                        batch = reader.read_next_batch()
-                    except StopIteration:
-                        break
-                    except Exception as e:  # noqa: BLE001 - pyarrow.ArrowInvalid and friends
-                        where = locate() or f"after data row {row - 1}"
-                        raise SourceError(f"{name}: {where}: {e}") from e
-                    for start in range(0, batch.num_rows, chunk_rows):
-                        part = batch.slice(start, chunk_rows)
-                        yield name, row, {c: part.column(c).to_pylist() for c in columns}
-                        row += part.num_rows
+        yield from tfds_chunks(path, columns, chunk_rows)
+    elif source.format == "csv":
+        from tfstream.pipelines.write.csv_source import csv_chunks
+
+        yield from csv_chunks(path, delimiter=source.delimiter, columns=columns, chunk_rows=chunk_rows)
     elif source.format == "parquet":
         import pyarrow.parquet as pq
 
-        with _open(path) as f:
+        with open_file(path) as f:
             row = 1
             for batch in pq.ParquetFile(f).iter_batches(batch_size=chunk_rows, columns=list(columns)):
                 yield path, row, {c: batch.column(c).to_pylist() for c in columns}
                 row += batch.num_rows
     else:
-        with _open(path) as f:
+        with open_file(path) as f:
             lengths, arrays = _npz_arrays(f, path, source.lengths_key, columns, sequence_columns)
             for name, first_row, chunk, _ in array_chunks(path, arrays, sequence_columns, lengths, chunk_rows):
                 yield name, first_row, chunk
-
-
-# --------------------------------------------------------------------------- TFDS
-
-_VERSION_RE = re.compile(r"\d+\.\d+\.\d+")
-_DATASET_INFO = "dataset_info.json"
-
-
-def _tfds_builder_dir(source) -> str:
-    """``<data_dir>/<name>[/<config>]/<version>`` of a tfds source; the newest prepared
-    version when the config names none.
-
-    Raises:
-        FileNotFoundError: no such prepared dataset or version, saying where it looked.
-    """
-    name, config, version = source.tfds_parts()
-    data_dir = source.data_dir
-    if data_dir is None:
-        from tensorflow_datasets.core import constants
-
-        data_dir = constants.DATA_DIR
-    if not fs.is_remote(data_dir):
-        data_dir = os.path.abspath(os.path.expanduser(data_dir))
-    root = fs.join(data_dir, name, *([config] if config else []))
-    # A prepared version is a folder with a dataset_info.json (TFDS prepares into an
-    # "incomplete.*" folder and renames it when done).
-    found = {}
-    for info in fs.glob(fs.join(root, "*", _DATASET_INFO)):
-        folder = info[: -len(_DATASET_INFO) - 1]
-        v = folder.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-        if _VERSION_RE.fullmatch(v):
-            found[tuple(int(x) for x in v.split("."))] = folder
-    prepare = (f"prepare it first (`tfds build {name} --data_dir={data_dir}`, or the builder's "
-               f"download_and_prepare(data_dir=...)), or fix `source.data_dir`")
-    if not found:
-        raise FileNotFoundError(f"source.tfds {source.tfds!r}: no prepared dataset in {root} "
-                                f"(no <version>/{_DATASET_INFO}); {prepare}")
-    if version is None:
-        return found[max(found)]
-    key = tuple(int(x) for x in version.split("."))
-    if key not in found:
-        have = [".".join(map(str, v)) for v in sorted(found)]
-        raise FileNotFoundError(f"source.tfds {source.tfds!r}: version {version} is not prepared in {root}; "
-                                f"the prepared versions are {have}: name one of them, or {prepare}")
-    return found[key]
-
-
-@functools.lru_cache(maxsize=16)
-def _tfds_builder(builder_dir: str):
-    """The read-only TFDS builder of a prepared dataset (cached: one per worker process)."""
-    import tensorflow_datasets as tfds
-
-    try:
-        return tfds.builder_from_directory(builder_dir)
-    except Exception as e:  # noqa: BLE001 - TFDS raises several types for a bad directory
-        raise SourceError(f"{builder_dir}: cannot load the TFDS dataset: {e}") from e
-
-
-def tfds_shard_paths(source) -> list[str]:
-    """The TFRecord shard files of a tfds source, in split order then shard order.
-
-    Args:
-        source: a `SourceConfig` with ``tfds`` set.
-
-    Returns:
-        Absolute paths of the shards of ``source.tfds_split`` (default: every split).
-
-    Raises:
-        FileNotFoundError: the dataset (or the version) is not prepared in ``data_dir``.
-        SourceError: no such split, no examples, or shards not stored as TFRecord.
-
-    Example:
-        >>> from tfstream.pipelines.config import SourceConfig
-        >>> tfds_shard_paths(SourceConfig(tfds="mnist", data_dir="/nonexistent"))  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        FileNotFoundError: source.tfds 'mnist': no prepared dataset in /nonexistent/mnist ...
-    """
-    builder_dir = _tfds_builder_dir(source)
-    info = _tfds_builder(builder_dir).info
-    file_format = getattr(info.file_format, "value", info.file_format)
-    if str(file_format) != "tfrecord":
-        raise SourceError(f"{builder_dir}: the TFDS dataset's shards are {file_format}; tfstream reads TFRecord "
-                          f"shards: prepare it with file_format='tfrecord' (TFDS's default)")
-    splits = list(info.splits.keys())
-    if source.tfds_split is not None and source.tfds_split not in splits:
-        raise SourceError(f"source.tfds_split {source.tfds_split!r}: the TFDS dataset {builder_dir} has the "
-                          f"splits {splits}; name one of them, or remove `tfds_split` to read them all")
-    wanted = [source.tfds_split] if source.tfds_split else splits
-    paths = [os.fspath(fi.filename) for split in wanted for fi in info.splits[split].file_instructions]
-    if not paths:
-        raise SourceError(f"{builder_dir}: the TFDS dataset has no examples in split(s) {wanted}")
-    return paths
-
-
-def _tfds_builder_dir_of(shard: str) -> str:
-    """The dataset folder of a shard: the nearest folder above it with a dataset_info.json
-    (a TFDS template may put shards in sub-folders, as tfstream's own datasets do)."""
-    folder = shard.replace("\\", "/").rsplit("/", 1)[0]
-    for _ in range(4):
-        if fs.exists(fs.join(folder, _DATASET_INFO)):
-            return folder
-        folder = folder.rsplit("/", 1)[0]
-    raise SourceError(f"{shard}: no {_DATASET_INFO} in the folders above it; is it a shard of a prepared TFDS dataset?")
-
-
-def _check_tfds(paths: Sequence[str], source, columns: Sequence[str], sequence_columns: Sequence[str]) -> None:
-    from tensorflow_datasets.core.features import FeaturesDict, Tensor
-
-    builder_dir = _tfds_builder_dir(source)
-    features = _tfds_builder(builder_dir).info.features
-    present = list(features.keys())
-    missing = [c for c in columns if c not in present]
-    if missing:
-        raise SourceError(
-            f"{builder_dir}: missing required column(s) {sorted(missing)}; the TFDS dataset has the features "
-            f"{present}. Fix the column names in the config (features[].column, label.column, split.key)"
-        )
-    bad = []
-    for c in columns:
-        f = features[c]
-        shape = tuple(f.shape) if isinstance(f, Tensor) else None
-        if shape is None or isinstance(f, FeaturesDict):
-            bad.append(f"{c!r} is a {type(f).__name__} (tfstream reads tensor features: numbers, Text, ClassLabel)")
-        elif c in sequence_columns:
-            if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] is None):
-                bad.append(f"{c!r} has shape {shape}; a sequence column needs (None, dim) or (None,)")
-        elif len(shape) > 1 or None in shape:
-            bad.append(f"{c!r} has shape {shape}; a feature column needs () or a fixed (k,), and a (None, dim) "
-                       f"tensor is read as a feature of type sequence")
-    if bad:
-        raise SourceError(f"{builder_dir}: TFDS feature(s) tfstream cannot read: {'; '.join(bad)}")
-    for path in paths:
-        if not fs.exists(path):
-            raise SourceError(f"{path}: a shard listed in {builder_dir}/{_DATASET_INFO} is missing; "
-                              f"prepare the TFDS dataset again")
-
-
-def _tfrecords(path: str) -> Iterator[bytes]:
-    """The records of an uncompressed TFRecord file, checksums verified, without TensorFlow."""
-    from tfstream.pipelines.shards import RecordError, read_records
-
-    with _open(path) as f:
-        try:
-            yield from read_records(f, path)
-        except RecordError as e:
-            raise SourceError(f"{e}; prepare the TFDS dataset again") from None
-
-
-def _tfds_value(value: Any, path: str, row: int, column: str) -> Any:
-    """A decoded TFDS value as tfstream's row rules take it: str for text, Python
-    numbers for scalars (bools as 0/1), NumPy arrays for vectors and sequences."""
-    try:
-        if isinstance(value, np.ndarray) and value.ndim == 0:
-            value = value.item()
-        if isinstance(value, bytes):
-            return value.decode("utf-8")
-        if isinstance(value, np.ndarray):
-            if value.dtype.kind in "SO":
-                return [v.decode("utf-8") if isinstance(v, bytes) else v for v in value.reshape(-1).tolist()]
-            return value.astype(np.int64) if value.dtype == np.bool_ else value
-    except UnicodeDecodeError as e:
-        raise SourceError(f"{path}: row {row}: column {column!r}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-    if isinstance(value, np.generic):
-        value = value.item()
-    return int(value) if isinstance(value, bool) else value
-
-
-def _tfds_chunks(path: str, columns: Sequence[str], chunk_rows: int) -> Iterator[tuple[str, int, dict[str, Any]]]:
-    from tensorflow_datasets.core.features import FeaturesDict
-
-    features = _tfds_builder(_tfds_builder_dir_of(path)).info.features
-    # Parse only the columns the job reads: other features (images, ...) are skipped.
-    wanted = FeaturesDict({c: features[c] for c in columns})
-    chunk: dict[str, list] = {c: [] for c in columns}
-    first = row = 1
-    for record in _tfrecords(path):
-        try:
-            example = wanted.deserialize_example_np(record)
-        except Exception as e:  # noqa: BLE001 - the TFDS parser raises several types
-            raise SourceError(f"{path}: row {row}: cannot parse the record as the dataset's features: {e}") from e
-        for c in columns:
-            chunk[c].append(_tfds_value(example[c], path, row, c))
-        row += 1
-        if row - first == chunk_rows:
-            yield path, first, chunk
-            chunk, first = {c: [] for c in columns}, row
-    if row > first:
-        yield path, first, chunk
 
 
 def fingerprint(paths: Sequence[str]) -> dict[str, Any]:
@@ -664,6 +428,8 @@ def resolve_source_paths(source) -> list[str]:
         sources.SourceError: a TFDS dataset without the split, or not stored as TFRecord.
     """
     if source.tfds is not None:
+        from tfstream.pipelines.write.tfds_source import tfds_shard_paths
+
         return tfds_shard_paths(source)
     path = source.path
     if path.startswith(PACKAGE_PREFIX):
