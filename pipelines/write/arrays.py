@@ -166,7 +166,8 @@ def write_arrays(
     _warn_about_source(config)
     columns, lengths = _select(config, arrays)
     sequence_columns = config.sequence_columns()
-    sources.check_array_layout(SOURCE_NAME, columns, sequence_columns, config.source.lengths_key, lengths)
+    sources.check_array_layout(SOURCE_NAME, columns, sequence_columns, config.source.lengths_key, lengths,
+                               shapes=sources.declared_shapes(config.row_rules()))
     dataset_dir = resolve_dataset_dir(config, output_dir)
     n = lengths.shape[0] if lengths is not None else next(iter(columns.values())).shape[0]
     with writing(config, dataset_dir, previous=previous, wait=wait, force=force) as staging:

@@ -343,7 +343,8 @@ def preprocess(
     paths = resolve_source_paths(config.source)
     options = PipelineOptions(list(beam_args))
     check_paths_for_runner(options, dataset_dir, paths)
-    sources.check_source(paths, config.source, config.source_columns(), config.sequence_columns())
+    sources.check_source(paths, config.source, config.source_columns(), config.sequence_columns(),
+                         rules=config.row_rules())
     fingerprint = sources.fingerprint(paths)
     with writing(config, dataset_dir, sources=paths, previous=previous, wait=wait, force=force) as staging:
         _log.info("preprocess %r: %d source file(s) -> %s, with Apache Beam's %s", config.name, len(paths),
