@@ -36,6 +36,7 @@ from tfstream.pipelines.read.memory import MemoryBudgetError, MemoryEstimate, Mi
 from tfstream.pipelines.read.reader import read
 from tfstream.pipelines.read.stages import PaddingCounter
 from tfstream.training.export import export_serving
+from tfstream.training.integrity import check_before_training, shard_errors_named
 from tfstream.training.metrics import baseline, beats_baseline
 from tfstream.training.models import build_model
 
@@ -161,6 +162,11 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, None] = None, mode
 
     Returns:
         The content of ``metrics.json``.
+
+    Raises:
+        IntegrityError: a shard does not match the manifest (`training.integrity`): found
+            before the first epoch for the validation and eval splits, named by its file
+            when it breaks a read during training.
     """
     if isinstance(dataset, Manifest):
         dataset_dir = dataset.root
@@ -180,6 +186,7 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, None] = None, mode
             f"{dataset_dir}: the dataset's schema differs from the config's; re-run `tfstream preprocess` "
             f"with this config"
         )
+    check_before_training(manifest, config)  # a broken shard fails now, not after the last epoch
     memory = _plan_memory(config, manifest)
     os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
     keras.utils.set_random_seed(t.seed)
@@ -209,12 +216,14 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, None] = None, mode
         own.insert(0, PaddingEfficiency(padding))
 
     start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=[*own, *callbacks],
-                        shuffle=False, verbose=verbose)
+    with shard_errors_named(manifest, (t.train_split, t.validation_split)):  # names a corrupt shard's file
+        history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=[*own, *callbacks],
+                            shuffle=False, verbose=verbose)
     fit_seconds = time.perf_counter() - start
     if os.path.exists(best):
         model.load_weights(best)  # the best epoch on the validation split, not the last
-    evaluation = model.evaluate(eval_ds, return_dict=True, verbose=0)
+    with shard_errors_named(manifest, (t.eval_split,)):
+        evaluation = model.evaluate(eval_ds, return_dict=True, verbose=0)
 
     model.save(os.path.join(model_dir, "model.keras"))
     export_dir = export_serving(model, os.path.join(model_dir, "export"))
