@@ -122,3 +122,10 @@ def remove(path: str) -> None:
             os.remove(path)
         except FileNotFoundError:
             pass
+
+
+def open_read(path: str):
+    """A binary file object to stream a file from (local, or any Beam file system)."""
+    if is_remote(path):
+        return _beam_fs().open(path, compression_type="uncompressed")
+    return open(path, "rb")

@@ -26,6 +26,7 @@ import types
 from typing import Any, Mapping, Optional, Union
 
 from tfstream.pipelines import fs
+from tfstream.pipelines.manifest_shape import shape_problem
 from tfstream.transforms.schema import Feature, Label, Schema
 
 MANIFEST_NAME = "manifest.json"
@@ -35,6 +36,7 @@ MANIFEST_NAME = "manifest.json"
 # readers and trainers need nothing that changed).
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
+_FIX_SHAPE = "restore the manifest.json that the run wrote, or re-run `tfstream preprocess`"
 
 
 class ManifestError(ValueError):
@@ -342,9 +344,17 @@ class Manifest:
     """
 
     def __init__(self, data: Mapping[str, Any], root: str):
+        # Every key's JSON type, checked once here: a malformed manifest is a ManifestError
+        # naming the key, never a KeyError or TypeError later (see `manifest_shape`).
+        problem = shape_problem(data, written=False)
+        if problem:
+            raise ManifestError(f"{root}: manifest {problem}; {_FIX_SHAPE}")
         self.data = dict(data)
         self.root = root
-        self.schema = Schema.from_json(data["schema"])
+        try:
+            self.schema = Schema.from_json(data["schema"])
+        except ValueError as e:
+            raise ManifestError(f"{root}: manifest schema: {e}; {_FIX_SHAPE}") from None
         self._splits: dict[str, Split] = {}
 
     @property
@@ -508,7 +518,9 @@ def load_manifest(dataset_dir: str) -> Manifest:
 
     Raises:
         ManifestError: no manifest (the dataset was never written, or its run did not
-            finish), an unreadable one, or one of an unknown format version.
+            finish), an unreadable one, one of an unknown format version, or one of the
+            wrong shape (a key missing or of the wrong JSON type, a split's
+            ``num_examples`` other than its shards' records; see `manifest_shape`).
     """
     path = fs.join(dataset_dir, MANIFEST_NAME)
     if not fs.exists(path):
@@ -520,12 +532,15 @@ def load_manifest(dataset_dir: str) -> Manifest:
         data = json.loads(fs.read_bytes(path).decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ManifestError(f"{path}: not valid JSON ({e}); re-run `tfstream preprocess`") from e
-    version = data.get("format_version")
-    if version not in READABLE_VERSIONS:
+    version = data.get("format_version") if isinstance(data, dict) else None
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise ManifestError(
             f"{path}: manifest format version {version!r}; this tfstream reads versions "
             f"{', '.join(map(str, READABLE_VERSIONS))}: re-run `tfstream preprocess` with this version"
         )
+    problem = shape_problem(data, written=True)
+    if problem:
+        raise ManifestError(f"{path}: {problem}; {_FIX_SHAPE}")
     return Manifest(data, dataset_dir)
 
 

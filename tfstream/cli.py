@@ -6,6 +6,7 @@
                         [-- BEAM OPTIONS]
     tfstream inspect    DATASET_DIR [--json] [--split SPLIT] [--plot OUT_DIR]
     tfstream gc         DATASET_DIR [--retention-hours H] [--wait]
+    tfstream verify     DATASET_DIR [--split SPLIT] [--json]
     tfstream summary    RUN_DIR [RUN_DIR ...]
     tfstream config     schema | check CONFIG
     tfstream bench      [--scale smoke|full] [--only B1,B3] [--workdir DIR] [--out DIR]
@@ -13,9 +14,11 @@
 Beam options after ``--`` (or any option the command does not know) go to Beam's
 `PipelineOptions` unchanged, e.g. ``-- --runner=DataflowRunner --project=P --region=R
 --temp_location=gs://B/tmp --setup_file=./setup.py``. Exit status: 0 on success, 2 for a
-problem with the input (config, source, dataset), 75 (EX_TEMPFAIL) when another run is
-writing the same dataset (``--wait`` waits for it instead), 1 for anything else; ``-v`` (or
-``--debug``) shows TensorFlow's and Beam's own logs and the traceback of an error.
+problem with the input (config, source, dataset), 3 for shard files that do not match
+their manifest (missing, resized, corrupt, truncated: `verify`, `inspect`'s size check,
+`train`), 75 (EX_TEMPFAIL) when another run is writing the same dataset (``--wait``
+waits for it instead), 1 for anything else; ``-v`` (or ``--debug``) shows TensorFlow's
+and Beam's own logs and the traceback of an error.
 """
 
 from __future__ import annotations
@@ -113,6 +116,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="the split whose statistics are shown and plotted (default: train if present, "
                                    "else the first split)")
     p.add_argument("--plot", metavar="OUT_DIR", help="also write PNG plots of the statistics into OUT_DIR")
+
+    p = sub.add_parser("verify", help="read every shard and check its records, bytes, sha256 and CRCs against the "
+                                      "manifest (exit status 3 when one differs)")
+    p.add_argument("dataset", help="dataset directory")
+    p.add_argument("--split", help="check this split only (default: every split)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
 
     p = sub.add_parser("gc", help="remove a dataset's old snapshots now (each run does it too)")
     p.add_argument("dataset", help="dataset directory")
@@ -237,6 +246,26 @@ def _config(args) -> None:
     print(yaml.safe_dump(config.to_json(), sort_keys=False, default_flow_style=None, width=100), end="")
 
 
+def _verify(dataset: str, split: Optional[str], as_json: bool) -> int:
+    from tfstream.pipelines.inspect.verify import EXIT_MISMATCH, format_result, verify
+
+    result = verify(dataset, [split] if split else None)
+    print(json.dumps(result.to_json(), indent=1) if as_json else format_result(result))
+    if not result.ok:
+        print(f"tfstream verify: {result.message()}", file=sys.stderr)
+    return 0 if result.ok else EXIT_MISMATCH
+
+
+def _check_shard_sizes(manifest) -> int:
+    """`inspect`'s cheap check: each shard exists with its manifest size (no read)."""
+    from tfstream.pipelines.inspect.verify import EXIT_MISMATCH, check_sizes
+
+    result = check_sizes(manifest)
+    if not result.ok:
+        print(f"tfstream inspect: {result.message()}", file=sys.stderr)
+    return 0 if result.ok else EXIT_MISMATCH
+
+
 def _metrics_path(run: str) -> str:
     for candidate in (os.path.join(run, "model", "metrics.json"), os.path.join(run, "metrics.json")):
         if os.path.exists(candidate):
@@ -304,6 +333,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"\nplots ({len(paths)} written)", file=out)
                 for path in paths:
                     print(f"  {path}", file=out)
+            return _check_shard_sizes(manifest)
+        elif args.command == "verify":
+            return _verify(args.dataset, args.split, args.json)
         elif args.command == "gc":
             _gc(args.dataset, args.retention_hours, args.wait)
         elif args.command == "summary":
@@ -333,7 +365,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     print(format_summary([(config.name, json.load(f))]))
     except (ConfigError, SourceError, ManifestError, FileNotFoundError) as e:
         print(f"tfstream {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)  # 3: a shard that does not match (verify.IntegrityError)
     except DatasetBusyError as e:
         print(f"tfstream {args.command}: error: {e}", file=sys.stderr)
         return BUSY_EXIT_CODE

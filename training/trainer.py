@@ -39,6 +39,7 @@ from tfstream.pipelines.read.reader import read
 from tfstream.pipelines.read.stages import PaddingCounter
 from tfstream.pipelines.snapshots import pin
 from tfstream.training.export import export_serving
+from tfstream.training.integrity import check_before_training, shard_errors_named
 from tfstream.training.metrics import baseline, beats_baseline
 from tfstream.training.models import build_model
 
@@ -235,6 +236,11 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, None] = None, mode
 
     Returns:
         The content of ``metrics.json``.
+
+    Raises:
+        IntegrityError: a shard does not match the manifest (`training.integrity`): found
+            before the first epoch for the validation and eval splits, named by its file
+            when it breaks a read during training.
     """
     if isinstance(dataset, Manifest):
         dataset_dir = dataset.root
@@ -261,6 +267,7 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, None] = None, mode
 def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: str, verbose: int,
            callbacks: Sequence[keras.callbacks.Callback], restart: bool) -> dict[str, Any]:
     t = config.train
+    check_before_training(manifest, config)  # a broken shard fails now, not after the last epoch
     memory = _plan_memory(config, manifest)
     checkpoints = os.path.join(model_dir, "checkpoints")
     os.makedirs(checkpoints, exist_ok=True)
@@ -303,8 +310,9 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
             own.insert(0, PaddingEfficiency(padding))
 
         start = time.perf_counter()
-        history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=[*own, *callbacks],
-                            shuffle=False, verbose=verbose)
+        with shard_errors_named(manifest, (t.train_split, t.validation_split)):  # names a corrupt shard's file
+            history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=[*own, *callbacks],
+                                shuffle=False, verbose=verbose)
         fit_seconds = time.perf_counter() - start
         epochs_now = len(history.epoch)
         resumed_at = int(history.epoch[0]) + 1 if resuming and history.epoch else None
@@ -314,7 +322,8 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
                                                          "resumed_at_epoch": resumed_at})
     if os.path.exists(best):
         model.load_weights(best)  # the best epoch on the validation split, not the last
-    evaluation = model.evaluate(eval_ds, return_dict=True, verbose=0)
+    with shard_errors_named(manifest, (t.eval_split,)):
+        evaluation = model.evaluate(eval_ds, return_dict=True, verbose=0)
 
     model.save(os.path.join(model_dir, "model.keras"))
     export_dir = export_serving(model, os.path.join(model_dir, "export"))

@@ -39,6 +39,7 @@ from tfstream.pipelines.read.stages import (
     parse_and_pad,
     prefetch,
     read_shards,
+    shard_records,
     shuffle_blocks,
 )
 from tfstream.transforms.schema import length_key
@@ -144,8 +145,10 @@ def read(
     files = list_shards(manifest, split, shuffle=shuffle, seed=options.seed)
     if shuffle:
         # Blocks, not records, from here to the batches: see `stages`.
+        # Each shard's record count is checked as it is read (per block: cheap): a shard
+        # a few records short or long would otherwise pass the batch count below.
         ds = files.apply(interleave_blocks(compression=manifest.compression, cycle_length=options.cycle_length,
-                                           deterministic=deterministic))
+                                           deterministic=deterministic, records=shard_records(manifest, split)))
         ds = ds.apply(cache_records(cache=cache))
         ds = ds.apply(shuffle_blocks(buffer_size=options.shuffle_buffer, block_size=BLOCK_SIZE, seed=options.seed,
                                      deterministic=deterministic))
@@ -167,8 +170,8 @@ def read(
     elif shuffle:
         ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
         if not repeat:
-            # Blocks hide the record count; the batch count still tells Keras the steps
-            # and catches shards that hold a batch more or less than the manifest says.
+            # Blocks hide the record count (each shard's is checked in `interleave_blocks`);
+            # the batch count tells Keras the steps.
             ds = ds.apply(tf.data.experimental.assert_cardinality(
                 n // batch_size if drop_remainder else -(-n // batch_size)))
     else:

@@ -33,7 +33,7 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional, Union
+from typing import Callable, Mapping, Optional, Union
 
 import tensorflow as tf
 
@@ -90,7 +90,7 @@ def read_shards(*, compression: str = "none", buffer_size: int = 1 << 20) -> Sta
 
 def interleave_blocks(*, compression: str = "none", block_size: int = BLOCK_SIZE, cycle_length: int = 4,
                       num_parallel_calls: int = AUTOTUNE, deterministic: Optional[bool] = None,
-                      buffer_size: int = 1 << 20) -> Stage:
+                      buffer_size: int = 1 << 20, records: Optional[Mapping[str, int]] = None) -> Stage:
     """Files → blocks: vectors of up to ``block_size`` serialized records of one shard,
     reading ``cycle_length`` shards in parallel.
 
@@ -104,23 +104,70 @@ def interleave_blocks(*, compression: str = "none", block_size: int = BLOCK_SIZE
         block_size: records per block (the last block of a shard may be shorter).
         cycle_length, num_parallel_calls, deterministic: as in `tf.data.Dataset.interleave`.
         buffer_size: read buffer per file, in bytes.
+        records: the record count of each listed file, by path (`shard_records`): each
+            shard is then checked to hold exactly that many records as it is read (an
+            `InvalidArgumentError` naming the file, see `SHARD_COUNT_MESSAGE`). The check
+            costs a comparison per block, not per record.
 
     Example:
         >>> m = load_manifest(dataset_dir)
-        >>> ds = list_shards(m, "train").apply(interleave_blocks(compression=m.compression, block_size=64))
+        >>> ds = list_shards(m, "train").apply(interleave_blocks(compression=m.compression, block_size=64,
+        ...                                                      records=shard_records(m, "train")))
         >>> next(iter(ds)).shape
         TensorShape([64])
     """
     compression_type = tf_compression_type(compression)
+    counts = None
+    if records is not None:
+        counts = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(list(records), tf.string), tf.constant(list(records.values()), tf.int64)), default_value=-1)
+
+    def blocks(path):
+        ds = tf.data.TFRecordDataset(path, compression_type=compression_type, buffer_size=buffer_size)
+        ds = ds.batch(block_size)
+        return ds if counts is None else ds.apply(_check_count(path, counts.lookup(path), block_size))
 
     def stage(files: tf.data.Dataset) -> tf.data.Dataset:
         return files.interleave(
-            lambda path: tf.data.TFRecordDataset(path, compression_type=compression_type,
-                                                 buffer_size=buffer_size).batch(block_size),
+            blocks,
             cycle_length=cycle_length,
             num_parallel_calls=num_parallel_calls,
             deterministic=deterministic,
         )
+
+    return stage
+
+
+# The start of the error a shard with other records than its manifest entry raises while
+# it is read (`interleave_blocks` with ``records``); the file's path follows in brackets.
+SHARD_COUNT_MESSAGE = "tfstream: the records of the shard"
+
+
+def shard_records(manifest: Manifest, split: str) -> dict[str, int]:
+    """The split's record count of each shard, by path (``records`` of `interleave_blocks`)."""
+    paths = manifest.shard_paths(split, check=False)
+    return {path: shard.records for path, shard in zip(paths, manifest.split(split).shards)}
+
+
+def _check_count(path: tf.Tensor, expected: tf.Tensor, block_size: int) -> Stage:
+    """The blocks of one shard, checked against its record count: every block full but
+    the last, which holds the rest. Counted per block (a record-level count costs a
+    tf.data hop per record); the number of blocks is asserted too, which catches whole
+    blocks missing at the end (that error does not name the file)."""
+    size = tf.constant(block_size, tf.int64)
+
+    def check(i, block):
+        want = tf.minimum(size, expected - i * size)
+        got = tf.size(block, out_type=tf.int64)
+        ok = tf.debugging.Assert(tf.equal(got, want), [
+            SHARD_COUNT_MESSAGE, path, "differ from its manifest entry: it lists", expected,
+            "records; after record", i * size, "the shard holds a block of", got, "records, not", want])
+        with tf.control_dependencies([ok]):
+            return tf.identity(block)
+
+    def stage(blocks: tf.data.Dataset) -> tf.data.Dataset:
+        blocks = blocks.apply(tf.data.experimental.assert_cardinality((expected + size - 1) // size))
+        return blocks.enumerate().map(check)
 
     return stage
 
