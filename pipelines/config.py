@@ -1,9 +1,11 @@
 """Typed job configs, loaded from YAML.
 
-One config drives both `tfstream preprocess` and `tfstream train`. It is loaded with
-`yaml.safe_load` into frozen pydantic models. Unknown keys are rejected with their key
+One config drives both `tfstream preprocess` and `tfstream train`. It is read with
+`config_yaml.read_yaml` (safe YAML whose size, depth and keys are checked before it is
+built) into frozen pydantic models. Unknown keys are rejected with their key
 path and the closest valid key; types are strict (``"3"`` is not an integer, ``true`` is
-not a number); ranges and the rules between keys are checked on load. Whatever is wrong,
+not a number, NaN is refused); ranges (every number has an upper bound, given in its
+description) and the rules between keys are checked on load. Whatever is wrong,
 one `ConfigError` names the first problem in one line. `json_schema` describes every
 key, for editors (`tfstream config schema`).
 
@@ -22,80 +24,25 @@ Example:
 
 from __future__ import annotations
 
-import contextvars
-import difflib
-import numbers
+import math
 import os
 import re
-from typing import Annotated, Any, ClassVar, Literal, Mapping, Optional, TypeVar, Union
+from typing import Any, Literal, Mapping, Optional, Union
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat,
-                      StrictInt, StrictStr, ValidationError, model_validator)
-from pydantic_core import PydanticCustomError
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 
-from tfstream.pipelines.config_errors import ConfigError, config_error as _config_error
-from tfstream.pipelines.config_errors import check as _check, show as _show
+from tfstream.pipelines.config_errors import ConfigError
+from tfstream.pipelines.config_errors import check as _check, cut as _cut, show as _show
+from tfstream.pipelines.config_types import (FLOAT32_MAX, MAX_CLASSES, MAX_EMBEDDING_DIM, MAX_LAYERS,
+                                             MAX_RECORD_VALUES, MAX_SEQUENCE_STEPS, MAX_STEP_VALUES, MAX_UNITS,
+                                             MAX_VECTOR_VALUES)
+from tfstream.pipelines.config_types import Float as _Float, FrozenMapping as _Mapping, Int as _Int, Items as _Items
+from tfstream.pipelines.config_types import Section as _Section, replace, validate as _validate, within as _within
+from tfstream.pipelines.config_yaml import check_size, read_yaml
+from tfstream.pipelines.read_options import ReadOptions
+from tfstream.transforms.analyzers import MAX_VOCABULARY
 from tfstream.transforms.schema import Feature, Label, Schema
 from tfstream.transforms.validation import DEFAULT_NA_VALUES, FeatureRule, LabelRule, RowRules
-
-
-def _list_only(value: Any) -> Any:
-    # pydantic's lax tuple also takes a set, whose order is arbitrary: take what YAML calls a list
-    if isinstance(value, (list, tuple)):
-        return value
-    raise PydanticCustomError("tuple_type", "Input should be a list")
-
-
-def _plain_number(value: Any) -> Any:
-    # A NumPy number from Python code (`batch_size=np.int64(32)`) is a number; a string or
-    # a bool from YAML is not, and the strict types below still refuse it.
-    if isinstance(value, numbers.Number) and not isinstance(value, (bool, int, float)) and hasattr(value, "item"):
-        return value.item()
-    return value
-
-
-class _FrozenDict(dict):
-    """A config's mapping (``split.fractions``, ``output.num_shards``): read-only like the
-    rest of a frozen config, yet a plain dict to JSON and to pickle (Beam pickles configs)."""
-
-    def _read_only(self, *args, **kwargs):
-        raise TypeError("a config is frozen; make a changed copy with tfstream.pipelines.config.replace(...)")
-
-    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only
-
-    def __reduce__(self):
-        return _FrozenDict, (dict(self),)
-
-
-def _no_cache(value: Any) -> Any:
-    # None (read()'s old default) and "" have always meant no cache
-    return "none" if value is None or value == "" else value
-
-
-_T = TypeVar("_T")
-_Items = Annotated[tuple[_T, ...], BeforeValidator(_list_only)]  # a YAML list, kept as a tuple
-_Key = Annotated[str, BeforeValidator(str)]  # a mapping's key, such as a split name: YAML may read `1:` as an int
-_Int = Annotated[StrictInt, BeforeValidator(_plain_number)]
-_Float = Annotated[StrictFloat, BeforeValidator(_plain_number)]
-_Mapping = Annotated[dict[_Key, _T], AfterValidator(_FrozenDict)]
-
-
-class _Section(BaseModel):
-    """A config section: frozen, with no unknown keys. Built directly
-    (``ReadOptions(batch_size=32)``) or loaded, a bad value raises a one-line
-    `ConfigError`, as on load."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    _key_path: ClassVar[str] = ""  # where the section sits in a config, for messages
-
-    def __init__(self, **data: Any):
-        if _LOADING.get():  # a section inside a config being loaded: `_validate` words the error
-            super().__init__(**data)
-            return
-        try:
-            super().__init__(**data)
-        except ValidationError as e:
-            raise _config_error(e, type(self), data) from None
 
 
 # --------------------------------------------------------------------------- sections
@@ -178,8 +125,8 @@ class FeatureConfig(_Section):
         description="float or int (numeric), string (categorical), or sequence (of float vectors, `dim` per step).")
     column: Optional[StrictStr] = Field(None, description="The source column (default: the name).")
     columns: _Items[StrictStr] = Field((), description="Numbers: several scalar columns → one vector.")
-    shape: _Items[_Int] = Field((), description="[] for a scalar, [k] for a vector of k values.")
-    dim: Optional[_Int] = Field(None, description="sequence (required): values per step.")
+    shape: _Items[_Int] = Field((), description="[] for a scalar, [k] for a vector of k values (k <= 10,000,000).")
+    dim: Optional[_Int] = Field(None, description="sequence (required): values per step (1..100,000).")
     on_missing: Literal["error", "drop", "default", "impute"] = Field(
         "error", description="A missing value (empty cell, NA string, null, NaN in npz/Parquet): error (the row is "
                              "rejected into the quarantine), drop (dropped, counted), default (the `default` "
@@ -189,17 +136,18 @@ class FeatureConfig(_Section):
     on_nan: Literal["error", "drop", "impute"] = Field(
         "error", description="±inf in a float feature, NaN or ±inf in a sequence: as `on_missing` (a sequence imputes "
                              "the per-step mean).")
-    max_length: Optional[_Int] = Field(None, description="sequence: the most steps kept (default: all).")
+    max_length: Optional[_Int] = Field(None, description="sequence: the most steps kept (1..10,000,000, and "
+                                                          "max_length x dim <= 2**29; default: all).")
     on_too_long: Literal["truncate", "drop", "error"] = Field(
         "truncate", description="A sequence longer than `max_length`: cut to its first steps, dropped, or rejected.")
     vocab_size: Optional[_Int] = Field(None, description="string: the training split's most frequent tokens "
-                                                              "kept (default: all, up to 100,000).")
+                                                              "kept (1..100,000; default: all, up to 100,000).")
     oov_buckets: _Int = Field(1, description="string: out-of-vocabulary ids (1..1000), shared by the other "
                                                   "tokens and by tokens first seen at serving time.")
 
     @model_validator(mode="after")
     def _rules(self) -> FeatureConfig:
-        where = f"features[{self.name}]"
+        where = f"features[{_cut(self.name, 80)}]"
         _check(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", self.name) is not None,
                f"{where}.name: use letters, digits and _ (it becomes a Keras input name)")
         if self.on_missing == "impute":
@@ -211,12 +159,13 @@ class FeatureConfig(_Section):
                    f"{where}.on_nan: only float and sequence features hold NaN or inf; remove it")
         if self.max_length is not None:
             _check(self.type == "sequence", f"{where}.max_length: only a sequence feature has a length")
-            _check(self.max_length >= 1, f"{where}.max_length: expected >= 1, got {self.max_length}")
+            _within(f"{where}.max_length", self.max_length, 1, MAX_SEQUENCE_STEPS,
+                    "longer sequences are truncated to it; leave it out to keep them whole")
         if self.vocab_size is not None or self.oov_buckets != 1:
             _check(self.type == "string", f"{where}: vocab_size and oov_buckets belong to string features")
-        _check(self.vocab_size is None or self.vocab_size >= 1,
-               f"{where}.vocab_size: expected >= 1, got {self.vocab_size}")
-        _check(1 <= self.oov_buckets <= 1000, f"{where}.oov_buckets: expected 1..1000, got {self.oov_buckets}")
+        _within(f"{where}.vocab_size", self.vocab_size, 1, MAX_VOCABULARY,
+                f"vocabularies keep at most {MAX_VOCABULARY} tokens; leave it out to keep them all")
+        _within(f"{where}.oov_buckets", self.oov_buckets, 1, 1000, "more buckets only spread unseen tokens thinner")
         _check((self.default is not None) == (self.on_missing == "default"),
                f"{where}: set `default:` exactly when `on_missing: default`")
         if self.default is not None:
@@ -226,6 +175,11 @@ class FeatureConfig(_Section):
         if self.type == "sequence":
             _check(self.dim is not None and self.dim >= 1,
                    f"{where}.dim: a sequence feature needs `dim` (values per step) >= 1")
+            _within(f"{where}.dim", self.dim, 1, MAX_STEP_VALUES,
+                    "each step's values are one tensor row; a larger step is not a sequence of vectors")
+            _check(self.max_length is None or self.max_length * self.dim <= MAX_RECORD_VALUES,
+                   f"{where}.max_length: {self.max_length} steps of {self.dim} values are more than a record holds "
+                   f"({MAX_RECORD_VALUES} float32 values: a record is one protobuf, at most 2 GiB); lower it")
             _check(not self.columns and not self.shape, f"{where}: a sequence takes `column` and `dim` only")
         else:
             _check(self.dim is None, f"{where}.dim: only a sequence feature has `dim`")
@@ -235,6 +189,9 @@ class FeatureConfig(_Section):
                    f"{where}.shape: {_show(list(self.shape))} does not match {len(self.columns)} columns")
         _check(len(self.shape) <= 1 and all(d >= 1 for d in self.shape),
                f"{where}.shape: expected [] or [k] with k >= 1; got {_show(list(self.shape))}")
+        for k in self.shape:
+            _within(f"{where}.shape[0]", k, 1, MAX_VECTOR_VALUES,
+                    "values per example; the model's first layer holds that many weights per unit")
         _check(not (self.type == "string" and self.shape), f"{where}.shape: a string feature is a scalar")
         return self
 
@@ -248,8 +205,12 @@ class FeatureConfig(_Section):
             return value
         _check(not isinstance(value, str), f"{where}.default: a {self.type} feature needs a number, got {_show(value)}")
         if self.type == "int":
-            _check(float(value).is_integer(), f"{where}.default: an int feature needs an integer, got {_show(value)}")
+            _check(isinstance(value, int) or value.is_integer(),
+                   f"{where}.default: an int feature needs an integer, got {_show(value)}")
+            _within(f"{where}.default", int(value), -2**63, 2**63 - 1, "an int feature is stored as int64")
             return int(value)
+        _check(math.isfinite(value) and abs(value) <= FLOAT32_MAX,
+               f"{where}.default: a float feature needs a finite float32 number, got {_show(value)}")
         return float(value)
 
     def to_feature(self) -> Feature:
@@ -277,7 +238,7 @@ class LabelConfig(_Section):
     name: StrictStr = Field("label", description="The label's name in the records.")
     threshold: Optional[_Float] = Field(None, description="binary from a number: `value > threshold`.")
     classes: _Items[StrictStr] = Field((), description="The raw values, in index order.")
-    num_classes: Optional[_Int] = Field(None, description="The column holds class indices 0..n-1.")
+    num_classes: Optional[_Int] = Field(None, description="The column holds class indices 0..n-1 (2..100,000).")
     on_missing: Literal["error", "drop"] = Field("error", description="A missing label: reject or drop the row.")
 
     @model_validator(mode="after")
@@ -291,10 +252,13 @@ class LabelConfig(_Section):
         if self.threshold is not None:
             _check(self.task == "binary", "label.threshold: only a binary label has a threshold")
         if self.num_classes is not None:
-            _check(self.num_classes >= 2, f"label.num_classes: expected >= 2, got {self.num_classes}")
+            _check(self.num_classes >= 2, f"label.num_classes: expected >= 2, got {_show(self.num_classes)}")
+            _within("label.num_classes", self.num_classes, 2, MAX_CLASSES,
+                    "the manifest names every class and the model has an output per class; for more, "
+                    "use a regression label or group the classes")
         if self.task == "binary" and self.threshold is None:
             n = len(self.classes) if self.classes else self.num_classes
-            _check(n == 2, f"label: a binary label has 2 classes, got {n}")
+            _check(n == 2, f"label: a binary label has 2 classes, got {_show(n)}")
         return self
 
     def to_label(self) -> Label:
@@ -330,8 +294,9 @@ class SplitConfig(_Section):
             _check(re.fullmatch(r"[a-z][a-z0-9_]*", name) is not None,
                    f"split.fractions: split name {_show(name)} must be lower-case letters, digits and _")
             # a split is a folder beside quarantine/; TFDS reads "all" as every split
-            _check(name not in ("quarantine", "all"), f"split.fractions: {name!r} is a reserved name; rename the split")
-            _check(0 < frac <= 1, f"split.fractions.{name}: expected a fraction in (0, 1], got {frac}")
+            _check(name not in ("quarantine", "all"),
+                   f"split.fractions: {_show(name)} is a reserved name; rename the split")
+            _check(0 < frac <= 1, f"split.fractions.{_cut(name, 80)}: expected a fraction in (0, 1], got {_show(frac)}")
         total = sum(self.fractions.values())
         _check(abs(total - 1) < 1e-6, f"split.fractions: the fractions add up to {total:g}, not 1")
         return self
@@ -352,132 +317,10 @@ class OutputConfig(_Section):
     @model_validator(mode="after")
     def _rules(self) -> OutputConfig:
         for name, n in self.num_shards.items():
-            _check(1 <= n <= 10000, f"output.num_shards.{name}: expected 1..10000, got {n}")
-        _check(0 <= self.snapshot_retention_hours <= 8760,
-               f"output.snapshot_retention_hours: expected 0..8760 (a year), got {self.snapshot_retention_hours}")
+            _within(f"output.num_shards.{_cut(name, 80)}", n, 1, 10000, "a shard is a file, written by one worker")
+        _within("output.snapshot_retention_hours", self.snapshot_retention_hours, 0, 8760,
+                "a replaced snapshot is kept at most a year")
         return self
-
-
-class ReadOptions(_Section):
-    """How a split is read with tf.data (the config's ``reader:`` section); the names are
-    tf.data's.
-
-    Attributes:
-        batch_size: records per batch; with bucketing, the most sequences per batch.
-        shuffle_buffer: records held for shuffling the training split.
-        cycle_length: shards read in parallel (interleaved).
-        cache: ``"none"``, ``"memory"`` (the whole split, kept after the first epoch:
-            for splits that fit), or a file prefix (written in the first epoch, no memory).
-        prefetch: batches prepared ahead; -1 lets tf.data tune it (AUTOTUNE).
-        seed: makes file order, interleaving and shuffling reproducible.
-        max_tokens_per_batch: buckets the training split's sequences by length (see
-            `bucket_plan`): ``num_buckets`` buckets that pad least, each batch holding
-            about this many padded steps and at most ``batch_size`` sequences. None: no
-            bucketing, batches of ``batch_size`` padded to their longest sequence.
-        num_buckets: buckets made with ``max_tokens_per_batch`` (None: 8).
-        memory_budget_mb: bounds the input pipeline: `tfstream train` estimates its
-            memory from the manifest, refuses to start when it does not fit (naming the
-            setting to lower), and caps tf.data's autotuner with it. None: no budget.
-    """
-
-    _key_path = "reader"
-    batch_size: _Int = Field(256, description="Records per batch (1..1000000); with bucketing, the most per "
-                                                   "batch.")
-    shuffle_buffer: _Int = Field(10000, description="Records held for shuffling the training split.")
-    cycle_length: _Int = Field(4, description="Shards read in parallel.")
-    cache: Annotated[StrictStr, BeforeValidator(_no_cache)] = Field(
-        "none", description="none, memory (for splits that fit), or a file prefix (costs no memory).")
-    prefetch: _Int = Field(-1, description="Batches prepared ahead; -1: AUTOTUNE.")
-    seed: Optional[_Int] = Field(None, description="Makes file order, interleaving and shuffling reproducible.")
-    max_tokens_per_batch: Optional[_Int] = Field(
-        None, description="Sequences: bucket the training split by length, about this many padded steps per batch "
-                          "(default: no bucketing).")
-    num_buckets: Optional[_Int] = Field(None, description="With `max_tokens_per_batch`: buckets (1..1000; "
-                                                               "default 8).")
-    memory_budget_mb: Optional[_Int] = Field(
-        None, description="MiB (>= 16) the input pipeline may use: training refuses to start when the estimate does "
-                          "not fit, and tf.data's autotuner is capped (default: no budget).")
-
-    @model_validator(mode="after")
-    def _rules(self) -> ReadOptions:
-        _check(self.memory_budget_mb is None or self.memory_budget_mb >= 16,
-               f"reader.memory_budget_mb: expected >= 16 (MiB), got {self.memory_budget_mb}")
-        _check(1 <= self.batch_size <= 1_000_000, f"reader.batch_size: expected 1..1000000, got {self.batch_size}")
-        _check(self.shuffle_buffer >= 0, f"reader.shuffle_buffer: expected >= 0, got {self.shuffle_buffer}")
-        _check(self.cycle_length >= 1, f"reader.cycle_length: expected >= 1, got {self.cycle_length}")
-        _check(self.prefetch == -1 or self.prefetch >= 0,
-               f"reader.prefetch: expected -1 (AUTOTUNE) or >= 0, got {self.prefetch}")
-        _check(self.max_tokens_per_batch is None or 1 <= self.max_tokens_per_batch <= 100_000_000,
-               f"reader.max_tokens_per_batch: expected 1..100000000 (or leave it out: no bucketing), "
-               f"got {self.max_tokens_per_batch}")
-        if self.num_buckets is not None:
-            _check(1 <= self.num_buckets <= 1000, f"reader.num_buckets: expected 1..1000, got {self.num_buckets}")
-            _check(self.max_tokens_per_batch is not None,
-                   "reader.num_buckets: buckets are made only with max_tokens_per_batch; set it, or remove num_buckets")
-        return self
-
-    @classmethod
-    def resolve(cls, options: Union[ReadOptions, Mapping[str, Any], None] = None, **overrides: Any) -> ReadOptions:
-        """The options a reader runs with: ``options`` (a `ReadOptions`, a mapping of its
-        fields such as a YAML ``reader:`` section, or None for the defaults) with
-        ``overrides`` (see `with_overrides`).
-
-        Example:
-            >>> ReadOptions.resolve({"batch_size": 32}, seed=0)
-            ReadOptions(batch_size=32, shuffle_buffer=10000, cycle_length=4, cache='none', prefetch=-1, seed=0, max_tokens_per_batch=None, num_buckets=None, memory_budget_mb=None)
-        """
-        if options is None:
-            options = cls()
-        elif isinstance(options, Mapping):
-            options = _validate(cls, options)
-        elif not isinstance(options, cls):
-            raise TypeError(f"options: expected a ReadOptions (the config's `reader:` section) or a mapping of its "
-                            f"fields, got {type(options).__name__}")
-        return options.with_overrides(**overrides)
-
-    def with_overrides(self, **overrides: Any) -> ReadOptions:
-        """These options with ``overrides`` (field names), checked as on load.
-
-        Turning bucketing off (``max_tokens_per_batch=None``) also drops ``num_buckets``,
-        which means nothing without it.
-
-        Raises:
-            TypeError: a keyword that is not a field, with the closest one.
-            ConfigError: a value out of range (``reader.batch_size: ...``).
-
-        Example:
-            >>> ReadOptions(batch_size=64).with_overrides(seed=1).seed
-            1
-            >>> ReadOptions().with_overrides(prefetch_buffer=2)
-            Traceback (most recent call last):
-            ...
-            TypeError: unexpected keyword argument 'prefetch_buffer': not a ReadOptions field; did you mean 'prefetch'? ...
-        """
-        fields = list(type(self).model_fields)
-        for key in overrides:
-            if key not in fields:
-                close = difflib.get_close_matches(key, fields, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise TypeError(f"unexpected keyword argument {key!r}: not a ReadOptions field{hint} (the fields: "
-                                f"{', '.join(fields)})")
-        if not overrides:
-            return self
-        if "max_tokens_per_batch" in overrides and overrides["max_tokens_per_batch"] is None:
-            overrides.setdefault("num_buckets", None)
-        return replace(self, **overrides)
-
-    def for_evaluation(self) -> ReadOptions:
-        """The options for a validation or eval split: these without the cache and the
-        bucketing. Evaluation metrics do not depend on the batching, unbucketed reads
-        keep the stored order, and a split read once per epoch gains little from a cache
-        that costs memory or disk. (`tfstream train` reads its validation and eval splits
-        so.)
-
-        Example:
-            >>> ReadOptions(cache="memory", max_tokens_per_batch=512, num_buckets=4).for_evaluation().cache
-            'none'
-        """
-        return replace(self, cache="none", max_tokens_per_batch=None, num_buckets=None)
 
 
 class ModelConfig(_Section):
@@ -485,18 +328,26 @@ class ModelConfig(_Section):
 
     _key_path = "model"
     type: Literal["dense", "lstm"] = Field(description="dense for tabular data, lstm for sequences.")
-    hidden_units: _Items[_Int] = Field((64, 32), description="Dense layers' units (lstm: after the LSTM layers).")
+    hidden_units: _Items[_Int] = Field((64, 32), description="Dense layers' units, 1..65,536 each, at most 100 "
+                                                             "layers (lstm: after the LSTM layers).")
     dropout: _Float = Field(0.0, description="Dropout after each layer (0 <= dropout < 1).")
-    embedding_dim: _Int = Field(8, description="dense: the embedding size of string features.")
-    lstm_units: _Items[_Int] = Field((64,), description="lstm: LSTM layers' units.")
+    embedding_dim: _Int = Field(8, description="dense: the embedding size of string features (1..16,384).")
+    lstm_units: _Items[_Int] = Field((64,), description="lstm: LSTM layers' units, 1..65,536 each, at most 100 "
+                                                        "layers.")
     bidirectional: StrictBool = Field(False, description="lstm: bidirectional LSTM layers.")
 
     @model_validator(mode="after")
     def _rules(self) -> ModelConfig:
-        _check(all(u >= 1 for u in self.hidden_units), "model.hidden_units: every layer needs >= 1 unit")
-        _check(all(u >= 1 for u in self.lstm_units), "model.lstm_units: every layer needs >= 1 unit")
-        _check(0 <= self.dropout < 1, f"model.dropout: expected 0 <= dropout < 1, got {self.dropout}")
-        _check(self.embedding_dim >= 1, f"model.embedding_dim: expected >= 1, got {self.embedding_dim}")
+        for key in ("hidden_units", "lstm_units"):
+            layers = getattr(self, key)
+            _check(all(u >= 1 for u in layers), f"model.{key}: every layer needs >= 1 unit")
+            _check(len(layers) <= MAX_LAYERS, f"model.{key}: expected at most {MAX_LAYERS} layers, got {len(layers)}")
+            for i, units in enumerate(layers):
+                _within(f"model.{key}[{i}]", units, 1, MAX_UNITS,
+                        "a layer of 65536 units on as many inputs already holds 16 GiB of weights; lower it")
+        _check(0 <= self.dropout < 1, f"model.dropout: expected 0 <= dropout < 1, got {_show(self.dropout)}")
+        _within("model.embedding_dim", self.embedding_dim, 1, MAX_EMBEDDING_DIM,
+                "wider than the largest language models' embeddings; lower it")
         if self.type == "lstm":
             _check(len(self.lstm_units) >= 1, "model.lstm_units: an lstm model needs at least one layer")
         return self
@@ -508,20 +359,23 @@ class TrainConfig(_Section):
     _key_path = "train"
     epochs: _Int = Field(10, description="The most epochs (1..100000).")
     learning_rate: _Float = Field(1e-3, description="Adam's learning rate (0 < lr < 10).")
-    early_stopping_patience: _Int = Field(3, description="Epochs without improvement before stopping.")
+    early_stopping_patience: _Int = Field(3, description="Epochs without improvement before stopping "
+                                                         "(0..100000; 0: never stop early).")
     train_split: StrictStr = Field("train", description="The split trained on.")
     validation_split: Optional[StrictStr] = Field(None, description="Drives early stopping and the best "
                                                                     "checkpoint (none: the training loss does).")
     eval_split: StrictStr = Field("eval", description="Evaluated once, at the end, and reported.")
-    seed: _Int = Field(0, description="Keras's random seed.")
+    seed: _Int = Field(0, description="Keras's random seed (0..4294967295: it seeds NumPy too).")
     dir: Optional[StrictStr] = Field(None, description="The model directory (default: `runs/<name>/model`).")
 
     @model_validator(mode="after")
     def _rules(self) -> TrainConfig:
-        _check(1 <= self.epochs <= 100_000, f"train.epochs: expected 1..100000, got {self.epochs}")
-        _check(0 < self.learning_rate < 10, f"train.learning_rate: expected 0 < lr < 10, got {self.learning_rate}")
-        _check(self.early_stopping_patience >= 0,
-               f"train.early_stopping_patience: expected >= 0, got {self.early_stopping_patience}")
+        _within("train.epochs", self.epochs, 1, 100_000, "an epoch is a pass over the training split")
+        _check(0 < self.learning_rate < 10,
+               f"train.learning_rate: expected 0 < lr < 10, got {_show(self.learning_rate)}")
+        _within("train.early_stopping_patience", self.early_stopping_patience, 0, 100_000,
+                "more patience than train.epochs allows never stops anything; lower it (0: no early stopping)")
+        _within("train.seed", self.seed, 0, 2**32 - 1, "Keras seeds NumPy with it, which takes 0..2**32-1")
         return self
 
 
@@ -539,9 +393,10 @@ class DriftConfig(_Section):
 
     @model_validator(mode="after")
     def _rules(self) -> DriftConfig:
-        _check(self.max_mean_shift > 0, f"validation.drift.max_mean_shift: expected > 0, got {self.max_mean_shift}")
+        _check(self.max_mean_shift > 0,
+               f"validation.drift.max_mean_shift: expected > 0, got {_show(self.max_mean_shift)}")
         _check(0 < self.max_vocab_linf <= 1,
-               f"validation.drift.max_vocab_linf: expected a fraction in (0, 1], got {self.max_vocab_linf}")
+               f"validation.drift.max_vocab_linf: expected a fraction in (0, 1], got {_show(self.max_vocab_linf)}")
         return self
 
 
@@ -557,7 +412,7 @@ class ValidationConfig(_Section):
     @model_validator(mode="after")
     def _rules(self) -> ValidationConfig:
         _check(0 <= self.max_bad_fraction <= 1,
-               f"validation.max_bad_fraction: expected a fraction in [0, 1], got {self.max_bad_fraction}")
+               f"validation.max_bad_fraction: expected a fraction in [0, 1], got {_show(self.max_bad_fraction)}")
         return self
 
 
@@ -582,13 +437,14 @@ class JobConfig(_Section):
         _check(len(self.features) >= 1, "features: list at least one feature")
         names = [f.name for f in self.features] + [self.label.name]
         dup = sorted({n for n in names if names.count(n) > 1})
-        _check(not dup, f"features: the names {dup} are used twice (the label is named {self.label.name!r})")
+        _check(not dup,
+               f"features: the names {_show(dup)} are used twice (the label is named {_show(self.label.name)})")
         for split in (self.train.train_split, self.train.eval_split, self.train.validation_split):
             _check(split is None or split in self.split.fractions,
-                   f"train: split {_show(split)} is not one of split.fractions {sorted(self.split.fractions)}")
+                   f"train: split {_show(split)} is not one of split.fractions {_show(sorted(self.split.fractions))}")
         unknown = sorted(set(self.output.num_shards) - set(self.split.fractions))
-        _check(not unknown, f"output.num_shards: {unknown} are not splits; the splits are "
-                            f"{sorted(self.split.fractions)} (split.fractions)")
+        _check(not unknown, f"output.num_shards: {_show(unknown)} are not splits; the splits are "
+                            f"{_show(sorted(self.split.fractions))} (split.fractions)")
         has_seq = any(f.type == "sequence" for f in self.features)
         if self.model.type == "lstm":
             _check(has_seq, "model.type: an lstm model needs a feature of type sequence")
@@ -634,11 +490,13 @@ class JobConfig(_Section):
 
 
 def config_from_dict(data: Any) -> JobConfig:
-    """Build a `JobConfig` from plain data (what `yaml.safe_load` returns).
+    """Build a `JobConfig` from plain data (what `yaml.safe_load` returns), bounded in
+    size and depth as a YAML file is (`config_yaml.check_size`).
 
     Raises:
         ConfigError: naming the key path and the fix.
     """
+    check_size(data)
     return _validate(JobConfig, data)
 
 
@@ -650,54 +508,15 @@ def load_config(path_or_mapping: Union[str, os.PathLike, Mapping[str, Any]]) -> 
     """
     if isinstance(path_or_mapping, Mapping):
         return config_from_dict(path_or_mapping)
-    import yaml
-
     path = os.fspath(path_or_mapping)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    data = read_yaml(path)
     try:
         return config_from_dict(data)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
 
 
-_Model = TypeVar("_Model", bound=_Section)
-
-
-def replace(model: _Model, **changes: Any) -> _Model:
-    """A copy of a config section with ``changes``, checked again as on load; e.g.
-    ``replace(job, train=replace(job.train, epochs=4))``.
-
-    Raises:
-        ConfigError: naming the key path and the fix.
-    """
-    return _validate(type(model), {**dict(model), **changes})
-
-
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of a job config, for editors (e.g. the YAML language server)."""
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **JobConfig.model_json_schema(),
             "title": "tfstream job config"}
-
-
-# --------------------------------------------------------------------------- messages
-
-
-# True while `_validate` loads a config: its sections' own __init__ then leaves the
-# wording of an error to `_validate`, which knows the whole key path.
-_LOADING: contextvars.ContextVar[bool] = contextvars.ContextVar("tfstream_config_loading", default=False)
-
-
-def _validate(model: type[_Model], data: Any) -> _Model:
-    token = _LOADING.set(True)
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        raise _config_error(e, model, data) from None
-    finally:
-        _LOADING.reset(token)

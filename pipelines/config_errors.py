@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import reprlib
 import types
 from typing import Annotated, Any, Literal, Mapping, Union, get_args, get_origin
 
@@ -35,9 +36,52 @@ def check(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+class _ShortRepr(reprlib.Repr):
+    """`reprlib.Repr` whose work is bounded as well as its output: a few items of each
+    list or mapping, a few levels deep, long strings and integers cut before they are
+    written out (`repr` of a YAML alias bomb would build gigabytes first; ``str`` of an
+    integer of 5,000 digits raises). Subclasses of the built-in containers (a config's
+    frozen mappings) are shown as their base type."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.maxlevel, self.maxdict = 3, 8
+        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdeque = self.maxarray = 8
+        self.maxstring = self.maxlong = self.maxother = limit
+
+    def repr1(self, x: Any, level: int) -> str:
+        for kind in (dict, list, tuple, set, frozenset, str, int):
+            if isinstance(x, kind) and not isinstance(x, bool):
+                return getattr(self, f"repr_{kind.__name__}")(x, level)
+        return super().repr1(x, level)
+
+    def repr_str(self, x: str, level: int) -> str:
+        return repr(x[:self.maxstring + 1])  # cut below, with "..."
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 3 * self.maxlong:  # more digits than a message shows (and than str() may write)
+            return f"<an integer of about {int(x.bit_length() * 0.30103) + 1:,} digits>"
+        return repr(x)
+
+
 def show(value: Any, limit: int = 200) -> str:
-    """``repr(value)``, cut to about ``limit`` characters: a huge value never makes a huge message."""
-    text = repr(value)
+    """``repr(value)``, cut to about ``limit`` characters, in bounded time and memory: a
+    huge value (or a small one that refers to the same list many times) never makes a
+    huge message. Every value a config error echoes goes through here.
+
+    Example:
+        >>> show("x" * 1000, limit=12), show([[1, 2]] * 100, limit=30), show(10 ** 5000)
+        ("'xxxxxxxx...", '[[1, 2], [1, 2], [1, 2], [1...', '<an integer of about 5,001 digits>')
+    """
+    try:
+        text = _ShortRepr(limit).repr(value)
+    except Exception:  # noqa: BLE001 - a value whose repr fails: name its type, never fail the message
+        text = f"<{type(value).__name__}>"
+    return cut(text, limit)
+
+
+def cut(text: str, limit: int = 200) -> str:
+    """``text`` (a key or a name, echoed as it is) cut to about ``limit`` characters."""
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
@@ -50,11 +94,12 @@ def config_error(error: ValidationError, model: type[BaseModel], data: Any) -> C
     path, tp, _ = _locate(model, loc)
     root = model._key_path
     if root == "features[]" and isinstance(data, Mapping) and isinstance(data.get("name"), str):
-        root = f"features[{data['name']}]"  # one feature, built or replaced alone: named as in a job's messages
+        # one feature, built or replaced alone: named as in a job's messages
+        root = f"features[{cut(data['name'], 80)}]"
     where = _join(root, path)
     if kind in ("extra_forbidden", "invalid_key"):  # invalid_key: a key that is not a string
-        key, fields = loc[len(path)], list(tp.model_fields)
-        close = difflib.get_close_matches(str(key), fields, n=1)
+        key, fields = cut(str(loc[len(path)]), 80), list(tp.model_fields)
+        close = difflib.get_close_matches(key, fields, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(fields)}"
         return ConfigError(f"{where + '.' if where else ''}{key}: unknown key{hint}")
     if kind == "missing":
@@ -69,10 +114,11 @@ def config_error(error: ValidationError, model: type[BaseModel], data: Any) -> C
             owner = data
             for part in loc[:-1]:
                 owner = owner[part]
-            named = f"features[{owner.get('name')}]"
+            named = f"features[{cut(str(owner.get('name')), 80)}]"
         message = f"{named}.{path[-1]}: expected {_choices(get_args(_strip(tp)), where)}; got {show(value)}"
     else:
-        return ConfigError(f"{where}: expected {_type_name(tp)}, got {show(value)}")
+        expected = "a finite number" if kind == "finite_number" else _type_name(tp)
+        return ConfigError(f"{where}: expected {expected}, got {show(value)}")
     # a nested section's rule is prefixed with where the section is, unless it says so
     # (a feature's rule names the feature: `features[x].on_nan: ...`, not its index)
     prefix = _join(root, section)
@@ -115,7 +161,8 @@ def _strip(tp: Any) -> Any:
 
 def _join(root: str, path: list[Any]) -> str:
     for part in path:
-        root += f"[{part}]" if isinstance(part, int) else f".{part}" if root else str(part)
+        text = cut(str(part), 80)  # a mapping's key is the user's: maybe huge
+        root += f"[{text}]" if isinstance(part, int) else f".{text}" if root else text
     return root
 
 

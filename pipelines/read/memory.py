@@ -13,8 +13,15 @@ sequence) and the reader settings:
 Each part is given as expected (mean record) and at worst (largest record, longest
 sequence in every batch). The trainer prints the table, warns when the worst case goes
 over ``reader.memory_budget_mb`` and refuses to start when even the expected figure does,
-naming the setting to lower and a value that fits. tf.data's own autotuner, which grows
-buffers as it sees fit, is bounded by the same budget (``options.autotune.ram_budget``).
+or when the worst case does not fit in this machine's memory (`machine_memory`), budget
+or not, naming the setting to lower and a value that fits. tf.data's own autotuner,
+which grows buffers as it sees fit, is bounded by the same budget
+(``options.autotune.ram_budget``).
+
+The settings are counted as `read` runs them: ``cycle_length`` at most the split's
+shards (`parallel_shards`), the shuffle buffer at most the split's records
+(`shuffle_buffer_held`), a batch at most the split, so the plan and TensorFlow never
+disagree on what a setting larger than the split costs.
 
 What is not counted: TensorFlow itself, the model and its optimizer state, Keras'
 own buffers; the estimate is for the input pipeline only.
@@ -66,6 +73,7 @@ class MemoryPart:
     setting: str  # the config key that scales it
     expected: int  # bytes
     worst: int  # bytes
+    per_unit: tuple[float, float] = (0.0, 0.0)  # bytes per unit of the setting (expected, worst); 0: not linear
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +101,42 @@ class MemoryEstimate:
         if self.budget is not None:
             rows.append(["budget", "reader.memory_budget_mb", _mib(self.budget), ""])
         return render_table(["input pipeline part", "setting", "expected MiB", "worst MiB"], rows, terminal=terminal)
+
+
+def machine_memory() -> Optional[int]:
+    """Bytes of memory this process can have: the machine's physical memory, or its
+    container's limit (cgroup v2 or v1) when that is lower; None where neither is known."""
+    try:
+        total: Optional[int] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on Linux or macOS
+        total = None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path, encoding="ascii") as f:
+                text = f.read().strip()
+        except (OSError, ValueError):
+            continue
+        if text.isdigit():  # "max": no limit
+            total = min(total, int(text)) if total else int(text)
+        break
+    return total
+
+
+def parallel_shards(manifest: Manifest, split: str, cycle_length: int) -> int:
+    """``cycle_length`` as `read` runs it: at most the split's shard count. More
+    interleave slots than shards read the same blocks in the same order (each slot holds
+    one shard until it is done), yet each slot costs a thread."""
+    return max(1, min(cycle_length, len(manifest.split(split).shards)))
+
+
+def shuffle_buffer_held(manifest: Manifest, split: str, shuffle_buffer: int, block_size: int) -> int:
+    """``shuffle_buffer`` as `read` passes it to `stages.shuffle_blocks`: at most twice
+    the split's blocks of ``block_size`` records. There one window holds the whole split
+    and the block buffer all its blocks, so any larger value gives the same order for
+    the same seed (checked, epoch after epoch), while TensorFlow would size its buffers
+    by the value. Either way the buffer holds at most the split's records."""
+    blocks = sum(-(-s.records // block_size) for s in manifest.split(split).shards)
+    return min(shuffle_buffer, 2 * blocks * block_size)
 
 
 def _cpus() -> int:
@@ -195,18 +239,25 @@ def estimate_input_memory(manifest: Manifest, split: str, options: Optional[Read
     max_tokens_per_batch, prefetch, cycle_length = options.max_tokens_per_batch, options.prefetch, options.cycle_length
     budget_mb = options.memory_budget_mb
     mean_record, max_record = _record_bytes(manifest, split)
+    # a batch never holds more than the split
+    batch_size = max(1, min(batch_size, manifest.num_examples(split)))
     (ser_mean, parsed_mean), (ser_worst, parsed_worst) = _batch_bytes(
         manifest, split, batch_size, max_tokens_per_batch, mean_record, max_record)
     calls = parallel_calls or _cpus()
     depth = AUTOTUNE_PREFETCH_BATCHES if prefetch == -1 else prefetch
-    cycles = cycle_length if shuffle else 1
+    cycles = parallel_shards(manifest, split, cycle_length) if shuffle else 1
     held = min(shuffle_buffer, manifest.num_examples(split)) if shuffle else 0
     cached = int(manifest.num_examples(split) * (mean_record + ELEMENT_OVERHEAD_BYTES)) if cache == "memory" else 0
+    per_record = (SHUFFLE_COPIES * (mean_record + ELEMENT_OVERHEAD_BYTES),
+                  SHUFFLE_COPIES * (max_record + ELEMENT_OVERHEAD_BYTES))
+    # at worst every record held is the largest, yet they are never more than the split's bytes
+    worst_held = SHUFFLE_COPIES * (min(held * max_record, manifest.split(split).record_bytes)
+                                   + held * ELEMENT_OVERHEAD_BYTES)
     parts = [
-        MemoryPart("read buffers", "reader.cycle_length", cycles * READ_BUFFER_BYTES, cycles * READ_BUFFER_BYTES),
-        MemoryPart("shuffle buffer", "reader.shuffle_buffer",
-                   int(SHUFFLE_COPIES * held * (mean_record + ELEMENT_OVERHEAD_BYTES)),
-                   int(SHUFFLE_COPIES * held * (max_record + ELEMENT_OVERHEAD_BYTES))),
+        MemoryPart("read buffers", "reader.cycle_length", cycles * READ_BUFFER_BYTES, cycles * READ_BUFFER_BYTES,
+                   (READ_BUFFER_BYTES, READ_BUFFER_BYTES)),
+        MemoryPart("shuffle buffer", "reader.shuffle_buffer", int(held * per_record[0]),
+                   int(max(worst_held, held * per_record[0])), per_record),
         MemoryPart("cache", "reader.cache", cached, cached),
         MemoryPart("batches in work", "reader.batch_size", int(calls * (ser_mean + parsed_mean)),
                    int(calls * (ser_worst + parsed_worst))),
@@ -215,34 +266,57 @@ def estimate_input_memory(manifest: Manifest, split: str, options: Optional[Read
     return MemoryEstimate(tuple(parts), budget_mb * MiB if budget_mb else None)
 
 
-def check_budget(estimate: MemoryEstimate, shuffle_buffer: int) -> Optional[str]:
-    """Against ``estimate.budget``: raises when the expected memory does not fit, and
-    returns a warning (or None) when only the worst case does not.
+def check_budget(estimate: MemoryEstimate, shuffle_buffer: int, *,
+                 machine_bytes: Optional[int] = None) -> Optional[str]:
+    """Against ``estimate.budget`` and this machine's memory: raises when the expected
+    memory does not fit in the budget, or the worst case not in the machine's memory
+    (budget or not: a pipeline that may not fit would be killed, or crash TensorFlow,
+    after training started); returns a warning (or None) when only the worst case does
+    not fit in the budget.
+
+    Args:
+        estimate: from `estimate_input_memory`.
+        shuffle_buffer: the ``reader.shuffle_buffer`` setting (for the advice where the
+            estimate does not say what a record costs).
+        machine_bytes: the memory to hold the worst case to (default: `machine_memory`).
 
     Raises:
         MemoryBudgetError: naming the largest part, its setting, and a value that fits.
     """
     budget = estimate.budget
-    if budget is None:
-        return None
-    if estimate.expected > budget:
+    if budget is not None and estimate.expected > budget:
         part = estimate.largest()
-        advice = f"lower {part.setting}"
-        if part.setting == "reader.shuffle_buffer" and part.expected and shuffle_buffer:
-            per_record = part.expected / shuffle_buffer
-            room = budget - (estimate.expected - part.expected)
-            if room > 0:
-                advice += f" to {int(room / per_record):,} or less"
-        elif part.setting == "reader.cache":
-            advice = "set reader.cache to none or to a file prefix (a file cache costs no memory)"
         raise MemoryBudgetError(
             f"the input pipeline needs about {_mib(estimate.expected)} MiB, more than reader.memory_budget_mb "
-            f"{_mib(budget):g}; the largest part is the {part.name} ({_mib(part.expected)} MiB): {advice}, "
+            f"{_mib(budget):g}; the largest part is the {part.name} ({_mib(part.expected)} MiB): "
+            f"{_advice(part, budget - (estimate.expected - part.expected), 0, shuffle_buffer)}, "
             f"or raise reader.memory_budget_mb"
         )
-    if estimate.worst > budget:
+    machine = machine_memory() if machine_bytes is None else machine_bytes
+    if machine and estimate.worst > machine:
+        part = max(estimate.parts, key=lambda p: p.worst)
+        raise MemoryBudgetError(
+            f"the input pipeline may need up to {_mib(estimate.worst)} MiB (with the largest records), more than "
+            f"this machine's {_mib(machine):g} MiB of memory; the largest part is the {part.name} "
+            f"({_mib(part.worst)} MiB at worst): "
+            f"{_advice(part, machine - (estimate.worst - part.worst), 1, shuffle_buffer)}"
+        )
+    if budget is not None and estimate.worst > budget:
         part = max(estimate.parts, key=lambda p: p.worst)
         return (f"the input pipeline needs about {_mib(estimate.expected)} MiB, but up to {_mib(estimate.worst)} MiB "
                 f"with the largest records, more than reader.memory_budget_mb {_mib(budget):g} (mostly the "
                 f"{part.name}: {_mib(part.worst)} MiB at worst; lower {part.setting} to be safe)")
     return None
+
+
+def _advice(part: MemoryPart, room: float, case: int, shuffle_buffer: int) -> str:
+    """What to do when ``part`` must shrink to ``room`` bytes (``case`` 0: its expected
+    figure, 1: its worst)."""
+    if part.setting == "reader.cache":
+        return "set reader.cache to none or to a file prefix (a file cache costs no memory)"
+    per_unit = part.per_unit[case]
+    if not per_unit and part.setting == "reader.shuffle_buffer" and shuffle_buffer:
+        per_unit = (part.expected, part.worst)[case] / shuffle_buffer
+    if per_unit and room >= per_unit:
+        return f"lower {part.setting} to {int(room / per_unit):,} or less"
+    return f"lower {part.setting}"

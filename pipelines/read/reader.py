@@ -21,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Optional, Union
 
 import tensorflow as tf
@@ -29,6 +28,7 @@ import tensorflow as tf
 from tfstream.pipelines.config import ReadOptions
 from tfstream.pipelines.manifest import Manifest, load_manifest
 from tfstream.pipelines.read.bucketing import DEFAULT_NUM_BUCKETS, bucket_by_length, bucket_plan
+from tfstream.pipelines.read.memory import machine_memory, parallel_shards, shuffle_buffer_held
 from tfstream.pipelines.read.stages import (
     BLOCK_SIZE,
     PaddingCounter,
@@ -48,9 +48,8 @@ _log = logging.getLogger(__name__)
 
 
 def _warn_on_memory_cache(manifest: Manifest, split: str) -> None:
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
+    total = machine_memory()
+    if total is None:
         return
     size = manifest.split(split).record_bytes
     if size > total // 4:
@@ -97,7 +96,9 @@ def read(
     never reads a stale cache; ``prefetch`` batches prefetched (-1: AUTOTUNE); ``seed``
     makes file order, interleaving and shuffling reproducible (without one, interleave
     and map may reorder elements for speed; unshuffled reads always keep the stored
-    order); ``max_tokens_per_batch`` buckets sequences by length (`bucketing.bucket_plan`,
+    order); a ``cycle_length`` above the split's shard count, or a ``shuffle_buffer``
+    above its size, is held to the split (the same order: see `memory.parallel_shards`
+    and `memory.shuffle_buffer_held`); ``max_tokens_per_batch`` buckets sequences by length (`bucketing.bucket_plan`,
     on this split's statistics, by the first sequence feature; ignored with a warning
     for a dataset without sequences) into ``num_buckets`` buckets (8 when not set);
     ``memory_budget_mb`` caps tf.data's autotuner (``options.autotune.ram_budget``).
@@ -144,13 +145,17 @@ def read(
 
     files = list_shards(manifest, split, shuffle=shuffle, seed=options.seed)
     if shuffle:
-        # Blocks, not records, from here to the batches: see `stages`.
+        # Blocks, not records, from here to the batches: see `stages`. Settings larger
+        # than the split are held to it (same order; TensorFlow sizes threads and
+        # buffers by the setting, not by the data), as the memory planner counts them.
         # Each shard's record count is checked as it is read (per block: cheap): a shard
         # a few records short or long would otherwise pass the batch count below.
-        ds = files.apply(interleave_blocks(compression=manifest.compression, cycle_length=options.cycle_length,
+        cycle_length = parallel_shards(manifest, split, options.cycle_length)
+        buffer_size = shuffle_buffer_held(manifest, split, options.shuffle_buffer, BLOCK_SIZE)
+        ds = files.apply(interleave_blocks(compression=manifest.compression, cycle_length=cycle_length,
                                            deterministic=deterministic, records=shard_records(manifest, split)))
         ds = ds.apply(cache_records(cache=cache))
-        ds = ds.apply(shuffle_blocks(buffer_size=options.shuffle_buffer, block_size=BLOCK_SIZE, seed=options.seed,
+        ds = ds.apply(shuffle_blocks(buffer_size=buffer_size, block_size=BLOCK_SIZE, seed=options.seed,
                                      deterministic=deterministic))
     else:
         ds = files.apply(read_shards(compression=manifest.compression))

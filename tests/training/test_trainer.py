@@ -233,10 +233,10 @@ def test_reader_bucketing_keys(make_job):
 
 
 def test_a_memory_budget_too_small_refuses_to_train(flights_job, flights_dataset, tmp_path):
-    job = replace(flights_job, reader=replace(flights_job.reader, cycle_length=32,
-                                                                      memory_budget_mb=16))
+    # (not cycle_length: above the split's 3 shards it is counted as 3 read buffers, as read() runs it)
+    job = replace(flights_job, reader=replace(flights_job.reader, prefetch=1024, memory_budget_mb=16))
     with pytest.raises(TrainError, match=r"the input pipeline needs about [\d.]+ MiB, more than "
-                                         r"reader.memory_budget_mb 16; the largest part is the read buffers "
-                                         r"\(32.0 MiB\): lower reader.cycle_length, or raise reader.memory_budget_mb"):
+                                         r"reader.memory_budget_mb 16; the largest part is the prefetch "
+                                         r"\([\d.]+ MiB\): lower reader.prefetch, or raise reader.memory_budget_mb"):
         train(job, dataset=flights_dataset, model_dir=str(tmp_path / "m"), verbose=0)
     assert not os.path.exists(tmp_path / "m" / "checkpoints")  # refused before anything is written

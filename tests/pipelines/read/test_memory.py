@@ -100,3 +100,33 @@ def test_worst_case_over_budget_is_a_warning():
                                 memory_budget_mb=budget_mb)
     warning = check_budget(est, 100_000)
     assert warning.startswith("the input pipeline needs about") and "with the largest records" in warning
+
+
+def test_the_machine_memory_bounds_the_plan_without_a_budget():
+    from tfstream.pipelines.read.memory import machine_memory
+
+    assert machine_memory() > 64 * MiB
+    m = _big_tabular()
+    est = estimate_input_memory(m, "train", batch_size=256, shuffle_buffer=1_000_000, parallel_calls=2)
+    assert est.budget is None and check_budget(est, 1_000_000, machine_bytes=1 << 40) is None
+    with pytest.raises(MemoryBudgetError, match=r"^the input pipeline may need up to [\d.]+ MiB \(with the largest "
+                                                r"records\), more than this machine's 256 MiB of memory; the largest "
+                                                r"part is the shuffle buffer \([\d.]+ MiB at worst\): lower "
+                                                r"reader.shuffle_buffer to ([\d,]+) or less$") as e:
+        check_budget(est, 1_000_000, machine_bytes=256 * MiB)
+    suggested = int(re.search(r"to ([\d,]+) or less", str(e.value)).group(1).replace(",", ""))
+    fits = estimate_input_memory(m, "train", batch_size=256, shuffle_buffer=suggested, parallel_calls=2)
+    assert check_budget(fits, suggested, machine_bytes=256 * MiB) is None and suggested > 100_000
+
+
+def test_settings_are_counted_as_the_reader_runs_them():
+    from tfstream.pipelines.read.memory import READ_BUFFER_BYTES, parallel_shards, shuffle_buffer_held
+
+    m = _big_tabular(records=1000)  # one shard of 1,000 records of 200 bytes (the largest: 400)
+    assert parallel_shards(m, "train", 1024) == 1 and parallel_shards(m, "train", 4) == 1
+    assert shuffle_buffer_held(m, "train", 100_000_000, 128) == 2 * 8 * 128  # 8 blocks: one window, all blocks
+    assert shuffle_buffer_held(m, "train", 500, 128) == 500
+    est = _parts(estimate_input_memory(m, "train", cycle_length=1024, shuffle_buffer=100_000_000, parallel_calls=1))
+    assert est["read buffers"].expected == READ_BUFFER_BYTES  # one shard: one read buffer, not 1,024
+    assert est["shuffle buffer"].expected == 2 * 1000 * (200 + 64)  # the split, at most
+    assert est["shuffle buffer"].worst == 2 * (1000 * 200 + 1000 * 64)  # never more than the split's bytes
