@@ -210,9 +210,13 @@ def format_manifest(manifest: Manifest, *, train_split: Optional[str] = None,
     files = ", ".join(f.get("name", "?") for f in source.files)
     rejected = f", {source.rows_rejected:,} rejected" if source.rows_rejected is not None else ""
     by_reason = " (by reason below)" if source.dropped or source.rejected else ""
+    snapshot = manifest.snapshot
+    folder = f"snapshots/{snapshot['id']}/" if snapshot else ""
     out = [
         f"dataset   {manifest.name}  ({manifest.root})",
         f"written   {manifest.created_at}  format v{manifest.format_version}  compression {manifest.compression}",
+        *([f"snapshot  {snapshot['id']}  (previous: {snapshot.get('parent') or 'none'}); files under {folder}"]
+          if snapshot else []),
         f"source    {files}  sha256 {source.sha256[:16]}",
         f"rows      {source.rows_read:,} read, {source.rows_written:,} written, {source.rows_dropped:,} dropped"
         f"{rejected}{by_reason}",
@@ -228,7 +232,8 @@ def format_manifest(manifest: Manifest, *, train_split: Optional[str] = None,
         "shards",
         render_table(
             ["split", "file", "records", "bytes", "sha256"],
-            [[s.name, sh.file, sh.records, size(sh.bytes), sh.sha256[:12]]
+            [[s.name, sh.file[len(folder):] if sh.file.startswith(folder) else sh.file, sh.records, size(sh.bytes),
+              sh.sha256[:12]]
              for s in manifest.splits.values() for sh in s.shards],
             terminal=terminal,
         ),

@@ -184,6 +184,38 @@ def _collect_garbage(config: JobConfig, dataset_dir: str) -> None:
         _log.info("removed %d old snapshot(s): %s", len(report.removed), ", ".join(report.removed))
 
 
+def unlearnable_classes(config: JobConfig, data: dict[str, Any]) -> list[str]:
+    """A warning for each class of the label with no row in the training split: the
+    model cannot learn it, and scores on the splits that hold it mean little.
+
+    Example:
+        >>> job = load_config("configs/digits_lstm.yaml")
+        >>> stats = lambda counts: {"statistics": {"label": {"class_counts": counts}}}
+        >>> data = {"splits": {"train": stats({"0": 9, "1": 5}), "eval": stats({"0": 1, "7": 2})}}
+        >>> warnings = unlearnable_classes(job, data)
+        >>> len(warnings), warnings[0]
+        (8, "label 'digit': class '2' (index 2) has no row in the training split 'train'; the model cannot learn it: check the source, the class list, or split.fractions")
+        >>> warnings[5]  # doctest: +ELLIPSIS
+        "label 'digit': class '7' (index 7) has no row in the training split 'train' but 2 in 'eval'; ..."
+    """
+    label = config.schema().label
+    train = data["splits"].get(config.train.train_split, {}).get("statistics", {}).get("label", {})
+    counts = train.get("class_counts")
+    if label.task == "regression" or counts is None:
+        return []
+    out = []
+    for index, name in enumerate(label.classes):
+        if counts.get(str(index)):
+            continue
+        elsewhere = ", ".join(f"{n:,} in {split!r}" for split, info in data["splits"].items()
+                              if (n := info.get("statistics", {}).get("label", {}).get("class_counts", {})
+                                  .get(str(index))))
+        out.append(f"label {label.name!r}: class {name!r} (index {index}) has no row in the training split "
+                   f"{config.train.train_split!r}{f' but {elsewhere}' if elsewhere else ''}; the model cannot learn "
+                   f"it: check the source, the class list, or split.fractions")
+    return out
+
+
 def finish_run(config: JobConfig, staging: str, dataset_dir: str, previous: Optional[str] = None) -> Manifest:
     """Check a finished run in ``staging`` (its ``manifest.json`` written), then publish
     it into ``dataset_dir``, or refuse it (see `preprocess`).
@@ -225,6 +257,8 @@ def finish_run(config: JobConfig, staging: str, dataset_dir: str, previous: Opti
                             + "; ".join(errors))
     if problems:
         raise _refuse(staging, dataset_dir, data, "; and ".join(problems))
+    for line in unlearnable_classes(config, data):
+        _log.warning("%s", line)
     write_manifest(staging, data)
     _, parent = publish.current_id(dataset_dir)
     publish.publish(staging, dataset_dir, os.path.basename(staging.rstrip("/")), parent)
