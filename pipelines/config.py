@@ -37,7 +37,8 @@ from tfstream.pipelines.config_types import (FLOAT32_MAX, MAX_CLASSES, MAX_EMBED
                                              MAX_RECORD_VALUES, MAX_SEQUENCE_STEPS, MAX_STEP_VALUES, MAX_UNITS,
                                              MAX_VECTOR_VALUES)
 from tfstream.pipelines.config_types import Float as _Float, FrozenMapping as _Mapping, Int as _Int, Items as _Items
-from tfstream.pipelines.config_types import Section as _Section, replace, validate as _validate, within as _within
+from tfstream.pipelines.config_types import Section as _Section, validate as _validate, within as _within
+from tfstream.pipelines.config_types import replace  # noqa: F401 - public here: `config.replace`
 from tfstream.pipelines.config_yaml import check_size, read_yaml
 from tfstream.pipelines.read_options import ReadOptions
 from tfstream.transforms.analyzers import MAX_VOCABULARY

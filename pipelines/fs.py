@@ -50,13 +50,25 @@ def read_bytes(path: str) -> bytes:
 def write_atomic(path: str, data: bytes) -> None:
     """Write a whole file so that readers see either the old content or all of the new.
 
-    Local: a temporary file, flushed to disk, then `os.replace`. Object stores: one
-    object written whole (GCS and S3 make an upload visible only once complete, and
-    replace an object atomically), so there is no moment without the file.
+    Local, and remote file systems with directories (HDFS): a temporary file, then a
+    rename over ``path`` (`os.replace` locally, after an fsync). Object stores (GCS, S3,
+    Azure: no directories): one object written whole, since an upload becomes visible
+    only once complete and replaces the object atomically, so there is no moment
+    without the file (a rename there is a copy and a delete).
     """
     if is_remote(path):
-        with _beam_fs().create(path) as f:
+        filesystems = _beam_fs()
+        if not filesystems.get_filesystem(path).has_dirs():
+            with filesystems.create(path) as f:
+                f.write(data)
+            return
+        parent, name = path.rsplit("/", 1)
+        temp = join(parent, f".{name}.{uuid.uuid4().hex}.tmp")
+        with filesystems.create(temp) as f:
             f.write(data)
+        if filesystems.exists(path):
+            filesystems.delete([path])
+        filesystems.rename([temp], [path])
         return
     parent, name = os.path.split(path)
     temp = join(parent, f".{name}.{uuid.uuid4().hex}.tmp")
@@ -65,6 +77,16 @@ def write_atomic(path: str, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(temp, path)  # atomic on POSIX
+    try:  # and durable: the rename itself reaches the disk
+        fd = os.open(parent or ".", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def rename(src: str, dst: str) -> None:

@@ -111,9 +111,15 @@ def _statistics(data: Mapping[str, Any], path: str) -> None:
             raise _Bad(f"{p}: expected a [token, count] pair, got {_echo(pair)}")
 
 
+def inside(file: str) -> bool:
+    """Whether a path a manifest names stays inside the dataset directory (relative, no
+    scheme, no ``..``): readers and garbage collection touch nothing else."""
+    return not (posixpath.isabs(file) or "://" in file or ".." in file.replace("\\", "/").split("/"))
+
+
 def _shard(data: Mapping[str, Any], path: str) -> int:
     file = _get(data, "file", path, str, required=True, what="the shard's path in the dataset")
-    if posixpath.isabs(file) or "://" in file or ".." in file.replace("\\", "/").split("/"):
+    if not inside(file):
         raise _Bad(f"{path}.file: expected a path inside the dataset directory, got {_echo(file)}")
     for key in ("bytes", "record_bytes", "max_record_bytes"):
         _get(data, key, path, int, required=key == "bytes")
@@ -161,7 +167,9 @@ def _source(data: Mapping[str, Any], written: bool) -> None:
     for key in ("dropped", "rejected"):
         _items(data, key, "source", int)
     _items(data, "rejected_examples", "source", str)
-    _items(data, "quarantine", "source", str, is_list=True)
+    for p, file in _items(data, "quarantine", "source", str, is_list=True):
+        if not inside(file):
+            raise _Bad(f"{p}: expected a path inside the dataset directory, got {_echo(file)}")
     fingerprint = _get(data, "fingerprint", "source", dict)
     if fingerprint is not None:
         _items(fingerprint, "files", "source.fingerprint", dict, is_list=True)

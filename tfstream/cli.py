@@ -159,16 +159,24 @@ def _restart_option(p: argparse.ArgumentParser) -> None:
 
 
 def _gc(dataset: str, retention_hours: Optional[float], wait: bool) -> None:
-    from tfstream.pipelines.config import OutputConfig
+    import math
+
+    from tfstream.pipelines import fs
+    from tfstream.pipelines.config import ConfigError, OutputConfig
     from tfstream.pipelines.manifest import MANIFEST_NAME, ManifestError
     from tfstream.pipelines.snapshots import SNAPSHOTS_DIR
     from tfstream.pipelines.write import publish
     from tfstream.pipelines.write.lock import locked
 
-    if not (os.path.exists(os.path.join(dataset, MANIFEST_NAME)) or os.path.isdir(os.path.join(dataset, SNAPSHOTS_DIR))):
+    if not (fs.exists(fs.join(dataset, MANIFEST_NAME)) or fs.glob(fs.join(dataset, SNAPSHOTS_DIR, "*"))):
         raise ManifestError(f"{dataset}: not a tfstream dataset (no {MANIFEST_NAME}, no {SNAPSHOTS_DIR}/)")
-    if retention_hours is None:
-        retention_hours = OutputConfig.model_fields["snapshot_retention_hours"].default
+    if retention_hours is None:  # the dataset's own setting, else the default
+        data = publish.published(dataset)[1] or {}
+        output = data.get("options", {}).get("config", {}).get("output", {})
+        retention_hours = output.get("snapshot_retention_hours",
+                                     OutputConfig.model_fields["snapshot_retention_hours"].default)
+    if not (isinstance(retention_hours, (int, float)) and math.isfinite(retention_hours) and retention_hours >= 0):
+        raise ConfigError(f"--retention-hours: expected a number of hours >= 0, got {retention_hours}")
     with locked(dataset, wait=wait):
         publish.adopt_legacy(dataset)
         report = publish.collect_garbage(dataset, retention_hours)

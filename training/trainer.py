@@ -161,6 +161,9 @@ def _check_dataset_identity(checkpoints: str, manifest: Manifest, dataset_dir: s
             which), and ``restart`` is false.
     """
     state = [os.path.join(checkpoints, n) for n in (_BACKUP, _FITTED, _LAST)]
+    for path, partner in ((state[2], state[1]), (state[1], state[2])):
+        if os.path.exists(path) and not os.path.exists(partner):
+            os.remove(path)  # a finished fit has both the final weights and fitted.json
     if not any(os.path.exists(p) for p in state):
         return False
     recorded = _read_json(os.path.join(checkpoints, _DATASET))
@@ -267,11 +270,11 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, None] = None, mode
 def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: str, verbose: int,
            callbacks: Sequence[keras.callbacks.Callback], restart: bool) -> dict[str, Any]:
     t = config.train
+    checkpoints = os.path.join(model_dir, "checkpoints")
+    resuming = _check_dataset_identity(checkpoints, manifest, dataset_dir, restart)  # cheap: first
     check_before_training(manifest, config)  # a broken shard fails now, not after the last epoch
     memory = _plan_memory(config, manifest)
-    checkpoints = os.path.join(model_dir, "checkpoints")
-    os.makedirs(checkpoints, exist_ok=True)
-    resuming = _check_dataset_identity(checkpoints, manifest, dataset_dir, restart)
+    os.makedirs(checkpoints, exist_ok=True)  # refused runs write nothing
     identity = {"digest": manifest.digest, "snapshot": manifest.snapshot["id"] if manifest.snapshot else None,
                 "dataset_dir": os.path.abspath(dataset_dir)}
     if not resuming:
@@ -316,8 +319,10 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
         fit_seconds = time.perf_counter() - start
         epochs_now = len(history.epoch)
         resumed_at = int(history.epoch[0]) + 1 if resuming and history.epoch else None
-        # Keras has removed its backup: keep the final weights until the run is complete.
-        model.save_weights(last)
+        # Keras has removed its backup: keep the final weights until the run is complete
+        # (written whole, then named; fitted.json, written last, says they are final).
+        model.save_weights(f"{last[:-len('.weights.h5')]}.tmp.weights.h5")
+        os.replace(f"{last[:-len('.weights.h5')]}.tmp.weights.h5", last)
         _write_json(os.path.join(checkpoints, _FITTED), {"fit_seconds": fit_seconds, "epochs_now": epochs_now,
                                                          "resumed_at_epoch": resumed_at})
     if os.path.exists(best):

@@ -269,43 +269,37 @@ def estimate_input_memory(manifest: Manifest, split: str, options: Optional[Read
 def check_budget(estimate: MemoryEstimate, shuffle_buffer: int, *,
                  machine_bytes: Optional[int] = None) -> Optional[str]:
     """Against ``estimate.budget`` and this machine's memory: raises when the expected
-    memory does not fit in the budget, or the worst case not in the machine's memory
-    (budget or not: a pipeline that may not fit would be killed, or crash TensorFlow,
-    after training started); returns a warning (or None) when only the worst case does
-    not fit in the budget.
+    memory does not fit in the budget or in the machine's memory (budget or not: such a
+    pipeline would be killed, or crash TensorFlow, once training started); returns a
+    warning (or None) when only the worst case, with the largest records everywhere,
+    does not fit in the budget or the machine.
 
     Args:
         estimate: from `estimate_input_memory`.
         shuffle_buffer: the ``reader.shuffle_buffer`` setting (for the advice where the
             estimate does not say what a record costs).
-        machine_bytes: the memory to hold the worst case to (default: `machine_memory`).
+        machine_bytes: the machine's memory (default: `machine_memory`).
 
     Raises:
         MemoryBudgetError: naming the largest part, its setting, and a value that fits.
     """
-    budget = estimate.budget
-    if budget is not None and estimate.expected > budget:
-        part = estimate.largest()
-        raise MemoryBudgetError(
-            f"the input pipeline needs about {_mib(estimate.expected)} MiB, more than reader.memory_budget_mb "
-            f"{_mib(budget):g}; the largest part is the {part.name} ({_mib(part.expected)} MiB): "
-            f"{_advice(part, budget - (estimate.expected - part.expected), 0, shuffle_buffer)}, "
-            f"or raise reader.memory_budget_mb"
-        )
     machine = machine_memory() if machine_bytes is None else machine_bytes
-    if machine and estimate.worst > machine:
-        part = max(estimate.parts, key=lambda p: p.worst)
-        raise MemoryBudgetError(
-            f"the input pipeline may need up to {_mib(estimate.worst)} MiB (with the largest records), more than "
-            f"this machine's {_mib(machine):g} MiB of memory; the largest part is the {part.name} "
-            f"({_mib(part.worst)} MiB at worst): "
-            f"{_advice(part, machine - (estimate.worst - part.worst), 1, shuffle_buffer)}"
-        )
-    if budget is not None and estimate.worst > budget:
-        part = max(estimate.parts, key=lambda p: p.worst)
-        return (f"the input pipeline needs about {_mib(estimate.expected)} MiB, but up to {_mib(estimate.worst)} MiB "
-                f"with the largest records, more than reader.memory_budget_mb {_mib(budget):g} (mostly the "
-                f"{part.name}: {_mib(part.worst)} MiB at worst; lower {part.setting} to be safe)")
+    for limit, name, fix in ((estimate.budget, f"reader.memory_budget_mb {_mib(estimate.budget or 0):g}",
+                              ", or raise reader.memory_budget_mb"),
+                             (machine, f"this machine's {_mib(machine or 0):g} MiB of memory", "")):
+        if limit and estimate.expected > limit:
+            part = estimate.largest()
+            raise MemoryBudgetError(
+                f"the input pipeline needs about {_mib(estimate.expected)} MiB, more than {name}; the largest part "
+                f"is the {part.name} ({_mib(part.expected)} MiB): "
+                f"{_advice(part, limit - (estimate.expected - part.expected), 0, shuffle_buffer)}{fix}")
+    for limit, name in ((estimate.budget, f"reader.memory_budget_mb {_mib(estimate.budget or 0):g}"),
+                        (machine, f"this machine's {_mib(machine or 0):g} MiB of memory")):
+        if limit and estimate.worst > limit:
+            part = max(estimate.parts, key=lambda p: p.worst)
+            return (f"the input pipeline needs about {_mib(estimate.expected)} MiB, but up to "
+                    f"{_mib(estimate.worst)} MiB with the largest records, more than {name} (mostly the "
+                    f"{part.name}: {_mib(part.worst)} MiB at worst; lower {part.setting} to be safe)")
     return None
 
 

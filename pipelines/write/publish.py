@@ -26,18 +26,18 @@ import hashlib
 import json
 import logging
 import os
+import re
 from typing import Any, Mapping, Optional
 
 from tfstream.pipelines import fs
-from tfstream.pipelines.manifest import FORMAT_VERSION, MANIFEST_NAME, write_manifest
+from tfstream.pipelines.manifest import FORMAT_VERSION, MANIFEST_NAME, ManifestError, load_manifest, write_manifest
+from tfstream.pipelines.manifest_shape import inside
 from tfstream.pipelines.snapshots import SNAPSHOTS_DIR, is_pinned, snapshot_dir, snapshot_info
 from tfstream.pipelines.write.tfds_metadata import write_tfds_metadata
 
 _log = logging.getLogger(__name__)
 
 QUARANTINE_DIR = "quarantine"
-# Left by tfstream versions before snapshots (publishing by renames); removed by `collect_garbage`.
-_OLD_LEFTOVERS = (".staging-", ".previous-", "manifest.previous.json")
 
 
 def _now() -> datetime.datetime:
@@ -105,15 +105,24 @@ def legacy_id(data: Mapping[str, Any]) -> str:
     return f"v2-{created}-{digest}"
 
 
+def published(dataset_dir: str) -> tuple[bool, Optional[dict[str, Any]]]:
+    """``(has a manifest.json, its content)``: the content only when it is a manifest
+    this tfstream reads (`load_manifest`'s checks: format and shape), else None."""
+    if not fs.exists(fs.join(dataset_dir, MANIFEST_NAME)):
+        return False, None
+    try:
+        return True, dict(load_manifest(dataset_dir).data)
+    except ManifestError:
+        return True, None
+
+
 def current_id(dataset_dir: str) -> tuple[bool, Optional[str]]:
     """``(has a manifest, the published snapshot's id)``: the id is None when there is no
-    manifest, or one that cannot be read (then nothing is garbage-collected)."""
-    path = fs.join(dataset_dir, MANIFEST_NAME)
-    if not fs.exists(path):
-        return False, None
-    data = _read_json(path)
+    manifest, or one that this tfstream cannot read (then nothing is garbage-collected);
+    a format-2 manifest has the id it is adopted under (`legacy_id`)."""
+    exists, data = published(dataset_dir)
     if data is None:
-        return True, None
+        return exists, None
     info = snapshot_info(data)
     return True, str(info["id"]) if info else legacy_id(data)
 
@@ -123,9 +132,8 @@ def adopt_legacy(dataset_dir: str) -> Optional[str]:
     snapshot folder holding a copy of its manifest (its files stay where they are), so
     that the next run names it as its parent and `collect_garbage` later removes its
     files like any old snapshot's. Returns the id of the published snapshot, or None
-    when there is no readable manifest."""
-    path = fs.join(dataset_dir, MANIFEST_NAME)
-    data = _read_json(path) if fs.exists(path) else None
+    when there is no manifest that this tfstream reads."""
+    _, data = published(dataset_dir)
     if data is None:
         return None
     info = snapshot_info(data)
@@ -164,58 +172,97 @@ def _parse_time(value: Any) -> Optional[datetime.datetime]:
     return out if out.tzinfo else out.replace(tzinfo=datetime.timezone.utc)
 
 
+def _id_time(snapshot_id: str) -> Optional[datetime.datetime]:
+    """When a run started, from its snapshot id (`snapshots.new_snapshot_id`)."""
+    try:
+        return datetime.datetime.strptime(snapshot_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return None
+
+
+def _snapshot_ids(dataset_dir: str) -> list[str]:
+    """The snapshot folders' ids. Object stores have no folders: there, every object's
+    path under ``snapshots/`` names one."""
+    root = fs.join(dataset_dir, SNAPSHOTS_DIR)
+    if not fs.is_remote(dataset_dir):
+        return sorted(os.listdir(root)) if os.path.isdir(root) else []
+    prefix = root.rstrip("/") + "/"
+    return sorted({p[len(prefix):].split("/", 1)[0] for p in fs.glob(prefix + "**") if p.startswith(prefix)})
+
+
+def _legacy_files(data: Mapping[str, Any], protected: set[str]) -> list[str]:
+    """The files of an adopted format-2 snapshot that garbage collection removes: those
+    its manifest names, inside the dataset's split and quarantine folders, that no kept
+    manifest names."""
+    folders = set(data.get("splits", {})) | {QUARANTINE_DIR}
+    return sorted(rel for rel in _named_files(data) - protected
+                  if inside(rel) and rel.replace("\\", "/").split("/", 1)[0] in folders and "/" in rel)
+
+
 def collect_garbage(dataset_dir: str, retention_hours: float) -> GarbageReport:
     """Remove old snapshots and the leftovers of killed runs (see the module doc). The
-    caller holds the writer lock.
+    caller holds the writer lock (`lock.locked`; object stores have none, so there a
+    folder that was never published is removed only after the retention too: it may be
+    a running run's).
 
     Args:
         dataset_dir: the dataset directory.
         retention_hours: a replaced snapshot is kept this long after it was replaced.
     """
-    has_manifest, current = current_id(dataset_dir)
-    if has_manifest and current is None:
-        _log.warning("%s: manifest.json is unreadable; no snapshot is removed", dataset_dir)
+    has_manifest, root_data = published(dataset_dir)
+    if has_manifest and root_data is None:
+        _log.warning("%s: manifest.json is not a manifest this tfstream reads; no snapshot is removed", dataset_dir)
         return GarbageReport((), ())
-    root = fs.join(dataset_dir, SNAPSHOTS_DIR)
-    names = sorted(os.path.basename(p.rstrip("/")) for p in fs.glob(fs.join(root, "*")))
-    manifests = {n: _read_json(fs.join(root, n, MANIFEST_NAME)) for n in names}
+    info = snapshot_info(root_data) if root_data else None
+    current = (str(info["id"]) if info else legacy_id(root_data)) if root_data else None
+    names = _snapshot_ids(dataset_dir)
+    manifests = {n: _read_json(fs.join(snapshot_dir(dataset_dir, n), MANIFEST_NAME)) for n in names}
     chain: list[str] = []  # current, previous, ...: the published snapshots, newest first
     sid = current
     while sid in manifests and manifests[sid] is not None and sid not in chain:
         chain.append(sid)
         sid = (snapshot_info(manifests[sid]) or {}).get("parent")
-    keep = set(chain[:2])
-    protected = set().union(*(_named_files(manifests[k]) for k in keep)) if keep else set()
+    # The current snapshot and its parent are kept whatever their folders hold, and so is
+    # every file the published manifest names.
+    keep = set(chain[:2]) | {current, (info or {}).get("parent")} - {None}
+    protected = _named_files(root_data).union(*(_named_files(manifests.get(k)) for k in keep))
     replaced_at = {older: _parse_time((snapshot_info(manifests[newer]) or {}).get("published_at"))
                    for newer, older in zip(chain, chain[1:])}
     oldest = _now() - datetime.timedelta(hours=retention_hours)
     removed, kept, emptied = [], [], set()
     for name in names:
         data = manifests[name]
-        info = snapshot_info(data) if data else None
+        snap = snapshot_info(data) if data else None
         if name in keep:
             kept.append((name, "current" if name == current else "previous"))
             continue
-        if info is not None:  # published (or about to be, when its run was killed)
-            since = replaced_at.get(name) or _parse_time(info.get("published_at"))
-            if since is not None and since > oldest:
-                kept.append((name, f"replaced {since.isoformat(timespec='seconds')}, within the retention"))
-                continue
-        # else: a killed run's folder, never published: no reader can know it
-        folder = fs.join(root, name)
+        if snap is not None:  # published (or about to be, when its run was killed)
+            since = replaced_at.get(name) or _parse_time(snap.get("published_at"))
+        else:  # a killed run's folder, never published: only a running run's is in use
+            since = _id_time(name) if fs.is_remote(dataset_dir) else None
+        if since is not None and since > oldest:
+            kept.append((name, f"since {since.isoformat(timespec='seconds')}, within the retention"))
+            continue
+        folder = snapshot_dir(dataset_dir, name)
         if not fs.is_remote(folder) and is_pinned(folder):
             kept.append((name, "a reader pins it"))
             continue
-        for rel in sorted(_named_files(data) - protected):  # a format-2 snapshot's files are outside its folder
-            if not rel.startswith(f"{SNAPSHOTS_DIR}/{name}/"):
+        if snap is not None and snap.get("legacy"):  # a format-2 dataset's files are outside its folder
+            for rel in _legacy_files(data, protected):
                 path = fs.join(dataset_dir, rel)
                 if fs.exists(path):
                     fs.remove(path)
-                emptied.add(rel.rsplit("/", 1)[0] if "/" in rel else "")
+                emptied.add(rel.rsplit("/", 1)[0])
         fs.remove_tree(folder)
         removed.append(name)
     _remove_leftovers(dataset_dir, has_manifest, emptied)
     return GarbageReport(tuple(removed), tuple(kept))
+
+
+# `fs.write_atomic`'s temporary files, and what tfstream versions before snapshots left
+# (publishing by renames): removed by `collect_garbage`, matched exactly.
+_ATOMIC_TEMP = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
+_OLD_LEFTOVER = re.compile(r"\.(staging|previous)-[0-9a-f]{12}|manifest\.previous\.json")
 
 
 def _remove_leftovers(dataset_dir: str, has_manifest: bool, emptied: set[str]) -> None:
@@ -226,9 +273,9 @@ def _remove_leftovers(dataset_dir: str, has_manifest: bool, emptied: set[str]) -
         return
     for name in os.listdir(dataset_dir):
         path = os.path.join(dataset_dir, name)
-        if name.startswith(".") and name.endswith(".tmp") and os.path.isfile(path):
-            os.remove(path)  # `fs.write_atomic`'s temporary file
-        elif name.startswith(_OLD_LEFTOVERS) and has_manifest:
+        if _ATOMIC_TEMP.fullmatch(name) and os.path.isfile(path):
+            os.remove(path)
+        elif _OLD_LEFTOVER.fullmatch(name) and has_manifest:
             fs.remove_tree(path) if os.path.isdir(path) else os.remove(path)
     for rel in sorted(d for d in emptied if d):
         try:

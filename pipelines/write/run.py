@@ -11,12 +11,20 @@ import dataclasses
 import json
 import logging
 import os
+import re
 from typing import Any, Iterator, Optional, Sequence
 
 from tfstream.pipelines import fs
 from tfstream.pipelines.config import JobConfig
-from tfstream.pipelines.manifest import MANIFEST_NAME, READABLE_VERSIONS, Manifest, load_manifest, write_manifest
-from tfstream.pipelines.snapshots import LOCK_NAME, SNAPSHOTS_DIR, new_snapshot_id, snapshot_dir, snapshot_info
+from tfstream.pipelines.manifest import (
+    MANIFEST_NAME,
+    READABLE_VERSIONS,
+    Manifest,
+    ManifestError,
+    load_manifest,
+    write_manifest,
+)
+from tfstream.pipelines.snapshots import LOCK_NAME, SNAPSHOTS_DIR, new_snapshot_id, snapshot_dir
 from tfstream.pipelines.write import drift, publish
 from tfstream.pipelines.write.lock import locked
 from tfstream.pipelines.write.publish import QUARANTINE_DIR
@@ -43,11 +51,18 @@ def _previous_manifest(path: str) -> Optional[tuple[str, Manifest]]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         _log.warning("drift: %s is not valid JSON (%s); not compared", path, e)
         return None
+    if not isinstance(data, dict):
+        _log.warning("drift: %s is not a manifest; not compared", path)
+        return None
     if data.get("format_version") not in READABLE_VERSIONS[1:]:  # format 1 lacks what drift compares
         _log.warning("drift: %s has manifest format %r, not one of %s; not compared", path,
                      data.get("format_version"), READABLE_VERSIONS[1:])
         return None
-    return path, Manifest(data, path.rsplit("/", 1)[0])
+    try:
+        return path, Manifest(data, path.rsplit("/", 1)[0])
+    except ManifestError as e:
+        _log.warning("drift: %s is not a manifest this tfstream reads (%s); not compared", path, e)
+        return None
 
 
 def _bad_rows_problem(data: dict[str, Any], max_bad_fraction: float, quarantine_dir: str) -> Optional[str]:
@@ -89,7 +104,16 @@ def resolve_dataset_dir(config: JobConfig, output_dir: Optional[str]) -> str:
 
 # What tfstream itself leaves in a dataset directory besides a manifest and snapshots:
 # a directory holding only these is still "empty" for `check_output_dir`.
-_OWN_NAMES = (LOCK_NAME, REJECTED_RUN_DIR, ".staging-", ".previous-", "manifest.previous.json")
+_OWN_NAME = re.compile(rf"{re.escape(LOCK_NAME)}|\.(staging|previous)-[0-9a-f]{{12}}|manifest\.previous\.json")
+
+
+def is_dataset_dir(path: str) -> bool:
+    """Whether a local directory is a tfstream dataset: its manifest.json is one this
+    tfstream reads, or a run has worked in it (its lock file and snapshots/ folder). A
+    foreign manifest.json (a browser extension's, another tool's) does not count."""
+    if os.path.isdir(os.path.join(path, SNAPSHOTS_DIR)) and os.path.isfile(os.path.join(path, LOCK_NAME)):
+        return True
+    return publish.published(path)[1] is not None
 
 
 def check_output_dir(dataset_dir: str, sources: Sequence[str] = (), *, force: bool = False,
@@ -120,10 +144,9 @@ def check_output_dir(dataset_dir: str, sources: Sequence[str] = (), *, force: bo
         if os.path.exists(real):
             raise PreprocessError(f"output {dataset_dir!r} is a file, not a directory")
         return
-    names = os.listdir(real)
-    if MANIFEST_NAME in names or SNAPSHOTS_DIR in names:
-        return  # a tfstream dataset: runs add snapshots and never touch other files
-    foreign = sorted(n for n in names if not n.startswith(_OWN_NAMES))
+    if is_dataset_dir(real):
+        return  # runs add snapshots and never touch other files
+    foreign = sorted(n for n in os.listdir(real) if not _OWN_NAME.fullmatch(n))
     if not foreign:
         return
     if not force:
@@ -133,10 +156,13 @@ def check_output_dir(dataset_dir: str, sources: Sequence[str] = (), *, force: bo
             f"{SNAPSHOTS_DIR}/): it holds {shown}. Write the dataset into a new or empty directory, or pass "
             f"--force (force=True) to write beside these files; tfstream never deletes or overwrites a file it "
             f"did not write")
-    taken = sorted(set(foreign) & {DATASET_INFO_NAME, FEATURES_NAME, *([f"{label}.labels.txt"] if label else [])})
+    ours = {MANIFEST_NAME, SNAPSHOTS_DIR, REJECTED_RUN_DIR, DATASET_INFO_NAME, FEATURES_NAME,
+            *([f"{label}.labels.txt"] if label else [])}
+    taken = sorted(set(foreign) & ours)
     if taken:
-        raise PreprocessError(f"output {dataset_dir!r}: {', '.join(taken)} exist(s) and would be overwritten by the "
-                              f"dataset's tensorflow-datasets metadata; move them, or choose another directory")
+        raise PreprocessError(f"output {dataset_dir!r}: {', '.join(taken)} exist(s), and tfstream would write files "
+                              f"of that name (the manifest, snapshots, a refused run, tensorflow-datasets metadata); "
+                              f"move them, or choose another directory")
 
 
 @contextlib.contextmanager
@@ -169,7 +195,10 @@ def writing(config: JobConfig, dataset_dir: str, *, sources: Sequence[str] = (),
         try:
             yield staging
         except BaseException:
-            fs.remove_tree(staging)
+            # Unless the run got as far as publishing it (an error, or Ctrl-C, after the
+            # manifest's replace): then it is the dataset, and its files stay.
+            if publish.current_id(dataset_dir)[1] != snapshot_id:
+                fs.remove_tree(staging)
             raise
         _collect_garbage(config, dataset_dir)
 
@@ -244,9 +273,9 @@ def finish_run(config: JobConfig, staging: str, dataset_dir: str, previous: Opti
         findings = drift.compare_manifests(before_manifest, Manifest(data, staging), config.train.train_split,
                                            config.validation.drift)
         against = before_path
-        info = snapshot_info(before_manifest.data)
-        if previous is None and info is not None:  # the dataset's own manifest: its snapshot keeps a copy
-            against = fs.join(snapshot_dir(dataset_dir, str(info["id"])), MANIFEST_NAME)
+        parent = publish.current_id(dataset_dir)[1]
+        if previous is None and parent is not None:  # the dataset's own manifest: its snapshot keeps a copy
+            against = fs.join(snapshot_dir(dataset_dir, parent), MANIFEST_NAME)
         data["drift"] = {"against": against, "created_at": before_manifest.created_at,
                          "findings": [dataclasses.asdict(f) for f in findings]}
         for line in drift.format_findings([f for f in findings if f.severity == "warning"]):

@@ -4,7 +4,8 @@
 
 Publishes the dataset from SOURCE_A and SOURCE_B alternately, forever. With
 ``FUNCTION:K`` it SIGKILLs itself at the K-th call of a function of the publishing step
-(``write_manifest``, ``write_tfds_metadata``, ``replace``, ``remove_tree``):
+(``write_manifest``, ``write_tfds_metadata``, ``replace``, ``remove_tree``; ``finish``: the
+run's own manifest, written into its folder after the checks and before publishing):
 a kill at a chosen moment of publishing or of garbage collection, which random kill
 times rarely hit. Without it, the test kills it at a random time.
 """
@@ -18,7 +19,7 @@ def main() -> None:
     source_a, source_b, out = sys.argv[1:4]
     from tfstream.pipelines import fs
     from tfstream.pipelines.config import config_from_dict
-    from tfstream.pipelines.write import publish
+    from tfstream.pipelines.write import publish, run
     from tfstream.pipelines.write.beam_pipeline import preprocess
     from tfstream.testing import job_dict
 
@@ -36,6 +37,8 @@ def main() -> None:
 
         if name == "replace":  # the atomic step of every atomic write
             os.replace = killing(os.replace)
+        elif name == "finish":
+            run.write_manifest = killing(run.write_manifest)
         elif name == "remove_tree":
             setattr(fs, name, killing(getattr(fs, name)))
         else:

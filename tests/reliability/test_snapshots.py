@@ -65,12 +65,16 @@ def test_twenty_sigkills_never_lose_or_mix_a_dataset(sources, make_job, tmp_path
         clean[name] = _records(preprocess(_job(make_job, path), output_dir=str(tmp_path / f"clean-{name}")))
     assert clean["a"] != clean["b"]
     out = str(tmp_path / "ds")
-    preprocess(_job(make_job, sources[0]), output_dir=out)  # a published dataset to lose
+    user_file = tmp_path / "ds" / "train" / "digits-00000-of-00004.tfrecord"  # named like a run's shard
+    user_file.parent.mkdir(parents=True)
+    user_file.write_bytes(b"the user's")
+    preprocess(_job(make_job, sources[0]), output_dir=out, force=True)  # a published dataset to lose
     rng = random.Random(0)
-    # Publishing's steps, in order (each run: the snapshot's TFDS metadata and manifest,
-    # the root manifest (the commit), the root's TFDS metadata; then old snapshots go).
-    points = [f"{name}:{k}" for name, k in (("write_tfds_metadata", 1), ("write_manifest", 1), ("write_manifest", 2),
-                                            ("write_tfds_metadata", 2), ("replace", 1), ("replace", 4),
+    # Publishing's steps, in order (each run: its own manifest once checked, the snapshot's
+    # TFDS metadata and manifest, the root manifest (the commit), the root's TFDS
+    # metadata; then old snapshots go).
+    points = [f"{name}:{k}" for name, k in (("finish", 1), ("write_tfds_metadata", 1), ("write_manifest", 1),
+                                            ("write_manifest", 2), ("write_tfds_metadata", 2), ("replace", 1),
                                             ("replace", 5), ("replace", 7), ("remove_tree", 1), ("remove_tree", 2))]
     kills = [None] * 10 + points
     rng.shuffle(kills)
@@ -98,6 +102,7 @@ def test_twenty_sigkills_never_lose_or_mix_a_dataset(sources, make_job, tmp_path
     folders = sorted(os.listdir(os.path.join(out, SNAPSHOTS_DIR)))
     assert folders == sorted({final.snapshot["id"], final.snapshot["parent"]}), folders
     assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
+    assert user_file.read_bytes() == b"the user's"
     assert seen["runs published"] > 0, seen  # the loop published between kills, not only the first run
 
 
@@ -214,3 +219,109 @@ def test_retention_and_pins_keep_old_snapshots(sources, make_job, tmp_path):
     with locked(out):
         report = collect_garbage(out, 0)
     assert ids[2] in report.removed
+
+
+def test_an_error_after_the_publish_keeps_the_published_snapshot(sources, make_job, tmp_path, monkeypatch):
+    """Ctrl-C (or any error) after the manifest's replace: the new snapshot is the
+    dataset, and its files stay."""
+    from tfstream.pipelines.write import publish
+
+    out = str(tmp_path / "ds")
+    job = _job(make_job, sources[0])
+    first = preprocess(job, output_dir=out)
+    real, calls = publish.write_tfds_metadata, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the root's TFDS metadata: just after the commit
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(publish, "write_tfds_metadata", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        preprocess(job, output_dir=out)
+    monkeypatch.undo()
+    now = load_manifest(out)
+    assert now.snapshot["parent"] == first.snapshot["id"]
+    _verify(now)
+
+
+def _killed_run_folder(out, manifest, name="20000101T000000Z-dead00"):
+    """A snapshot folder as a run killed before publishing leaves it: its manifest names
+    files relative to the folder, with no snapshot block."""
+    prefix = f"{SNAPSHOTS_DIR}/{manifest.snapshot['id']}/"
+    data = json.loads(json.dumps(manifest.data))
+    del data["snapshot"]
+    for split in data["splits"].values():
+        for shard in split["shards"]:
+            shard["file"] = shard["file"][len(prefix):]
+    folder = os.path.join(out, SNAPSHOTS_DIR, name)
+    os.makedirs(folder)
+    with open(os.path.join(folder, MANIFEST_NAME), "w", encoding="utf-8") as f:
+        json.dump(data, f)
+    return folder
+
+
+def test_garbage_collection_touches_only_its_own_files(sources, make_job, tmp_path, capsys):
+    """A killed run's folder names files like a user's beside the dataset (--force):
+    only the folder goes. User names that look like tfstream's are not tfstream's."""
+    from tfstream.cli import main
+
+    out = tmp_path / "ds"
+    user = {"train/digits-00000-of-00004.tfrecord": b"mine", ".previous-versions/notes.txt": b"old notes",
+            ".manifest.json.tmp": b"an editor's", "quarantine/rows-00000-of-00001.jsonl": b"{}\n"}
+    for rel, data in user.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(data)
+    with pytest.raises(PreprocessError, match="is not empty and is not a tfstream dataset"):
+        preprocess(_job(make_job, sources[0]), output_dir=str(out))  # .previous-versions is the user's
+    m = preprocess(_job(make_job, sources[0]), output_dir=str(out), force=True)
+    folder = _killed_run_folder(str(out), m)
+    assert main(["gc", str(out)]) == 0
+    assert "removed 1 snapshot(s)" in capsys.readouterr().out
+    assert not os.path.exists(folder)
+    assert {rel: (out / rel).read_bytes() for rel in user} == user
+    preprocess(_job(make_job, sources[0]), output_dir=str(out))
+    assert {rel: (out / rel).read_bytes() for rel in user} == user
+
+
+def test_the_current_snapshot_is_kept_whatever_its_folder_holds(sources, make_job, tmp_path):
+    from tfstream.pipelines.write.publish import collect_garbage
+
+    out = str(tmp_path / "ds")
+    m = preprocess(_job(make_job, sources[0]), output_dir=out)
+    os.remove(os.path.join(out, SNAPSHOTS_DIR, m.snapshot["id"], MANIFEST_NAME))  # its own copy lost
+    with locked(out):
+        report = collect_garbage(out, 0)
+    assert report.removed == ()
+    _verify(load_manifest(out))
+
+
+def test_foreign_or_broken_manifests(sources, make_job, tmp_path, caplog):
+    """A foreign manifest.json is not a dataset (nor taken over with --force); a legacy
+    manifest naming files outside the dataset is not adopted; our own dataset with a
+    broken manifest is republished."""
+    job = _job(make_job, sources[0])
+    extension = tmp_path / "extension"
+    extension.mkdir()
+    (extension / "manifest.json").write_text('{"manifest_version": 3, "name": "my extension"}')
+    (extension / "popup.js").write_text("alert(1)")
+    for force in (False, True):
+        with pytest.raises(PreprocessError, match="manifest.json"):
+            preprocess(job, output_dir=str(extension), force=force)
+    assert (extension / "manifest.json").read_text() == '{"manifest_version": 3, "name": "my extension"}'
+
+    out = tmp_path / "ds"
+    m = preprocess(job, output_dir=str(out))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not tfstream's")
+    data = json.loads(json.dumps(m.data))
+    data["format_version"] = 2
+    del data["snapshot"]
+    data["source"]["quarantine"] = ["../victim.txt"]
+    (out / MANIFEST_NAME).write_text(json.dumps(data))
+    again = preprocess(job, output_dir=str(out))  # the broken manifest is not compared, not adopted
+    preprocess(job, output_dir=str(out))
+    assert victim.read_text() == "not tfstream's"
+    assert again.snapshot["parent"] is None
+    assert "not a manifest this tfstream reads" in caplog.text

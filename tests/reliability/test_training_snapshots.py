@@ -152,3 +152,19 @@ def test_a_kill_after_the_last_epoch_goes_straight_to_evaluation(flights, make_j
     with open(tmp_path / "m" / "metrics.json", encoding="utf-8") as f:
         assert json.load(f)["eval"] == metrics["eval"]
     assert not os.path.exists(tmp_path / "m" / "checkpoints" / "fitted.json")  # complete: a rerun is a new run
+
+
+def test_half_written_fit_state_is_not_resumed(flights, make_job, tmp_path):
+    """Final weights without fitted.json (or the reverse): a kill between the two, not a
+    finished fit; the next run starts afresh instead of appending to the history."""
+    from tfstream.training.trainer import _check_dataset_identity
+
+    path, _ = flights
+    dataset = str(tmp_path / "ds")
+    manifest = preprocess(_job(make_job, path), output_dir=dataset)
+    checkpoints = tmp_path / "m" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    for stray in ("last.weights.h5", "fitted.json"):
+        (checkpoints / stray).write_bytes(b"half")
+        assert _check_dataset_identity(str(checkpoints), manifest, dataset, restart=False) is False
+        assert not (checkpoints / stray).exists()

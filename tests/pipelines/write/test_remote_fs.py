@@ -121,6 +121,11 @@ def test_preprocess_to_an_object_store(store, digits_job, digits_npz, make_job):
     again = preprocess(job, output_dir="memstore://ds")  # a rerun publishes a new snapshot beside the first
     assert again.snapshot["parent"] == m.snapshot["id"]
     assert f"ds/snapshots/{m.snapshot['id']}/manifest.json" in _objects(store)
+    quick = make_job("digits_lstm.yaml", source={"path": "memstore://src.npz"},
+                     output={"snapshot_retention_hours": 0})
+    third = preprocess(quick, output_dir="memstore://ds")  # the first is two snapshots old: removed
+    folders = {o.split("/")[2] for o in _objects(store) if o.startswith("ds/snapshots/")}
+    assert folders == {again.snapshot["id"], third.snapshot["id"]}
     assert [s["records"] for s in again.data["splits"]["train"]["shards"]] == [s["records"] for s in m.data["splits"]["train"]["shards"]]
 
 
