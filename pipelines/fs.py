@@ -147,7 +147,13 @@ def remove(path: str) -> None:
 
 
 def open_read(path: str):
-    """A binary file object to stream a file from (local, or any Beam file system)."""
+    """A binary file object to stream a file from (local, or any Beam file system).
+
+    Raises:
+        FileNotFoundError: there is no such file (on any file system).
+    """
     if is_remote(path):
+        if not exists(path):  # Beam raises its own BeamIOError, or fails at the first read
+            raise FileNotFoundError(path)
         return _beam_fs().open(path, compression_type="uncompressed")
     return open(path, "rb")

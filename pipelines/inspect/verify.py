@@ -287,6 +287,9 @@ class _Gunzip:
         return b"".join(out)
 
 
+_MAX_FRAME = 16 + (2 << 30)
+
+
 class _Frames:
     """The TFRecord framing of a stream, checked: counts records, finds the first
     broken frame. Reads `CHUNK_BYTES` at a time and parses records out of the buffer
@@ -318,6 +321,8 @@ class _Frames:
             if (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF != unpack_crc(buf, pos + 8)[0]:
                 return self._end("a record length that fails its CRC")
             need = 12 + unpack_len(buf, pos)[0] + 4
+            if need > _MAX_FRAME:  # a record is one protocol buffer: at most 2 GiB
+                return self._end("a record length over 2 GiB, though its CRC matches")
             if left < need and not eof:
                 buf, pos, eof = self._refill(buf, pos, need)
                 left = len(buf) - pos
