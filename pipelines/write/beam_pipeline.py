@@ -1,14 +1,15 @@
 """The Beam pipeline: a raw source → a tfstream dataset, on any Apache Beam runner.
 
-    read (chunks of rows) → reshuffle → validate + split (stable hash), per chunk:
+    file names → reshuffle → read (chunks of rows) → validate + split (stable hash), per chunk:
         one element per split and chunk (a list of typed rows), not one per row
         rows that break a rule, and rows a rule drops → quarantine/*.jsonl, counted
         per split: full-pass statistics (a lifted CombineFn over batches of rows)
                    vocabularies of the training split (token counts per batch,
                        summed per token, then the top k per feature)
                    impute (training-split means, a side input) → encode
-                   → WriteShards: keyed hash per record → shard; group by shard;
-                       sort, write each shard file, describe it
+                   → WriteShards: keyed hash per record → shard; sorted runs
+                       spilled per bundle; run file names grouped by shard;
+                       each shard the merge of its runs, described
     → manifest.json, from side inputs
     then, on the driver: the bad-row fraction and drift against the previous run are
     checked, and the run is published (or refused, leaving the previous dataset as it was)
@@ -39,14 +40,21 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from tfstream.pipelines import fs
 from tfstream.pipelines.config import JobConfig
 from tfstream.pipelines.manifest import Manifest, write_manifest
-from tfstream.pipelines.shards import SHARD_TEMPLATE, shard_file
+from tfstream.pipelines.shards import shard_file
 from tfstream.pipelines.write import sources
 from tfstream.pipelines.write.beam_options import check_paths_for_runner, root_cause, worker_message
 from tfstream.pipelines.write.manifest_builder import manifest_json, manifest_settings
-from tfstream.pipelines.write.publish import QUARANTINE_DIR
+from tfstream.pipelines.write.publish import QUARANTINE_DIR, QUARANTINE_FILE
 from tfstream.pipelines.write.rows import QUARANTINED, READ, first_example, quarantine_key, route_chunk, rows_in_chunk
 from tfstream.pipelines.write.run import PreprocessError, finish_run, resolve_dataset_dir, writing
-from tfstream.pipelines.write.sharding import describe_shard, encode_batch, num_shards_of, write_shard
+from tfstream.pipelines.write.sharding import (
+    RunSpiller,
+    describe_shard,
+    encode_batch,
+    merge_runs,
+    num_shards_of,
+    write_shard,
+)
 from tfstream.pipelines.write.sources import resolve_source_paths
 from tfstream.transforms.analyzers import DatasetStats
 from tfstream.transforms.schema import Schema
@@ -58,10 +66,12 @@ _log = logging.getLogger(__name__)
 
 
 class ReadSource(beam.PTransform):
-    """Source files → chunks ``(file, first_row, {column: values})``, redistributed.
+    """Source files → chunks ``(file, first_row, {column: values})``.
 
-    The reshuffle breaks fusion, so validation and encoding spread over all workers even
-    when the source is one unsplittable file (a zip, an npz).
+    The file names are redistributed (a reshuffle of names, not of rows), so the files
+    spread over the workers, and each file is read, validated, encoded and spilled in one
+    fused stage: rows never cross a shuffle, which on the DirectRunner would hold them
+    all in memory until the stage ends.
     """
 
     def __init__(self, paths: Sequence[str], source, columns: Sequence[str], sequence_columns: Sequence[str]):
@@ -75,9 +85,9 @@ class ReadSource(beam.PTransform):
         return (
             pbegin
             | "ListFiles" >> beam.Create(self._paths)
+            | "RedistributeFiles" >> beam.Reshuffle()
             | "ReadChunks" >> beam.FlatMap(sources.read_chunks, source=self._source, columns=self._columns,
                                            sequence_columns=self._sequence_columns)
-            | "Redistribute" >> beam.Reshuffle()
         )
 
 
@@ -158,18 +168,45 @@ def _impute_batch(rows: Sequence[dict[str, Any]], values, schema: Schema) -> lis
     return [impute_row(row, values, schema) for row in rows]
 
 
-def _write_shard(shard_parts, *, dataset_dir: str, split: str, name: str, num_shards: int, compression: str) -> str:
-    """``(shard index, [[(hash, record), ...], ...])`` → the shard file, written; its path.
+RUNS_DIR = ".runs"  # in a run's snapshot folder: sorted runs, removed before publishing
 
-    The records are sorted by ``(hash, record)``: a pseudo-random order, fixed by their
-    content, the same on every run and runner. A shard that received nothing is
-    written empty: every shard of the split exists. This runs on the worker, local or
-    remote (`sharding.write_shard` goes through Beam's file systems).
+
+class _SpillRuns(beam.DoFn):
+    """Batches of typed rows of one split → ``(shard, run file)``: each record encoded,
+    hashed (`sharding.record_hash` picks its shard) and buffered; a full buffer is sorted
+    and spilled as one run per shard (`sharding.RunSpiller`). Records never cross a
+    shuffle: only run file names do, so a worker holds about `sharding.SPILL_BYTES` of
+    records whatever the size of the data."""
+
+    def __init__(self, schema: Schema, key: bytes, num_shards: int, folder: str):
+        self._schema, self._key, self._n, self._folder = schema, key, num_shards, folder
+        self._spiller: Optional[RunSpiller] = None
+
+    def start_bundle(self):
+        self._spiller = RunSpiller(self._folder)
+
+    def process(self, rows):
+        for shard, pairs in encode_batch(rows, self._schema, self._key, self._n):
+            for h, record in pairs:
+                yield from self._spiller.add(shard, h, record)
+
+    def finish_bundle(self):
+        for run in self._spiller.flush():
+            yield beam.transforms.window.GlobalWindows.windowed_value(run)
+
+
+def _merge_shard(shard_runs, *, dataset_dir: str, split: str, name: str, num_shards: int, compression: str) -> str:
+    """``(shard index, [run file or None, ...])`` → the shard file, written; its path.
+
+    The shard's records in ``(hash, record)`` order, a pseudo-random order fixed by
+    their content, the same on every run and runner: the streaming k-way merge of its
+    sorted runs (`sharding.merge_runs`). A shard that received nothing is written
+    empty: every shard of the split exists. This runs on the worker, local or remote
+    (`sharding.write_shard` goes through Beam's file systems).
     """
-    index, parts = shard_parts
-    records = sorted(hr for part in parts for hr in part)
+    index, runs = shard_runs
     path = fs.join(dataset_dir, *shard_file(split, name, index, num_shards, compression).split("/"))
-    return write_shard(path, (record for _, record in records), compression)
+    return write_shard(path, (record for _, record in merge_runs(r for r in runs if r)), compression)
 
 
 class WriteShards(beam.PTransform):
@@ -182,9 +219,10 @@ class WriteShards(beam.PTransform):
     (`sharding.record_hash`) picks its shard, and a shard's records are sorted by hash. Shard
     contents and order are thus the same on every run and every runner.
 
-    Memory: a shard's records are grouped, sorted and written on one worker, all in
-    memory: keep a shard to a few hundred MB (``output.num_shards``: more shards for more
-    data). Every shard file exists, even one that received no record.
+    Memory: records never cross a shuffle. Each worker encodes and buffers records,
+    spills them as sorted runs (`_SpillRuns`), and only the runs' file names are
+    grouped by shard; a shard is then the streaming merge of its runs. Every shard file
+    exists, even one that received no record.
     """
 
     def __init__(self, split: str, schema: Schema, dataset_dir: str, name: str, num_shards: int, compression: str):
@@ -194,17 +232,76 @@ class WriteShards(beam.PTransform):
 
     def expand(self, batches):
         n = self._num_shards
-        keyed = batches | "Encode" >> beam.FlatMap(
-            encode_batch, schema=self._schema, key=self._name.encode("utf-8"), num_shards=n)
-        every_shard = batches.pipeline | "ShardIndices" >> beam.Create([(i, []) for i in range(n)])
+        runs = batches | "SpillRuns" >> beam.ParDo(
+            _SpillRuns(self._schema, self._name.encode("utf-8"), n, fs.join(self._dir, RUNS_DIR, self._split)))
+        every_shard = batches.pipeline | "ShardIndices" >> beam.Create([(i, None) for i in range(n)])
         return (
-            (keyed, every_shard)
+            (runs, every_shard)
             | "WithEmptyShards" >> beam.Flatten()
-            | "GroupByShard" >> beam.GroupByKey()
-            | "WriteShard" >> beam.Map(_write_shard, dataset_dir=self._dir, split=self._split, name=self._name,
+            | "GroupRunsByShard" >> beam.GroupByKey()
+            | "MergeShard" >> beam.Map(_merge_shard, dataset_dir=self._dir, split=self._split, name=self._name,
                                        num_shards=n, compression=self._compression)
             | "Describe" >> beam.Map(describe_shard, compression=self._compression, root=self._dir)
             | "Tag" >> beam.Map(_tagged, tag=self._split)
+        )
+
+
+def _quarantine_line(record: dict[str, Any]) -> tuple[int, int, bytes]:
+    """A quarantined row → ``(shard 0, hash 0, sort key + JSON line)``: runs sorted by
+    source file and row, whatever the bundles (the key is cut off when written)."""
+    key = f"{record.get('file', '')}\0{int(record.get('row') or 0):012d}\0".encode("utf-8")
+    return 0, 0, key + json.dumps(record, sort_keys=True).encode("utf-8")
+
+
+class _SpillQuarantine(beam.DoFn):
+    """Quarantined rows → run files of their JSON lines (`sharding.RunSpiller`), as the
+    shards' records are spilled: they never cross a shuffle either."""
+
+    def __init__(self, folder: str):
+        self._folder = folder
+        self._spiller: Optional[RunSpiller] = None
+
+    def start_bundle(self):
+        self._spiller = RunSpiller(self._folder)
+
+    def process(self, record):
+        yield from self._spiller.add(*_quarantine_line(record))
+
+    def finish_bundle(self):
+        for run in self._spiller.flush():
+            yield beam.transforms.window.GlobalWindows.windowed_value(run)
+
+
+def _merge_quarantine(runs, *, path: str) -> str:
+    """The quarantine file: the merge of its runs, one JSON line per row, sorted by
+    source file and row; written (empty when no row was left out); its path."""
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.create(path) as f:
+        for _, line in merge_runs(r for r in runs[1] if r):
+            f.write(line.split(b"\0", 2)[2] + b"\n")
+    return path
+
+
+class WriteQuarantine(beam.PTransform):
+    """Quarantined rows (dicts) → ``quarantine/rows-00000-of-00001.jsonl`` in
+    ``dataset_dir``; outputs its path. Bounded memory: rows are spilled as sorted runs
+    and merged, like the shards' records."""
+
+    def __init__(self, dataset_dir: str):
+        super().__init__()
+        self._dir = dataset_dir
+
+    def expand(self, records):
+        runs = records | "SpillQuarantine" >> beam.ParDo(
+            _SpillQuarantine(fs.join(self._dir, RUNS_DIR, QUARANTINE_DIR)))
+        one = records.pipeline | "QuarantineFile" >> beam.Create([(0, None)])
+        path = fs.join(self._dir, QUARANTINE_DIR, QUARANTINE_FILE)
+        return (
+            (runs, one)
+            | "AllQuarantineRuns" >> beam.Flatten()
+            | "GroupQuarantineRuns" >> beam.GroupByKey()
+            | "MergeQuarantine" >> beam.Map(_merge_quarantine, path=path)
         )
 
 
@@ -270,13 +367,7 @@ def build_pipeline(
         | "ExampleKeys" >> beam.Map(first_example)
         | "FirstExample" >> beam.CombinePerKey(min)
     )
-    quarantine_files = (
-        quarantine
-        | "QuarantineJson" >> beam.Map(lambda r: json.dumps(r, sort_keys=True))
-        | "WriteQuarantine" >> beam.io.WriteToText(
-            fs.join(dataset_dir, QUARANTINE_DIR, "rows"), file_name_suffix=".jsonl", num_shards=1,
-            shard_name_template=SHARD_TEMPLATE)
-    )
+    quarantine_files = quarantine | "WriteQuarantine" >> WriteQuarantine(dataset_dir)
     rows_read = routed[READ] | "CountRead" >> beam.CombineGlobally(sum)
 
     side = beam.pvalue
@@ -361,4 +452,5 @@ def preprocess(
             if message:
                 raise PreprocessError(message) from e
             raise
+        fs.remove_tree(fs.join(staging, RUNS_DIR))  # merged into the shards
         return finish_run(config, staging, dataset_dir, previous)

@@ -38,6 +38,7 @@ from tfstream.pipelines.write.tfds_metadata import write_tfds_metadata
 _log = logging.getLogger(__name__)
 
 QUARANTINE_DIR = "quarantine"
+QUARANTINE_FILE = "rows-00000-of-00001.jsonl"  # a run's rows left out, one JSON line each
 
 
 def _now() -> datetime.datetime:

@@ -64,6 +64,94 @@ def encode_batch(rows: Sequence[dict[str, Any]], schema: Schema, key: bytes, num
 
 
 
+# A run file: ``(hash, record)`` pairs sorted by ``(hash, record)``, each framed as an
+# 8-byte big-endian hash, a 4-byte little-endian length, then the record.
+_RUN_HEADER = struct.Struct(">QI")
+# Records buffered per bundle before they are sorted and spilled as runs: bounds a
+# writer's memory whatever the size of the data (`RunSpiller`).
+SPILL_BYTES = 32 << 20
+
+
+def write_run(path: str, pairs: Sequence[tuple[int, bytes]]) -> str:
+    """Write sorted ``(hash, record)`` pairs as a run file (any Beam file system); returns ``path``."""
+    from apache_beam.io.filesystems import FileSystems
+
+    buf = io.BytesIO()
+    with FileSystems.create(path) as f:
+        for h, record in pairs:
+            buf.write(_RUN_HEADER.pack(h, len(record)))
+            buf.write(record)
+            if buf.tell() >= WRITE_BUFFER_BYTES:
+                f.write(buf.getbuffer())
+                buf.seek(0)
+                buf.truncate()
+        f.write(buf.getbuffer())
+    return path
+
+
+def read_run(path: str) -> Iterator[tuple[int, bytes]]:
+    """The ``(hash, record)`` pairs of a run file, in order, streamed."""
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path, compression_type="uncompressed") as raw:
+        f = io.BufferedReader(raw, WRITE_BUFFER_BYTES) if not isinstance(raw, io.BufferedReader) else raw
+        while True:
+            header = f.read(_RUN_HEADER.size)
+            if not header:
+                return
+            if len(header) < _RUN_HEADER.size:
+                raise ValueError(f"{path}: truncated run file")
+            h, length = _RUN_HEADER.unpack(header)
+            record = f.read(length)
+            if len(record) < length:
+                raise ValueError(f"{path}: truncated run file")
+            yield h, record
+
+
+class RunSpiller:
+    """Records of many shards → sorted run files, holding at most about ``limit`` bytes
+    of records at once: when the buffer is full, each shard's buffered records are
+    sorted by ``(hash, record)`` and written as one run under ``folder/<shard>/``. A
+    shard file is then the k-way merge of its runs (`merge_runs`): the same order as
+    sorting all its records at once, so the same bytes, without ever holding a shard.
+
+    Example:
+        >>> spiller = RunSpiller(str(tmp_path), limit=200)  # three records of 20 bytes fill it
+        >>> runs = [r for h in (5, 3, 9, 3) for r in spiller.add(h % 2, h, bytes([h]) * 20)] + list(spiller.flush())
+        >>> [shard for shard, _ in runs]
+        [1, 1]
+        >>> [h for h, _ in merge_runs(path for _, path in runs)]
+        [3, 3, 5, 9]
+    """
+
+    def __init__(self, folder: str, limit: int = SPILL_BYTES):
+        self._folder, self._limit = folder, limit
+        self._buffers: dict[int, list[tuple[int, bytes]]] = {}
+        self._size = 0
+
+    def add(self, shard: int, h: int, record: bytes) -> Iterator[tuple[int, str]]:
+        """Buffer one record; yields the ``(shard, run path)`` of any run written."""
+        self._buffers.setdefault(shard, []).append((h, record))
+        self._size += len(record) + 64  # the record, and about what a tuple and an int cost
+        if self._size >= self._limit:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[tuple[int, str]]:
+        """Spill everything buffered; yields ``(shard, run path)`` per run written."""
+        buffers, self._buffers, self._size = self._buffers, {}, 0
+        for shard, pairs in sorted(buffers.items()):
+            pairs.sort()
+            yield shard, write_run(fs.join(self._folder, f"{shard:05d}", f"{uuid.uuid4().hex}.run"), pairs)
+
+
+def merge_runs(paths: Iterable[str]) -> Iterator[tuple[int, bytes]]:
+    """The k-way merge of sorted run files by ``(hash, record)``, streamed (one buffer
+    per run)."""
+    import heapq
+
+    return heapq.merge(*(read_run(p) for p in sorted(paths)))
+
+
 def write_shard(path: str, records: Iterable[bytes], compression: str, *,
                 buffer_bytes: int = WRITE_BUFFER_BYTES) -> str:
     """Write ``records``, in the order given, TFRecord-framed, as the shard file ``path``
