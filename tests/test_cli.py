@@ -194,3 +194,81 @@ def test_config_check_prints_the_whole_config_or_the_first_problem(tmp_path, cap
     data["model"]["type"] = "cnn"
     assert main(["config", "check", _write_config(tmp_path / "c.yaml", data)]) == 2
     assert "model.type: expected dense or lstm; got 'cnn'" in capsys.readouterr().err
+
+
+def _toy(tmp_path, rows=2000):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "toy.npz", X=rng.random((rows, 10), dtype=np.float32), y=rng.integers(0, 2, rows))
+    data = _shipped("seed_dense.yaml")
+    data["source"]["path"] = str(tmp_path / "toy.npz")
+    return _write_config(tmp_path / "toy.yaml", data)
+
+
+def test_run_preprocesses_in_a_child_process_with_the_same_dataset(tmp_path, capsys):
+    """`tfstream run` preprocesses in a process of its own (so the trainer does not hold the
+    write side's memory): the same shards as `tfstream preprocess`, its pid and each phase's
+    peak RSS in metrics.json and the log."""
+    config = _toy(tmp_path)
+    assert main(["preprocess", "--config", config, "--output", str(tmp_path / "alone")]) == 0
+    assert main(["run", "--config", config, "--workdir", str(tmp_path / "run"), "--epochs", "1"]) == 0
+    captured = capsys.readouterr()
+    assert re.search(r"^toy\s+dense\s+[\d,]+\s+[\d,]+\s+1\s+", captured.out, re.M), captured.out
+    assert re.search(r"tfstream: peak RSS: preprocess \d+ MB, train \d+ MB", captured.err), captured.err
+
+    def shards(root):
+        manifest = json.load(open(os.path.join(root, "manifest.json")))
+        return {s: [(sh["records"], sh["sha256"]) for sh in split["shards"]]
+                for s, split in manifest["splits"].items()}
+
+    assert shards(str(tmp_path / "alone")) == shards(str(tmp_path / "run" / "dataset"))
+    metrics = json.load(open(tmp_path / "run" / "model" / "metrics.json"))
+    assert metrics["preprocess_pid"] != os.getpid()
+    assert metrics["peak_rss_mb"]["preprocess"] > 0 and metrics["peak_rss_mb"]["train"] > 0
+    assert os.path.exists(tmp_path / "run" / "model" / "model.keras")
+
+
+def test_run_reports_a_preprocessing_error_from_its_child(tmp_path, capfd):
+    """The child prints the error as `tfstream preprocess` would (on the same stderr), and
+    `run` exits with its status, before any training."""
+    import numpy as np
+
+    np.savez(tmp_path / "toy.npz", X=np.ones((4, 10), np.float32), y=np.array([0, 1, 2, 1]))
+    data = _shipped("seed_dense.yaml")
+    data["source"]["path"] = str(tmp_path / "toy.npz")
+    data["validation"] = {"max_bad_fraction": 0}
+    config = _write_config(tmp_path / "toy.yaml", data)
+    assert main(["run", "--config", config, "--workdir", str(tmp_path / "run")]) == 2
+    err = capfd.readouterr().err
+    assert "tfstream run: error: " in err and "toy.npz" in err, err
+    assert not os.path.exists(tmp_path / "run" / "model" / "metrics.json")
+
+
+_PROBE = """
+import sys
+from tfstream.cli import main
+code = main(sys.argv[1:])
+heavy = [m for m in ("tensorflow", "apache_beam", "keras") if m in sys.modules]
+print("HEAVY=" + ",".join(heavy), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("command", ["preprocess", "run"])
+@pytest.mark.parametrize("problem", ["missing", "directory", "bad_npz"])
+def test_a_bad_source_is_reported_before_tensorflow_or_beam_is_imported(tmp_path, command, problem):
+    data = _shipped("seed_dense.yaml")
+    path = tmp_path / "toy.npz"
+    if problem == "directory":
+        path.mkdir()
+    elif problem == "bad_npz":
+        path.write_bytes(b"not a zip file")
+    data["source"]["path"] = str(path)
+    config = _write_config(tmp_path / "c.yaml", data)
+    where = ["--output", str(tmp_path / "out")] if command == "preprocess" else ["--workdir", str(tmp_path / "w")]
+    proc = subprocess.run([sys.executable, "-c", _PROBE, command, "--config", config, *where],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert f"tfstream {command}: error: " in proc.stderr and str(path) in proc.stderr, proc.stderr
+    assert "HEAVY=\n" in proc.stderr, proc.stderr  # neither TensorFlow nor Beam (nor Keras) was imported

@@ -292,34 +292,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _parser().error(f"unrecognized arguments: {' '.join(unknown)}")
     if not args.verbose:
         _quiet()
-        if args.command in ("train", "run"):  # preprocessing does not import TensorFlow
-            import_tensorflow_quietly()
     else:
         logging.basicConfig(level=logging.INFO)
-    if args.command in ("preprocess", "run") and (unknown or beam_args):
-        from tfstream.pipelines.write.beam_options import BeamOptionError, unknown_beam_options
 
-        # Beam options go to PipelineOptions unchanged, after `--` or mixed with ours. One
-        # that Beam does not know would be dropped by Beam without a word (a misspelt
-        # --runer would run locally), so it is refused, as is a bad value.
-        beam_args = unknown + beam_args
-        try:
-            typos = unknown_beam_options(beam_args)
-        except BeamOptionError as e:
-            _parser().error(str(e))
-        if typos:
-            _parser().error(f"unrecognized arguments: {' '.join(typos)} (neither a tfstream option nor an "
-                            f"Apache Beam pipeline option)")
-    if not args.verbose and not any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
-        # Beam's worker processes (multi_processing mode, remote runners) log at INFO.
-        beam_args.append("--default_sdk_harness_log_level=WARNING")
-
-    from tfstream.pipelines.config import ConfigError, load_config
-    from tfstream.pipelines.manifest import ManifestError
-    from tfstream.pipelines.write.lock import BUSY_EXIT_CODE, DatasetBusyError
-    from tfstream.pipelines.write.sources import SourceError
+    # Light imports only (no TensorFlow, no Beam): a missing source is reported in a second.
+    from tfstream.pipelines.config import load_config
 
     try:
+        if args.command in ("preprocess", "run"):
+            config = _with_epochs(load_config(args.config), getattr(args, "epochs", None))
+            _check_sources_early(config)  # before TensorFlow or Beam is imported
+            beam_args = _beam_args(args, unknown, beam_args)
+        if not args.verbose and args.command in ("train", "run"):  # preprocessing does not import TensorFlow
+            import_tensorflow_quietly()
         if args.command == "bench":
             return _bench(unknown)
         if args.command == "config":
@@ -354,43 +339,182 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 with open(_metrics_path(run), encoding="utf-8") as f:
                     runs.append((os.path.basename(os.path.normpath(run)), json.load(f)))
             print(format_summary(runs))
+        elif args.command == "preprocess":
+            _preprocess(config, args.output, beam_args, args.previous, args)
+        elif args.command == "train":
+            config = _with_epochs(load_config(args.config), args.epochs)
+            _train(config, args.dataset, args.model_dir, args.restart)
         else:
-            config = _with_epochs(load_config(args.config), getattr(args, "epochs", None))
-            if args.command == "preprocess":
-                _preprocess(config, args.output, beam_args, args.previous, args)
-            elif args.command == "train":
-                _train(config, args.dataset, args.model_dir, args.restart)
-            else:
-                from tfstream.training.trainer import check_model_dir
-
-                workdir = args.workdir or os.path.join("runs", config.name)
-                check_model_dir(workdir)  # before the preprocessing, not after it
-                manifest = _preprocess(config, os.path.join(workdir, "dataset"), beam_args, args.previous, args)
-                _train(config, manifest.root, os.path.join(workdir, "model"), args.restart)
-                from tfstream.training.metrics import format_summary
-
-                with open(_metrics_path(workdir), encoding="utf-8") as f:
-                    print(format_summary([(config.name, json.load(f))]))
-    except (ConfigError, SourceError, ManifestError, FileNotFoundError) as e:
-        print(f"tfstream {args.command}: error: {e}", file=sys.stderr)
-        return getattr(e, "exit_code", 2)  # 3: a shard that does not match (verify.IntegrityError)
-    except DatasetBusyError as e:
-        print(f"tfstream {args.command}: error: {e}", file=sys.stderr)
-        return BUSY_EXIT_CODE
+            return _run(config, args, beam_args)
     except Exception as e:  # noqa: BLE001 - one clear line, the traceback only with -v
-        from tfstream.pipelines.write.run import PreprocessError
+        return _error_exit(args.command, args.verbose, e)
+    return 0
 
-        if args.verbose:
-            raise
-        input_errors = (PreprocessError,)
-        if "tfstream.training.trainer" in sys.modules:
-            input_errors += (sys.modules["tfstream.training.trainer"].TrainError,)
-        code = 2 if isinstance(e, input_errors) else 1
-        lines = str(e).strip().splitlines() or [""]
-        more = f"\n  ... ({len(lines) - 6} more lines; run with -v for the whole traceback)" if len(lines) > 6 else ""
-        print(f"tfstream {args.command}: error: {type(e).__name__}: " + "\n  ".join(lines[:6]) + more,
-              file=sys.stderr)
-        return code
+
+def _beam_args(args, unknown: Sequence[str], beam_args: list[str]) -> list[str]:
+    """Beam options go to PipelineOptions unchanged, after `--` or mixed with ours. One
+    that Beam does not know would be dropped by Beam without a word (a misspelt --runer
+    would run locally), so it is refused (exit status 2), as is a bad value."""
+    if unknown or beam_args:
+        from tfstream.pipelines.write.beam_options import BeamOptionError, unknown_beam_options
+
+        beam_args = list(unknown) + list(beam_args)
+        try:
+            typos = unknown_beam_options(beam_args)
+        except BeamOptionError as e:
+            _parser().error(str(e))
+        if typos:
+            _parser().error(f"unrecognized arguments: {' '.join(typos)} (neither a tfstream option nor an "
+                            f"Apache Beam pipeline option)")
+    if not args.verbose and not any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
+        # Beam's worker processes (multi_processing mode, remote runners) log at INFO.
+        beam_args = [*beam_args, "--default_sdk_harness_log_level=WARNING"]
+    return beam_args
+
+
+def _error_exit(command: str, verbose: bool, e: Exception) -> int:
+    """The exit status for an error, after printing it in one line (with ``verbose``, a
+    generic error is raised again, for its traceback)."""
+    from tfstream.pipelines.config import ConfigError
+    from tfstream.pipelines.manifest import ManifestError
+    from tfstream.pipelines.write.lock import BUSY_EXIT_CODE, DatasetBusyError
+    from tfstream.pipelines.write.sources import SourceError
+
+    if isinstance(e, (ConfigError, SourceError, ManifestError, FileNotFoundError)):
+        print(f"tfstream {command}: error: {e}", file=sys.stderr)
+        return getattr(e, "exit_code", 2)  # 3: a shard that does not match (verify.IntegrityError)
+    if isinstance(e, DatasetBusyError):
+        print(f"tfstream {command}: error: {e}", file=sys.stderr)
+        return BUSY_EXIT_CODE
+    from tfstream.pipelines.write.run import PreprocessError
+
+    if verbose:
+        raise e
+    input_errors: tuple[type, ...] = (PreprocessError,)
+    if "tfstream.training.trainer" in sys.modules:
+        input_errors += (sys.modules["tfstream.training.trainer"].TrainError,)
+    code = 2 if isinstance(e, input_errors) else 1
+    lines = str(e).strip().splitlines() or [""]
+    more = f"\n  ... ({len(lines) - 6} more lines; run with -v for the whole traceback)" if len(lines) > 6 else ""
+    print(f"tfstream {command}: error: {type(e).__name__}: " + "\n  ".join(lines[:6]) + more, file=sys.stderr)
+    return code
+
+
+def _check_sources_early(config) -> None:
+    """Resolve the source files and check them (exist, readable, headers and columns),
+    without TensorFlow or Beam: a missing or unreadable source is reported in about a
+    second, not after the 10 s their imports take. Remote (``gs://``) and TFDS sources
+    are checked by `preprocess` itself, on Beam's file systems."""
+    from tfstream.pipelines.write.sources import SourceError, check_source, resolve_source_paths
+
+    source = config.source
+    if getattr(source, "tfds", None) is not None or "://" in (source.path or ""):
+        return
+    paths = resolve_source_paths(source)
+    for path in paths:
+        if os.path.isdir(path):
+            raise SourceError(f"{path}: a directory, not a {source.format} file; set source.path to the file(s) "
+                              f"(a glob such as {os.path.join(path, '*')!r} reads every file in it)")
+        if not os.access(path, os.R_OK):
+            raise SourceError(f"{path}: cannot open: permission denied (the file is not readable by this user)")
+    check_source(paths, source, config.source_columns(), config.sequence_columns(), rules=config.row_rules())
+
+
+def _peak_rss_mb(who: int) -> float:
+    """The peak resident set size of this process (``RUSAGE_SELF``) or of its waited-for
+    children (``RUSAGE_CHILDREN``), in MB (10**6 bytes)."""
+    import resource
+
+    peak = resource.getrusage(who).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak * (1 if sys.platform == "darwin" else 1024) / 1e6, 1)
+
+
+def _preprocess_child(conn, config, output: str, beam_args: Sequence[str], previous: Optional[str], wait: bool,
+                      force: bool, verbose: bool) -> None:
+    """`tfstream run`'s preprocessing, in a process of its own (see `_run`): logs and
+    errors as `tfstream preprocess` prints them; sends back the exit status, the dataset
+    directory, this process's id and its peak RSS."""
+    import resource
+    from types import SimpleNamespace
+
+    if not verbose:
+        _quiet()
+    else:
+        logging.basicConfig(level=logging.INFO)
+    root = None
+    try:
+        manifest = _preprocess(config, output, beam_args, previous, SimpleNamespace(wait=wait, force=force))
+        code, root = 0, manifest.root
+    except Exception as e:  # noqa: BLE001 - printed here, as the parent would
+        try:
+            code = _error_exit("run", verbose, e)
+        except Exception:  # noqa: BLE001 - verbose: the traceback
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+    sys.stderr.flush()
+    conn.send({"code": code, "root": root, "pid": os.getpid(), "peak_rss_mb": _peak_rss_mb(resource.RUSAGE_SELF),
+               "workers_peak_rss_mb": _peak_rss_mb(resource.RUSAGE_CHILDREN)})
+    conn.close()
+
+
+def _preprocess_in_child(config, output: str, beam_args: Sequence[str], previous: Optional[str], args) -> dict:
+    """Run the preprocessing in a fresh (spawned) process and wait for it, so that the
+    trainer never holds the write side's memory (Beam, pyarrow, the pipeline's buffers):
+    it is all returned to the system when that process exits."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding TensorFlow
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_preprocess_child, name="tfstream-preprocess",
+                              args=(send, config, output, list(beam_args), previous, args.wait, args.force,
+                                    args.verbose))
+    process.start()
+    send.close()
+    try:
+        result = receive.recv()
+    except EOFError:  # it died before answering (killed, out of memory)
+        result = None
+    finally:
+        process.join()
+        receive.close()
+    if result is None:
+        raise RuntimeError(f"the preprocessing process (pid {process.pid}) ended without a result, with exit "
+                           f"status {process.exitcode}" + (" (killed by a signal)" if (process.exitcode or 0) < 0
+                                                           else ""))
+    return result
+
+
+def _run(config, args, beam_args: Sequence[str]) -> int:
+    """`tfstream run`: preprocess in a child process, then train in this one."""
+    import resource
+
+    from tfstream.training.metrics import format_summary
+    from tfstream.training.trainer import check_model_dir
+
+    workdir = args.workdir or os.path.join("runs", config.name)
+    check_model_dir(workdir)  # before the preprocessing, not after it
+    child = _preprocess_in_child(config, os.path.join(workdir, "dataset"), beam_args, args.previous, args)
+    if child["code"]:
+        return child["code"]  # the child printed the error
+    _log.info("preprocess: peak RSS %.0f MB (pid %d, its own process: freed before training)",
+              max(child["peak_rss_mb"], child["workers_peak_rss_mb"]), child["pid"])
+    _train(config, child["root"], os.path.join(workdir, "model"), args.restart)
+    peak = {"preprocess": child["peak_rss_mb"], "preprocess_workers": child["workers_peak_rss_mb"],
+            "train": _peak_rss_mb(resource.RUSAGE_SELF)}
+    _log.info("peak RSS: preprocess %.0f MB, train %.0f MB", max(peak["preprocess"], peak["preprocess_workers"]),
+              peak["train"])
+    path = _metrics_path(workdir)
+    with open(path, encoding="utf-8") as f:
+        metrics = json.load(f)
+    metrics["peak_rss_mb"] = peak
+    metrics["preprocess_pid"] = child["pid"]
+    temp = f"{path}.tmp"
+    with open(temp, "w", encoding="utf-8") as f:
+        json.dump(metrics, f, indent=1)
+    os.replace(temp, path)
+    print(format_summary([(config.name, metrics)]))
     return 0
 
 

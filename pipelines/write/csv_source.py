@@ -16,9 +16,15 @@ Valid RFC 4180 CSV reads whatever the size of the file and of its rows, with no 
   Python's `csv` module (the header check, and locating a bad line) gets the same
   bound, in place of its default limit of 128 KiB per field.
 
-A line pyarrow cannot parse (a wrong number of fields, bad UTF-8) stops the read with a
-`SourceError` that names the file, the row and the line (`_locate_bad_row` scans the file
-again with the `csv` module, on the error path only).
+A line pyarrow cannot parse (a wrong number of fields, bad UTF-8) does not stop the run:
+from the first such line on, that file (member) is read with Python's `csv` module
+(`_python_chunks`, on that path only: the rows before it stay pyarrow's), and every bad
+line becomes a rejected row (`rows.BadLines`: reason ``bad_line`` or ``bad_encoding``,
+with its row, line(s) and text, cut to `MAX_TEXT` characters), quarantined and counted,
+so ``validation.max_bad_fraction`` applies. Valid files never take that path, so their
+rows, and the shards, are as before. A row larger than `MAX_ROW_BYTES` (most often a
+quote never closed) still stops the read with a `SourceError` naming the file, the row and
+the line (`_locate_bad_row`).
 """
 
 from __future__ import annotations
@@ -31,11 +37,13 @@ import io
 import zipfile
 from typing import Any, Iterator, Sequence
 
+from tfstream.pipelines.write.rows import BadLines
 from tfstream.pipelines.write.sources import SourceError, display_name, open_file
 
 BLOCK_SIZE = 1 << 22  # pyarrow's block: the rows parsed at a time
 MAX_ROW_BYTES = 1 << 30  # the largest row read (pyarrow's block size is an int32)
 _GROWTH = 4  # a block too small for a row grows 4 times: a 10 MB row costs one read again
+MAX_TEXT = 200  # the characters of a bad line kept in the quarantine
 
 
 def _allow_large_fields() -> None:
@@ -130,7 +138,8 @@ def csv_header(stream, name: str, delimiter: str) -> list[str]:
         header = next(csv.reader(lines, delimiter=delimiter), None)
         if not header or not any(c.strip() for c in header):
             raise SourceError(f"{name}: the file is empty; expected a header line and data rows")
-        if not any(l.strip() for l in lines):
+        # Data rows are checked raw: bad UTF-8 in one is that row's problem (quarantined).
+        if not any(l.strip() for l in stream):
             raise SourceError(f"{name}: the file has a header but no data rows")
     except _BadLine as bad:
         raise SourceError(f"{name}: line {bad.line}: {bad.reason}") from None
@@ -158,6 +167,109 @@ def _csv_reader(stream, name: str, columns: Sequence[str], delimiter: str, block
     )
 
 
+class _BadInput(Exception):
+    """pyarrow met a bad line after ``done`` rows: read the rest with `_python_chunks`."""
+
+    def __init__(self, done: int):
+        super().__init__(done)
+        self.done = done
+
+
+def _bad_line(error: Exception) -> bool:
+    """A wrong number of fields, or bad UTF-8 in a value (pyarrow's messages)."""
+    text = str(error)
+    return "CSV parse error: Expected" in text or "invalid UTF8" in text
+
+
+def _records(stream, delimiter: str):
+    """``(first line, last line, fields, raw bytes)`` per record of a CSV stream, with
+    Python's `csv` module; bad UTF-8 is kept as surrogates (``surrogateescape``), found
+    per record afterwards."""
+    state = {"line": 0, "raw": []}
+
+    def lines():
+        for raw in stream:
+            state["line"] += 1
+            state["raw"].append(raw)
+            yield raw.decode("utf-8-sig" if state["line"] == 1 else "utf-8", "surrogateescape")
+
+    start = 1
+    reader = csv.reader(lines(), delimiter=delimiter)
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise SourceError(f"line {state['line']}: {e}") from None
+        raw, state["raw"] = b"".join(state["raw"]), []
+        first, start = start, state["line"] + 1
+        yield first, state["line"], fields, raw
+
+
+def _bad_record(name: str, row: int, first: int, last: int, fields: list[str], raw: bytes,
+                width: int) -> dict[str, Any] | None:
+    """The quarantine entry of a record that is not a row, or None for a good one."""
+    lines = str(first) if first == last else f"{first}-{last}"
+    where = f"{name}: row {row} (line{'s' if first != last else ''} {lines})"
+    try:
+        raw.decode("utf-8")
+        reason = None
+    except UnicodeDecodeError as e:
+        reason, message = "bad_encoding", f"{where}: invalid UTF-8 ({e.reason} at byte {e.start} of the row)"
+    if reason is None:
+        if len(fields) == width:
+            return None
+        reason, message = "bad_line", f"{where}: expected {width} fields like the header, got {len(fields)}"
+    text = raw.decode("utf-8", "replace").rstrip("\r\n")
+    if len(text) > MAX_TEXT:
+        text = text[:MAX_TEXT] + f"... ({len(text) - MAX_TEXT} more characters)"
+    return {"row": row, "lines": lines, "reason": reason, "message": message, "text": text}
+
+
+def _python_chunks(path: str, name: str, columns: Sequence[str], delimiter: str, chunk_rows: int,
+                   skip: int) -> Iterator[tuple[str, int, Any]]:
+    """The chunks of one CSV member after its first ``skip`` data rows, read with
+    Python's `csv` module: runs of good rows as ``{column: [str, ...]}``, and each bad
+    line as `rows.BadLines` (see the module doc). Rows are numbered as pyarrow numbers
+    them (blank lines are not rows)."""
+    _allow_large_fields()
+    with csv_streams(path) as streams:
+        stream = dict(streams)[name]
+        header: list[str] | None = None
+        index: list[int] = []
+        row, first_row, values = 0, 0, {c: [] for c in columns}
+        try:
+            for first, last, fields, raw in _records(stream, delimiter):
+                if not fields:  # a blank line
+                    continue
+                if header is None:
+                    header = fields
+                    index = [header.index(c) for c in columns]
+                    continue
+                row += 1
+                if row <= skip:
+                    continue
+                bad = _bad_record(name, row, first, last, fields, raw, len(header))
+                if bad is None:
+                    if not values[columns[0]]:
+                        first_row = row
+                    for c, i in zip(columns, index):
+                        values[c].append(fields[i])
+                    if len(values[columns[0]]) >= chunk_rows:
+                        yield name, first_row, values
+                        values = {c: [] for c in columns}
+                    continue
+                if values[columns[0]]:
+                    yield name, first_row, values
+                    values = {c: [] for c in columns}
+                yield name, row, BadLines([bad])
+        except SourceError as e:
+            raise SourceError(f"{name}: {e}") from None
+        if values[columns[0]]:
+            yield name, first_row, values
+
+
 def _row_too_large(error: Exception) -> bool:
     return "straddles two block boundaries" in str(error)
 
@@ -178,6 +290,8 @@ def _batches(path: str, name: str, stream, columns: Sequence[str], delimiter: st
                     seen += batch.num_rows
                 return
             except Exception as e:  # noqa: BLE001 - pyarrow.ArrowInvalid and friends
+                if _bad_line(e):
+                    raise _BadInput(done) from e
                 if "Empty CSV file" in str(e):
                     raise SourceError(f"{name}: the file is empty; expected a header line and data rows") from e
                 if not _row_too_large(e) or block_size >= MAX_ROW_BYTES:
@@ -200,8 +314,11 @@ def csv_chunks(path: str, *, delimiter: str, columns: Sequence[str],
     with csv_streams(path) as streams:
         for name, stream in streams:
             row = 1
-            for batch in _batches(path, name, stream, columns, delimiter):
-                for start in range(0, batch.num_rows, chunk_rows):
-                    part = batch.slice(start, chunk_rows)
-                    yield name, row, {c: part.column(c).to_pylist() for c in columns}
-                    row += part.num_rows
+            try:
+                for batch in _batches(path, name, stream, columns, delimiter):
+                    for start in range(0, batch.num_rows, chunk_rows):
+                        part = batch.slice(start, chunk_rows)
+                        yield name, row, {c: part.column(c).to_pylist() for c in columns}
+                        row += part.num_rows
+            except _BadInput as bad:  # a bad line: the rest of this member through the csv module
+                yield from _python_chunks(path, name, columns, delimiter, chunk_rows, skip=bad.done)

@@ -45,9 +45,19 @@ def quarantine_record(file: str, row: int, action: str, reason: str, column: str
             "values": {c: _json_value(v) for c, v in raw.items()}}
 
 
+class BadLines(list):
+    """A chunk's third element in place of ``{column: values}``: source rows that are not
+    rows at all (a CSV line with the wrong number of fields, or bad UTF-8), each a dict
+    ``{"row", "lines", "reason", "message", "text"}``. They are read rows, and are
+    rejected: quarantined and counted like rows that break a rule, so
+    ``validation.max_bad_fraction`` applies to them."""
+
+
 def rows_in_chunk(chunk: tuple[str, int, dict[str, Any]]) -> int:
     """The number of rows in a chunk ``(file, first_row, {column: values})``."""
     columns = chunk[2]
+    if isinstance(columns, BadLines):
+        return len(columns)
     return len(next(iter(columns.values()))) if columns else 0
 
 
@@ -79,6 +89,13 @@ def route_chunk(chunk: tuple[str, int, dict[str, Any]], rules: RowRules, splitte
         [('train', {'x': 1.0, 'y': 2.0}), ('_quarantine', "f.csv: row 2: column 'x': expected a number, got '?'")]
     """
     name, first_row, columns = chunk
+    if isinstance(columns, BadLines):
+        for bad in columns:
+            record = quarantine_record(name, bad["row"], "rejected", bad["reason"], "", bad["message"],
+                                       {"text": bad["text"]})
+            record["lines"] = bad["lines"]
+            yield QUARANTINED, record
+        return
     keys = list(columns)
     split_key = tuple(split_key)
     base = os.path.basename(name)

@@ -49,7 +49,16 @@ def display_name(path: str, member: str | None = None) -> str:
 
 @contextlib.contextmanager
 def open_file(path: str):
-    """A source file, opened for reading through Beam's `FileSystems`."""
+    """A source file, opened for reading: a local file directly (no Beam import, so the
+    CLI checks a source before importing Beam), others through Beam's `FileSystems`."""
+    if "://" not in path:
+        try:
+            f = open(path, "rb")
+        except OSError as e:
+            raise SourceError(f"{path}: cannot open: {e.strerror or e}") from e
+        with f:
+            yield f
+        return
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 

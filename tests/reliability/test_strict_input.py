@@ -101,11 +101,66 @@ def test_a_bad_line_after_a_large_field_is_located(make_job, tmp_path):
     _big_field_csv(path, 3, 300_000, 5)  # a field over the csv module's default limit (128 KiB)
     with open(path, "a", encoding="utf-8") as f:
         f.write("9,,c,9,1,extra\n")
-    with pytest.raises(SourceError, match=r"ragged.csv: row 10 \(line 11\): expected 5 fields like the header, got 6"):
-        _rows(path, _csv_job(make_job, path))
+    job = _csv_job(make_job, path)
+    chunks = list(read_chunks(str(path), source=job.source, columns=job.source_columns()))
+    [(bad,)] = [c[2] for c in chunks if isinstance(c[2], list)]
+    assert bad["message"] == f"{path}: row 10 (line 11): expected 5 fields like the header, got 6"
+    assert sum(len(c[2]) if isinstance(c[2], list) else len(c[2]["x"]) for c in chunks) == 10
     path.write_bytes(b"x,note,who,n,y\n" + f'1,"{"z" * 300_000}",a,1,1\n'.encode() + b"2,,\xff,2,1\n")
-    with pytest.raises(SourceError, match=r"ragged.csv: line 3: invalid UTF-8"):
-        _rows(path, _csv_job(make_job, path))
+    [_, (_, row, [bad])] = list(read_chunks(str(path), source=job.source, columns=job.source_columns()))
+    assert (row, bad["reason"], bad["lines"]) == (2, "bad_encoding", "3")
+    assert bad["message"].startswith(f"{path}: row 2 (line 3): invalid UTF-8")
+
+
+def test_bad_lines_go_to_the_quarantine_with_file_and_line(make_job, tmp_path):
+    """A short line, a long line and a line with bad UTF-8 are rejected rows: quarantined
+    with their file, row, line(s) and text (cut), counted in rows_read and rows_rejected;
+    the file's valid rows are still read, and max_bad_fraction applies."""
+    path = tmp_path / "bad.csv"
+    good = [f"{i}.5,{i},w{i % 3},{i}" for i in range(1, 41)]
+    lines = ["x,n,who,y", *good[:10], "11.5,11", *good[10:20], "21.5,21,w0,21,extra," + "z" * 500,
+             *good[20:30], '"31.5",31,"w\nrap",31', *good[30:]]
+    data = "\n".join(lines).encode() + b"\n"
+    data = data.replace(b"w2,26", b"w\xff2,26")  # the 26th good row: bad UTF-8
+    path.write_bytes(data)
+    job = _csv_job(make_job, path, validation={"max_bad_fraction": 0.1})
+    out = str(tmp_path / "out")
+    m = preprocess(job, output_dir=out)
+    records = sorted(quarantine_records(out, m.data), key=lambda r: r["row"])
+    assert [(r["row"], r["lines"], r["reason"], r["action"], r["file"]) for r in records] == [
+        (11, "12", "bad_line", "rejected", str(path)),
+        (22, "23", "bad_line", "rejected", str(path)),
+        (28, "29", "bad_encoding", "rejected", str(path)),
+    ]
+    assert records[0]["message"] == f"{path}: row 11 (line 12): expected 4 fields like the header, got 2"
+    assert records[0]["values"] == {"text": "11.5,11"}
+    assert records[1]["values"]["text"].startswith("21.5,21,w0,21,extra,zzz")
+    assert records[1]["values"]["text"].endswith("... (320 more characters)")
+    assert records[2]["message"].startswith(f"{path}: row 28 (line 29): invalid UTF-8")
+    src = m.data["source"]
+    assert (src["rows_read"], src["rows_written"], src["rows_dropped"], src["rows_rejected"]) == (43, 40, 0, 3)
+    assert src["rows_read"] == src["rows_written"] + src["rows_dropped"] + src["rows_rejected"]
+    assert src["rejected"] == {"bad_line:": 2, "bad_encoding:": 1}
+
+    from tfstream.pipelines.write.run import PreprocessError
+
+    strict = _csv_job(make_job, path, validation={"max_bad_fraction": 0})
+    with pytest.raises(PreprocessError, match=r"^3 of 43 rows \(6.98%\) break a rule, more than "
+                                              r"validation.max_bad_fraction 0\. Worst: bad_line: x2 \(first: "
+                                              + str(path).replace(".", r"\.") + r": row 11 \(line 12\)"):
+        preprocess(strict, output_dir=str(tmp_path / "strict"))
+
+
+def test_rows_of_a_valid_csv_are_read_by_pyarrow_alone(make_job, tmp_path, monkeypatch):
+    from tfstream.pipelines.write import csv_source
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a valid file took the csv module's path")
+
+    monkeypatch.setattr(csv_source, "_python_chunks", refuse)
+    path = tmp_path / "ok.csv"
+    path.write_text("x,n,who,y\n" + "".join(f"{i}.5,{i},w,{i}\n" for i in range(100)), encoding="utf-8")
+    assert len(_rows(path, _csv_job(make_job, path))) == 100
 
 
 # --------------------------------------------------------------------------- numbers

@@ -113,17 +113,23 @@ def test_empty_sequence_is_an_error_naming_the_row(tmp_path, make_job):
         preprocess(make_job("digits_lstm.yaml", source={"path": str(path)}), output_dir=str(tmp_path / "o"))
 
 
-def test_ragged_row_and_bad_utf8_are_located(flights_csv, make_job, tmp_path):
+def test_ragged_row_and_bad_utf8_are_quarantined_with_file_and_line(flights_csv, make_job, tmp_path):
+    from tfstream.pipelines.manifest import quarantine_records
+
     lines = _lines(flights_csv)[:60]
     lines[33] += ",extra"
     ragged = _write_lines(tmp_path / "ragged.csv", lines)
-    with pytest.raises(SourceError, match=r"ragged.csv: row 33 \(line 34\): expected 19 fields like the header, got 20"):
-        preprocess(make_job("flights_dense.yaml", source={"path": ragged}), output_dir=str(tmp_path / "o1"))
+    m = preprocess(make_job("flights_dense.yaml", source={"path": ragged}, validation={"max_bad_fraction": 0.1}),
+                   output_dir=str(tmp_path / "o1"))
+    [bad] = [r for r in quarantine_records(str(tmp_path / "o1"), m.data) if r["reason"] == "bad_line"]
+    assert (bad["row"], bad["lines"], bad["reason"], bad["action"]) == (33, "34", "bad_line", "rejected")
+    assert bad["message"] == f"{ragged}: row 33 (line 34): expected 19 fields like the header, got 20"
+    assert m.data["source"]["rows_read"] == 59 and m.data["source"]["rejected"]["bad_line:"] == 1
     data = "\n".join(_lines(flights_csv)[:30]).encode() + b"\n2013,1,1,\xff\xfe,515\n"
     (tmp_path / "latin.csv").write_bytes(data)
-    with pytest.raises(SourceError, match=r"latin.csv: line 31: invalid UTF-8"):
-        preprocess(make_job("flights_dense.yaml", source={"path": str(tmp_path / "latin.csv")}),
-                   output_dir=str(tmp_path / "o2"))
+    with pytest.raises(PreprocessError, match=r"latin.csv: row 30 \(line 31\): invalid UTF-8"):
+        preprocess(make_job("flights_dense.yaml", source={"path": str(tmp_path / "latin.csv")},
+                            validation={"max_bad_fraction": 0}), output_dir=str(tmp_path / "o2"))
 
 
 def test_quoted_header_and_blank_lines(tmp_path, make_job):
