@@ -22,6 +22,7 @@ BENCHMARKS = {
     "B5": "b5_padding",
     "B6": "b6_preprocess",
     "B7": "b7_first_batch",
+    "B10": "b10_write_arrays",
 }
 
 

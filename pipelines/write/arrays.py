@@ -62,7 +62,7 @@ from tfstream.pipelines.write.rows import QUARANTINED, first_example, quarantine
 from tfstream.pipelines.write.run import PreprocessError, finish_run, resolve_dataset_dir, writing
 from tfstream.pipelines.write.sharding import describe_shard, num_shards_of, record_hash, write_shard
 from tfstream.transforms.analyzers import DatasetStats
-from tfstream.transforms.codecs import encode_example
+from tfstream.transforms.example_encoder import encode_examples, rows_to_columns
 from tfstream.transforms.split import Splitter
 from tfstream.transforms.validation import ImputationError, impute_row, imputation_values
 from tfstream.transforms.vocabulary import top_tokens
@@ -226,6 +226,7 @@ class _Run:
         self.rows_read = 0
         self.fingerprint = _Fingerprint(columns, lengths, config.source.lengths_key)
         self.mappings = _mappings([*columns.values(), *([lengths] if lengths is not None else [])])
+        self._fast = _FastRoute(self.rules, self.splitter, self.split_key, columns, lengths)
 
     def _chunks(self, what: str) -> Iterator[tuple[tuple[str, int, dict[str, Any]], dict[str, Any]]]:
         total = self.lengths.shape[0] if self.lengths is not None else next(iter(self.columns.values())).shape[0]
@@ -259,10 +260,15 @@ class _Run:
                                                imputed)
                 except ImputationError as e:
                     raise PreprocessError(str(e)) from None
-                for chunk, _ in self._chunks("pass 2 of 2 (write)"):
-                    for tag, row in route_chunk(chunk, self.rules, self.splitter, self.split_key):
+                for chunk, slices in self._chunks("pass 2 of 2 (write)"):
+                    fast, rest = self._fast.route(chunk, slices)
+                    for split, columns, n in fast:
+                        shards.write_many(split, encode_examples(columns, self.schema, n))
+                    good: dict[str, list] = collections.defaultdict(list)
+                    for tag, row in rest:
                         if tag != QUARANTINED:
-                            shards.write(tag, encode_example(impute_row(row, values, self.schema), self.schema))
+                            good[tag].append(impute_row(row, values, self.schema))
+                    self._write_rows(shards, good)
             else:
                 self._collect(quarantine, shards)
         finally:
@@ -291,7 +297,13 @@ class _Run:
         for chunk, slices in self._chunks("pass 1 of 2 (statistics)" if shards is None else "write"):
             self.rows_read += rows_in_chunk(chunk)
             self.fingerprint.add(slices, chunk[1] - 1, self.chunk_rows)
-            for tag, row in route_chunk(chunk, self.rules, self.splitter, self.split_key):
+            fast, rest = self._fast.route(chunk, slices)
+            for split, columns, n in fast:
+                self._fast.add_stats(stats, accumulators[split], columns, n)
+                if shards is not None:
+                    shards.write_many(split, encode_examples(columns, self.schema, n))
+            good: dict[str, list] = collections.defaultdict(list)
+            for tag, row in rest:
                 if tag == QUARANTINED:
                     quarantine.write(json.dumps(row, sort_keys=True).encode("utf-8") + b"\n")
                     self.quarantined[quarantine_key(row)] += 1
@@ -305,7 +317,123 @@ class _Run:
                     for name, counts in vocabulary:
                         counts[row[name]] += 1
                 if shards is not None:
-                    shards.write(tag, encode_example(row, self.schema))
+                    good[tag].append(row)
+            if shards is not None:
+                self._write_rows(shards, good)
+
+    def _write_rows(self, shards: "_ShardWriters", good: Mapping[str, list]) -> None:
+        """Encode a chunk's rows (dicts) of each split in one batch, and write them."""
+        for split, rows in good.items():
+            shards.write_many(split, encode_examples(rows_to_columns(rows, self.schema), self.schema, len(rows)))
+
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class _FastRoute:
+    """`rows.route_chunk`, vectorized over a chunk, for the rows it can vouch for.
+
+    It applies where every feature is a numeric scalar or fixed vector read from one
+    float (float32 features) or signed/small unsigned integer (int64 features) array, and
+    the label is a class index from an integer array, or a number (regression, or a
+    threshold) from a float or integer array. A row is taken when each of its values is
+    one `validation.convert_row` accepts unchanged: floats finite and within float32's
+    range, class indices among the declared classes. Every other row (NaN, inf, out of
+    range: rows that `convert_row` rejects, drops, or notes for imputation) goes through
+    `route_chunk` as before, so the quarantine, its order and its messages are unchanged.
+    The split is `Splitter.assign` of the same key, row by row. A taken row's record is
+    `encode_examples` of the same values, so the shards are byte-identical.
+    """
+
+    def __init__(self, rules, splitter: Splitter, split_key, columns: Mapping[str, np.ndarray], lengths):
+        self.rules, self.splitter, self.split_key = rules, splitter, tuple(split_key)
+        self.enabled = lengths is None and self._applies(columns)
+
+    def _applies(self, columns) -> bool:
+        for rule in self.rules.features:
+            f = rule.feature
+            if f.kind != "numeric" or len(rule.columns) != 1:
+                return False
+            arr = columns[rule.columns[0]]
+            if arr.ndim != (2 if f.shape else 1) or (f.shape and arr.shape[1] != f.size):
+                return False
+            if not (arr.dtype.kind == "f" if f.dtype == "float32" else _int_kind(arr.dtype)):
+                return False
+        label, arr = self.rules.label, columns[self.rules.label.column]
+        if label.raw_classes or arr.ndim != 1:
+            return False
+        if label.label.task == "regression" or label.threshold is not None:
+            return arr.dtype.kind == "f" or _int_kind(arr.dtype)
+        return _int_kind(arr.dtype)
+
+    def route(self, chunk, slices) -> tuple[list, Iterator]:
+        """``([(split, columns for encode_examples, n), ...], route_chunk of the other rows)``."""
+        if not self.enabled:
+            return [], route_chunk(chunk, self.rules, self.splitter, self.split_key)
+        name, first_row, columns = chunk
+        n = rows_in_chunk(chunk)
+        ok = np.ones(n, dtype=bool)
+        values = {}
+        for rule in self.rules.features:
+            arr = np.asarray(slices[rule.columns[0]])
+            if rule.feature.dtype == "float32":
+                with np.errstate(invalid="ignore"):
+                    fine = np.abs(arr.astype(np.float64, copy=False)) <= _FLOAT32_MAX  # False for NaN, inf
+                ok &= fine.all(axis=1) if fine.ndim == 2 else fine
+            values[rule.feature.name] = arr
+        label = self.rules.label
+        arr = np.asarray(slices[label.column])
+        if label.label.task == "regression" or label.threshold is not None:
+            x = arr.astype(np.float64)
+            with np.errstate(invalid="ignore"):
+                ok &= np.abs(x) <= _FLOAT32_MAX
+            y = x if label.threshold is None else (x > label.threshold).astype(np.int64)
+        else:
+            ok &= (arr >= 0) & (arr < label.label.num_classes)
+            y = arr
+        values[label.label.name] = y
+        taken = np.flatnonzero(ok)
+        base = os.path.basename(name)
+        keys = [columns[c] for c in self.split_key]
+        names = self.splitter.names
+        index = {s: i for i, s in enumerate(names)}
+        assign = self.splitter.assign
+        split_of = np.fromiter(
+            (index[assign([k[i] for k in keys] if keys else [base, first_row + i])] for i in taken.tolist()),
+            dtype=np.int64, count=taken.size)
+        fast = []
+        for i, split in enumerate(names):
+            rows = taken[split_of == i]
+            if rows.size:
+                fast.append((split, {k: v[rows] for k, v in values.items()}, int(rows.size)))
+        rest = np.flatnonzero(~ok).tolist()
+
+        def others():
+            for i in rest:
+                yield from route_chunk((name, first_row + i, {c: [v[i]] for c, v in columns.items()}),
+                                       self.rules, self.splitter, self.split_key)
+
+        return fast, others()
+
+    def add_stats(self, stats: DatasetStats, acc, columns: Mapping[str, np.ndarray], n: int) -> None:
+        """`DatasetStats.add_input` of each taken row, in one go (numeric features only)."""
+        acc.num_examples += n
+        for f in stats.schema.features:
+            acc.counts[f.name]["count"] += n
+            acc.extend(f.name, columns[f.name].astype(np.float64).tolist())
+        label = stats.schema.label.name
+        if acc.classes is not None:
+            counts = np.bincount(np.asarray(columns[label], dtype=np.int64), minlength=len(acc.classes))
+            for c, k in enumerate(counts.tolist()):
+                acc.classes[c] += k
+        else:
+            acc.extend(label, np.asarray(columns[label], dtype=np.float64).tolist())
+
+
+def _int_kind(dtype: np.dtype) -> bool:
+    """Integers that `validation` takes as they are: signed, or unsigned below 2**63."""
+    return dtype.kind == "i" or (dtype.kind == "u" and dtype.itemsize < 8)
 
 
 class _ShardWriters:
@@ -347,6 +475,16 @@ class _ShardWriters:
         write_record(buf, record)
         if buf.tell() >= self._flush_bytes:
             self._flush(split, i)
+
+    def write_many(self, split: str, records: list[bytes]) -> None:
+        buffers, key, flush_bytes = self._buffers[split], self._key, self._flush_bytes
+        n = len(buffers)
+        for record in records:
+            i = record_hash(record, key) % n
+            buf = buffers[i]
+            write_record(buf, record)
+            if buf.tell() >= flush_bytes:
+                self._flush(split, i)
 
     def _flush(self, split: str, i: int) -> None:
         buf = self._buffers[split][i]
