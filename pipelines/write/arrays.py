@@ -57,7 +57,7 @@ from tfstream.pipelines.manifest import Manifest, write_manifest
 from tfstream.pipelines.shards import read_records, shard_file, write_record
 from tfstream.pipelines.write import sources
 from tfstream.pipelines.write.manifest_builder import manifest_json, manifest_settings
-from tfstream.pipelines.write.publish import QUARANTINE_DIR
+from tfstream.pipelines.write.publish import QUARANTINE_DIR, QUARANTINE_FILE
 from tfstream.pipelines.write.rows import QUARANTINED, first_example, quarantine_key, route_chunk, rows_in_chunk
 from tfstream.pipelines.write.run import PreprocessError, finish_run, resolve_dataset_dir, writing
 from tfstream.pipelines.write.sharding import describe_shard, num_shards_of, record_hash, write_shard
@@ -84,7 +84,6 @@ _BUFFERS_BYTES = 64 << 20
 _PROGRESS_SECONDS = 30.0
 
 # The quarantine file, named as the Beam pipeline's WriteToText names it.
-_QUARANTINE_FILE = "rows-00000-of-00001.jsonl"
 
 
 def write_arrays(
@@ -248,7 +247,7 @@ class _Run:
         from apache_beam.io.filesystems import FileSystems
 
         imputed = self.config.imputed_features()
-        quarantine_file = fs.join(self.staging, QUARANTINE_DIR, _QUARANTINE_FILE)
+        quarantine_file = fs.join(self.staging, QUARANTINE_DIR, QUARANTINE_FILE)
         quarantine = FileSystems.create(quarantine_file)
         shards = None
         try:
