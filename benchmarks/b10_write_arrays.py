@@ -19,13 +19,12 @@ repetition; the figure is the median of per-repetition ratios.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
 from benchmarks import data
-from benchmarks.common import Timer, alternate, figure, import_tensorflow_quietly, median, pick, reps, result
+from benchmarks.common import alternate, figure, import_tensorflow_quietly, median, pick, reps, result
+from benchmarks.common import rows_per_second
 
 TARGET = 5.0
 
@@ -58,14 +57,7 @@ def run(scale: str, workdir: str) -> dict:
     os.makedirs(scratch, exist_ok=True)
     written = {}
 
-    def timed(name, fn):
-        out = tempfile.mkdtemp(prefix=f"{name}-", dir=scratch)
-        try:
-            with Timer() as t:
-                written[name] = fn(out)
-            return rows / t.seconds
-        finally:
-            shutil.rmtree(out, ignore_errors=True)
+    timed = rows_per_second(scratch, rows, written)
 
     variants = {
         "loop": lambda: timed("loop", lambda out: tfrecord_loop(X, y, os.path.join(out, "records.tfrecord"))),

@@ -22,11 +22,10 @@ within every repetition; figures are medians of per-repetition ratios.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 from benchmarks import data
-from benchmarks.common import Timer, alternate, figure, import_tensorflow_quietly, median, pick, reps, result
+from benchmarks.common import alternate, figure, import_tensorflow_quietly, median, pick, reps, result
+from benchmarks.common import rows_per_second
 
 TARGETS = {"beam_in_memory": 0.5, "beam_multiprocessing": 1.0}
 MULTIPROCESSING = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
@@ -68,15 +67,7 @@ def run(scale: str, workdir: str) -> dict:
     os.makedirs(scratch, exist_ok=True)
     written = {}
 
-    def timed(name, fn):
-        out = tempfile.mkdtemp(prefix=f"{name}-", dir=scratch)
-        try:
-            with Timer() as t:
-                result_ = fn(out)
-            written[name] = result_
-            return rows / t.seconds
-        finally:
-            shutil.rmtree(out, ignore_errors=True)
+    timed = rows_per_second(scratch, rows, written)
 
     beam_quiet = ["--default_sdk_harness_log_level=WARNING"]
     variants = {

@@ -109,6 +109,24 @@ class Timer:
 # --------------------------------------------------------------------------- processes
 
 
+def rows_per_second(scratch: str, rows: int, written: dict) -> Callable[[str, Callable[[str], Any]], float]:
+    """``timed(name, fn)``: run ``fn(out)`` in a fresh folder under ``scratch`` (removed
+    after), keep its result in ``written[name]`` (to check that every variant wrote the
+    same), and return ``rows`` per second of its wall time."""
+    import shutil
+
+    def timed(name: str, fn: Callable[[str], Any]) -> float:
+        out = tempfile.mkdtemp(prefix=f"{name}-", dir=scratch)
+        try:
+            with Timer() as t:
+                written[name] = fn(out)
+            return rows / t.seconds
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+
+    return timed
+
+
 def vmhwm_mb(pid: Any = "self") -> Optional[float]:
     """Peak resident set (VmHWM) of a process, in MB (10^6 bytes, the unit of the
     issue's targets); None when it is gone."""
