@@ -226,6 +226,9 @@ def unlearnable_classes(config: JobConfig, data: dict[str, Any]) -> list[str]:
         (8, "label 'digit': class '2' (index 2) has no row in the training split 'train'; the model cannot learn it: check the source, the class list, or split.fractions")
         >>> warnings[5]  # doctest: +ELLIPSIS
         "label 'digit': class '7' (index 7) has no row in the training split 'train' but 2 in 'eval'; ..."
+        >>> flights = load_config("configs/flights_dense.yaml")  # counts keyed by class name
+        >>> unlearnable_classes(flights, {"splits": {"train": stats({"arr_delay<=15": 9, "arr_delay>15": 3})}})
+        []
     """
     label = config.schema().label
     train = data["splits"].get(config.train.train_split, {}).get("statistics", {}).get("label", {})
@@ -233,12 +236,15 @@ def unlearnable_classes(config: JobConfig, data: dict[str, Any]) -> list[str]:
     if label.task == "regression" or counts is None:
         return []
     out = []
+    def count(split_counts: dict[str, Any], index: int, name: str) -> int:
+        return split_counts.get(name) or split_counts.get(str(index)) or 0  # keyed by class name
+
     for index, name in enumerate(label.classes):
-        if counts.get(str(index)):
+        if count(counts, index, name):
             continue
         elsewhere = ", ".join(f"{n:,} in {split!r}" for split, info in data["splits"].items()
-                              if (n := info.get("statistics", {}).get("label", {}).get("class_counts", {})
-                                  .get(str(index))))
+                              if (n := count(info.get("statistics", {}).get("label", {}).get("class_counts", {}),
+                                             index, name)))
         out.append(f"label {label.name!r}: class {name!r} (index {index}) has no row in the training split "
                    f"{config.train.train_split!r}{f' but {elsewhere}' if elsewhere else ''}; the model cannot learn "
                    f"it: check the source, the class list, or split.fractions")
