@@ -34,14 +34,14 @@ import logging
 from typing import Any, Iterable, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from tfstream.pipelines import fs
 from tfstream.pipelines.config import JobConfig
 from tfstream.pipelines.manifest import Manifest, write_manifest
 from tfstream.pipelines.shards import SHARD_TEMPLATE, shard_file
 from tfstream.pipelines.write import sources
-from tfstream.pipelines.write.beam_options import check_paths_for_runner, root_cause, worker_message
+from tfstream.pipelines.write.beam_options import (check_paths_for_runner, closing_dask_client, pipeline_options,
+                                                   root_cause, worker_message)
 from tfstream.pipelines.write.manifest_builder import manifest_json, manifest_settings
 from tfstream.pipelines.write.publish import QUARANTINE_DIR
 from tfstream.pipelines.write.rows import QUARANTINED, READ, first_example, quarantine_key, route_chunk, rows_in_chunk
@@ -82,9 +82,14 @@ class ReadSource(beam.PTransform):
 
 
 class _ConvertChunk(beam.DoFn):
-    """`route_chunk` as tagged outputs: per split, one list of the chunk's typed rows
-    of that split (split tags get batches, not rows); per quarantined row, its record
-    (tag ``_quarantine``); and the chunk's row count (tag ``_read``)."""
+    """`route_chunk` as ``(tag, value)`` pairs: per split, one list of the chunk's typed
+    rows of that split (split tags get batches, not rows); per quarantined row, its
+    record (tag ``_quarantine``); and the chunk's row count (tag ``_read``).
+
+    Pairs, selected per tag by `_ByTag`, rather than Beam's tagged outputs: Beam's
+    DaskRunner (2.77) puts every tagged output of a ``ParDo`` into one bag, so each tag's
+    consumers would receive the other tags' values too.
+    """
 
     def __init__(self, rules: RowRules, splitter: Splitter, split_key: Sequence[str]):
         self._rules = rules
@@ -92,15 +97,30 @@ class _ConvertChunk(beam.DoFn):
         self._split_key = tuple(split_key)
 
     def process(self, chunk):
-        yield beam.pvalue.TaggedOutput(READ, rows_in_chunk(chunk))
+        yield READ, rows_in_chunk(chunk)
         batches: dict[str, list[dict[str, Any]]] = {}
         for tag, value in route_chunk(chunk, self._rules, self._splitter, self._split_key):
             if tag == QUARANTINED:
-                yield beam.pvalue.TaggedOutput(tag, value)
+                yield tag, value
             else:
                 batches.setdefault(tag, []).append(value)
-        for tag, rows in batches.items():
-            yield beam.pvalue.TaggedOutput(tag, rows)
+        yield from batches.items()
+
+
+def _select(tagged, tag: str):
+    if tagged[0] == tag:
+        yield tagged[1]
+
+
+class _ByTag(beam.PTransform):
+    """``(tag, value)`` pairs → ``{tag: the values of that tag}``, for the given tags."""
+
+    def __init__(self, tags: Sequence[str]):
+        super().__init__()
+        self._tags = list(tags)
+
+    def expand(self, pairs):
+        return {tag: pairs | f"Select[{tag}]" >> beam.FlatMap(_select, tag=tag) for tag in self._tags}
 
 
 class _Combine(beam.CombineFn):
@@ -234,9 +254,11 @@ def build_pipeline(
     fractions = dict(config.split.fractions)
     train_split = config.train.train_split
     chunks = pipeline | "Read" >> ReadSource(paths, config.source, config.source_columns(), config.sequence_columns())
-    routed = chunks | "Validate" >> beam.ParDo(
-        _ConvertChunk(rules, Splitter(fractions, config.split.salt), config.split.key)
-    ).with_outputs(READ, QUARANTINED, *fractions)
+    routed = (
+        chunks
+        | "Validate" >> beam.ParDo(_ConvertChunk(rules, Splitter(fractions, config.split.salt), config.split.key))
+        | "ByTag" >> _ByTag([READ, QUARANTINED, *fractions])
+    )
 
     stats_of = {
         split: routed[split] | f"Stats[{split}]" >> beam.CombineGlobally(_Combine(DatasetStats(schema), batches=True))
@@ -341,7 +363,7 @@ def preprocess(
     """
     dataset_dir = resolve_dataset_dir(config, output_dir)
     paths = resolve_source_paths(config.source)
-    options = PipelineOptions(list(beam_args))
+    options = pipeline_options(beam_args)  # --runner=DaskRunner resolved
     check_paths_for_runner(options, dataset_dir, paths)
     sources.check_source(paths, config.source, config.source_columns(), config.sequence_columns(),
                          rules=config.row_rules())
@@ -350,7 +372,7 @@ def preprocess(
         _log.info("preprocess %r: %d source file(s) -> %s, with Apache Beam's %s", config.name, len(paths),
                   dataset_dir, options.get_all_options()["runner"] or "DirectRunner")
         try:
-            with beam.Pipeline(options=options) as pipeline:
+            with closing_dask_client(options), beam.Pipeline(options=options) as pipeline:
                 build_pipeline(pipeline, config, staging, paths, fingerprint,
                                options.get_all_options(drop_default=True))
         except Exception as e:  # noqa: BLE001 - re-raised with the cause that names the row
