@@ -1,12 +1,14 @@
 """Apache Beam options and errors: refuse options Beam would silently drop, refuse
-runner and path combinations that cannot work, and find tfstream's own error (naming the
-file and row) inside the exception a runner raises.
+runner and path combinations that cannot work, resolve ``--runner=DaskRunner`` (which Beam
+does not register by its short name), and find tfstream's own error (naming the file and
+row) inside the exception a runner raises.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -35,7 +37,110 @@ def check_paths_for_runner(options: PipelineOptions, dataset_dir: str, paths: Se
 
 
 class BeamOptionError(ValueError):
-    """A Beam option with a value Beam cannot parse."""
+    """A Beam option with a value Beam cannot parse, or a runner that is not installed."""
+
+
+DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
+# Beam resolves a short runner name only for the runners of `StandardOptions.ALL_KNOWN_RUNNERS`
+# (lower-cased, with or without "Runner"); its DaskRunner is not one of them.
+_RUNNER_ALIASES = {"daskrunner": DASK_RUNNER, "dask": DASK_RUNNER}
+_DASK_INSTALL = "pip install 'tfstream[dask]'"
+
+
+def with_runner_aliases(args: Sequence[str]) -> list[str]:
+    """``args`` with ``--runner=DaskRunner`` (or ``Dask``, any case; also ``--runner
+    DaskRunner``) replaced by the DaskRunner's full class path, which Beam can load.
+
+    >>> with_runner_aliases(["--runner=DaskRunner", "--dask_client_address=tcp://h:8786"])[0]
+    '--runner=apache_beam.runners.dask.dask_runner.DaskRunner'
+    >>> with_runner_aliases(["--runner", "direct"])
+    ['--runner', 'direct']
+    """
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg.startswith("--runner="):
+            name = arg.split("=", 1)[1]
+            out[i] = "--runner=" + _RUNNER_ALIASES.get(name.lower(), name)
+        elif arg == "--runner" and i + 1 < len(out):
+            out[i + 1] = _RUNNER_ALIASES.get(out[i + 1].lower(), out[i + 1])
+    return out
+
+
+def _runner_of(args: Sequence[str]) -> Optional[str]:
+    runner = None
+    for i, arg in enumerate(args):
+        if arg.startswith("--runner="):
+            runner = arg.split("=", 1)[1]
+        elif arg == "--runner" and i + 1 < len(args):
+            runner = args[i + 1]
+    return runner
+
+
+def _uses_dask(args: Sequence[str]) -> bool:
+    return _runner_of(with_runner_aliases(args)) == DASK_RUNNER or any(a.startswith("--dask_") for a in args)
+
+
+def register_dask_options(args: Sequence[str]) -> None:
+    """Import Beam's DaskRunner when ``args`` ask for it, so that its options
+    (``--dask_client_address`` and the other ``--dask_*``) are known to `PipelineOptions`
+    (Beam finds options classes among those imported).
+
+    Raises:
+        BeamOptionError: Dask is not installed.
+    """
+    if not _uses_dask(args):
+        return
+    try:
+        import dask.distributed  # noqa: F401 - Beam's DaskRunner imports it lazily
+        import apache_beam.runners.dask.dask_runner  # noqa: F401 - registers DaskOptions
+    except ImportError as e:
+        raise BeamOptionError(
+            f"--runner=DaskRunner and the --dask_* options need Dask ({e}): {_DASK_INSTALL}"
+        ) from None
+
+
+def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
+    """`PipelineOptions` from ``beam_args``, with ``--runner=DaskRunner`` resolved
+    (`with_runner_aliases`) and the DaskRunner's options registered.
+
+    Raises:
+        BeamOptionError: ``--runner=DaskRunner`` without Dask installed.
+    """
+    args = with_runner_aliases(beam_args)
+    register_dask_options(args)
+    if any(a.startswith("--dask_") for a in args) and _runner_of(args) != DASK_RUNNER:
+        logging.getLogger(__name__).warning(
+            "the --dask_* options are ignored without --runner=DaskRunner (runner: %s)",
+            _runner_of(args) or "DirectRunner")
+    return PipelineOptions(args)
+
+
+@contextlib.contextmanager
+def closing_dask_client(options: PipelineOptions) -> Iterator[None]:
+    """Close the Dask client that Beam's DaskRunner opens for a run (and the
+    `LocalCluster` it starts when no ``--dask_client_address`` is given): Beam leaves
+    both open until the process exits. Wrap the pipeline's ``with`` block in it."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    if str(options.view_as(StandardOptions).runner or "") != DASK_RUNNER:
+        yield
+        return
+    from dask.distributed import Client
+
+    before = _current_dask_client(Client)
+    try:
+        yield
+    finally:
+        client = _current_dask_client(Client)
+        if client is not None and client is not before:
+            client.close()
+
+
+def _current_dask_client(client_class):
+    try:
+        return client_class.current(allow_global=True)
+    except ValueError:  # no client
+        return None
 
 
 def unknown_beam_options(args: Sequence[str]) -> list[str]:
@@ -48,7 +153,6 @@ def unknown_beam_options(args: Sequence[str]) -> list[str]:
     Raises:
         BeamOptionError: a known option with a bad value (``--direct_num_workers=two``).
     """
-    import contextlib
     import io
 
     discarded: list[str] = []
@@ -64,9 +168,10 @@ def unknown_beam_options(args: Sequence[str]) -> list[str]:
     beam_log.propagate = False
     beam_log.setLevel(logging.WARNING)  # the CLI silences the root logger
     captured = io.StringIO()
+    register_dask_options(args)
     try:
         with contextlib.redirect_stderr(captured):  # Beam's argparse prints its whole usage
-            PipelineOptions(list(args)).get_all_options(drop_default=True)
+            PipelineOptions(with_runner_aliases(args)).get_all_options(drop_default=True)
     except SystemExit:
         reason = [line for line in captured.getvalue().splitlines() if "error:" in line]
         raise BeamOptionError(

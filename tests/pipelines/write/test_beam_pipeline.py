@@ -19,6 +19,7 @@ from tfstream.pipelines.write.beam_pipeline import (
     PreprocessError,
     ReadSource,
     WriteShards,
+    _ByTag,
     _Combine,
     _ConvertChunk,
     preprocess,
@@ -53,7 +54,7 @@ def test_convert_routes_drops_and_counts(flights_job):
     expected_split = splitter.assign([good[k] for k in flights_job.split.key])
     with BeamTestPipeline() as p:
         routed = (p | beam.Create([chunk])
-                  | beam.ParDo(fn).with_outputs("_read", "_quarantine", *flights_job.split.fractions))
+                  | beam.ParDo(fn) | _ByTag(["_read", "_quarantine", *flights_job.split.fractions]))
         assert_that(routed["_read"], equal_to([3]), label="read")
         assert_that(routed["_quarantine"] | beam.Map(lambda r: (r["row"], r["action"], r["reason"], r["column"],
                                                                 r["message"], r["values"]["dep_delay"])),
