@@ -93,8 +93,8 @@ class ReadSource(beam.PTransform):
 
 class _ConvertChunk(beam.DoFn):
     """`route_chunk` as ``(tag, value)`` pairs: per split, one list of the chunk's typed
-    rows of that split (split tags get batches, not rows); per quarantined row, its
-    record (tag ``_quarantine``); and the chunk's row count (tag ``_read``).
+    rows of that split; one list of the chunk's quarantined rows' records (tag
+    ``_quarantine``); and the chunk's row count (tag ``_read``). Batches, not rows.
 
     Pairs, selected per tag by `_ByTag`, rather than Beam's tagged outputs: Beam's
     DaskRunner (2.77) puts every tagged output of a ``ParDo`` into one bag, so each tag's
@@ -110,11 +110,12 @@ class _ConvertChunk(beam.DoFn):
         yield READ, rows_in_chunk(chunk)
         batches: dict[str, list[dict[str, Any]]] = {}
         for tag, value in route_chunk(chunk, self._rules, self._splitter, self._split_key):
-            if tag == QUARANTINED:
-                yield tag, value
-            else:
-                batches.setdefault(tag, []).append(value)
+            batches.setdefault(tag, []).append(value)
         yield from batches.items()
+
+
+def _each(batch):
+    return batch
 
 
 def _select(tagged, tag: str):
@@ -192,27 +193,24 @@ RUNS_DIR = ".runs"  # in a run's snapshot folder: sorted runs, removed before pu
 
 
 class _SpillRuns(beam.DoFn):
-    """Batches of typed rows of one split → ``(shard, run file)``: each record encoded,
-    hashed (`sharding.record_hash` picks its shard) and buffered; a full buffer is sorted
-    and spilled as one run per shard (`sharding.RunSpiller`). Records never cross a
-    shuffle: only run file names do, so a worker holds about `sharding.SPILL_BYTES` of
-    records whatever the size of the data."""
+    """Batches of typed rows of one split → ``(shard, run file)``: each batch's records
+    encoded, hashed (`sharding.record_hash` picks its shard), sorted and spilled as one
+    run per shard (`sharding.RunSpiller`). Records never cross a shuffle: only run file
+    names do, so a worker holds one batch of records whatever the size of the data.
+
+    Runs are written per element, not per bundle: Beam's DaskRunner (2.77) drops what a
+    DoFn outputs from ``finish_bundle``.
+    """
 
     def __init__(self, schema: Schema, key: bytes, num_shards: int, folder: str):
         self._schema, self._key, self._n, self._folder = schema, key, num_shards, folder
-        self._spiller: Optional[RunSpiller] = None
-
-    def start_bundle(self):
-        self._spiller = RunSpiller(self._folder)
 
     def process(self, rows):
+        spiller = RunSpiller(self._folder)
         for shard, pairs in encode_batch(rows, self._schema, self._key, self._n):
             for h, record in pairs:
-                yield from self._spiller.add(shard, h, record)
-
-    def finish_bundle(self):
-        for run in self._spiller.flush():
-            yield beam.transforms.window.GlobalWindows.windowed_value(run)
+                yield from spiller.add(shard, h, record)
+        yield from spiller.flush()
 
 
 def _merge_shard(shard_runs, *, dataset_dir: str, split: str, name: str, num_shards: int, compression: str) -> str:
@@ -274,22 +272,18 @@ def _quarantine_line(record: dict[str, Any]) -> tuple[int, int, bytes]:
 
 
 class _SpillQuarantine(beam.DoFn):
-    """Quarantined rows → run files of their JSON lines (`sharding.RunSpiller`), as the
-    shards' records are spilled: they never cross a shuffle either."""
+    """A chunk's quarantined rows → one run file of their JSON lines
+    (`sharding.RunSpiller`), as the shards' records are spilled: they never cross a
+    shuffle either."""
 
     def __init__(self, folder: str):
         self._folder = folder
-        self._spiller: Optional[RunSpiller] = None
 
-    def start_bundle(self):
-        self._spiller = RunSpiller(self._folder)
-
-    def process(self, record):
-        yield from self._spiller.add(*_quarantine_line(record))
-
-    def finish_bundle(self):
-        for run in self._spiller.flush():
-            yield beam.transforms.window.GlobalWindows.windowed_value(run)
+    def process(self, records):
+        spiller = RunSpiller(self._folder)
+        for record in records:
+            yield from spiller.add(*_quarantine_line(record))
+        yield from spiller.flush()
 
 
 def _merge_quarantine(runs, *, path: str) -> str:
@@ -304,7 +298,7 @@ def _merge_quarantine(runs, *, path: str) -> str:
 
 
 class WriteQuarantine(beam.PTransform):
-    """Quarantined rows (dicts) → ``quarantine/rows-00000-of-00001.jsonl`` in
+    """Batches of quarantined rows (dicts) → ``quarantine/rows-00000-of-00001.jsonl`` in
     ``dataset_dir``; outputs its path. Bounded memory: rows are spilled as sorted runs
     and merged, like the shards' records."""
 
@@ -396,7 +390,7 @@ def build_pipeline(
     vocabularies = (routed[train_split] | "Vocabularies" >> ComputeVocabularies(sizes) if sizes
                     else pipeline | "NoVocabularies" >> beam.Create([]))
 
-    quarantine = routed[QUARANTINED]
+    quarantine = routed[QUARANTINED] | "QuarantineRows" >> beam.FlatMap(_each)
     quarantined = quarantine | "QuarantineKeys" >> beam.Map(quarantine_key) \
         | "CountQuarantined" >> beam.combiners.Count.PerElement()
     examples = (
@@ -405,7 +399,7 @@ def build_pipeline(
         | "ExampleKeys" >> beam.Map(first_example)
         | "FirstExample" >> beam.CombinePerKey(min)
     )
-    quarantine_files = quarantine | "WriteQuarantine" >> WriteQuarantine(dataset_dir)
+    quarantine_files = routed[QUARANTINED] | "WriteQuarantine" >> WriteQuarantine(dataset_dir)
     rows_read = routed[READ] | "CountRead" >> beam.CombineGlobally(sum)
 
     kinds = {"shards": shards, "stats": stats, "vocabularies": vocabularies, "quarantined": quarantined,

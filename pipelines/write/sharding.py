@@ -71,6 +71,8 @@ _RUN_HEADER = struct.Struct(">QI")
 # Records buffered per bundle before they are sorted and spilled as runs: bounds a
 # writer's memory whatever the size of the data (`RunSpiller`).
 SPILL_BYTES = 32 << 20
+# Read buffer per run while merging: a shard may merge hundreds of runs (one per batch).
+RUN_READ_BUFFER = 64 << 10
 
 
 def write_run(path: str, pairs: Sequence[tuple[int, bytes]]) -> str:
@@ -95,7 +97,7 @@ def read_run(path: str) -> Iterator[tuple[int, bytes]]:
     from apache_beam.io.filesystems import FileSystems
 
     with FileSystems.open(path, compression_type="uncompressed") as raw:
-        f = io.BufferedReader(raw, WRITE_BUFFER_BYTES) if not isinstance(raw, io.BufferedReader) else raw
+        f = io.BufferedReader(raw, RUN_READ_BUFFER) if not isinstance(raw, io.BufferedReader) else raw
         while True:
             header = f.read(_RUN_HEADER.size)
             if not header:

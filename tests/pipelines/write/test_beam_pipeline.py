@@ -56,7 +56,8 @@ def test_convert_routes_drops_and_counts(flights_job):
         routed = (p | beam.Create([chunk])
                   | beam.ParDo(fn) | _ByTag(["_read", "_quarantine", *flights_job.split.fractions]))
         assert_that(routed["_read"], equal_to([3]), label="read")
-        assert_that(routed["_quarantine"] | beam.Map(lambda r: (r["row"], r["action"], r["reason"], r["column"],
+        assert_that(routed["_quarantine"] | beam.FlatMap(lambda batch: batch)  # one batch per chunk
+                    | beam.Map(lambda r: (r["row"], r["action"], r["reason"], r["column"],
                                                                 r["message"], r["values"]["dep_delay"])),
                     equal_to([(2, "dropped", "missing", "dep_delay",
                                "f.csv: row 2: dropped by the rule for missing values in column 'dep_delay'", "NA"),
