@@ -445,14 +445,19 @@ def _preprocess_child(conn, config, output: str, beam_args: Sequence[str], previ
     try:
         manifest = _preprocess(config, output, beam_args, previous, SimpleNamespace(wait=wait, force=force))
         code, root = 0, manifest.root
+    except (KeyboardInterrupt, SystemExit) as e:  # the parent still gets an answer
+        code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 130
+        print(f"tfstream run: preprocessing interrupted ({type(e).__name__})", file=sys.stderr)
     except Exception as e:  # noqa: BLE001 - printed here, as the parent would
+        from tfstream.pipelines.write.run import PreprocessError
+
         try:
             code = _error_exit("run", verbose, e)
-        except Exception:  # noqa: BLE001 - verbose: the traceback
+        except Exception:  # noqa: BLE001 - verbose: the traceback, and the status it would have had
             import traceback
 
             traceback.print_exc()
-            code = 1
+            code = 2 if isinstance(e, PreprocessError) else 1
     sys.stderr.flush()
     conn.send({"code": code, "root": root, "pid": os.getpid(), "peak_rss_mb": _peak_rss_mb(resource.RUSAGE_SELF),
                "workers_peak_rss_mb": _peak_rss_mb(resource.RUSAGE_CHILDREN)})

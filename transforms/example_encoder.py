@@ -237,9 +237,16 @@ def _ints(n: int, values: np.ndarray, counts: np.ndarray) -> tuple[_Pieces, np.n
     return _packed(n, flat, per_row)
 
 
+def _utf8(value: Any) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytes, bytearray, np.bytes_)):
+        return bytes(value)
+    raise TypeError(f"a string feature's value must be str or bytes, got {type(value).__name__}: {value!r:.80}")
+
+
 def _strings(n: int, rows: Sequence[Sequence[Any]]) -> tuple[_Pieces, np.ndarray]:
-    parts = [b"".join(b"\x0a" + _varint_bytes(len(b)) + b for b in
-                      (v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in values)) for values in rows]
+    parts = [b"".join(b"\x0a" + _varint_bytes(len(b)) + b for b in map(_utf8, values)) for values in rows]
     lengths = np.fromiter(map(len, parts), dtype=np.int64, count=n)
     content = _Pieces(n)
     content.var(np.frombuffer(b"".join(parts), dtype=np.uint8), lengths)

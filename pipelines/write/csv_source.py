@@ -208,19 +208,26 @@ def _records(stream, delimiter: str):
 
 
 def _bad_record(name: str, row: int, first: int, last: int, fields: list[str], raw: bytes,
-                width: int) -> dict[str, Any] | None:
-    """The quarantine entry of a record that is not a row, or None for a good one."""
+                width: int, selected: Sequence[int] = ()) -> dict[str, Any] | None:
+    """The quarantine entry of a record that is not a row, or None for a good one. Bad
+    UTF-8 counts only in the ``selected`` fields (the columns the job reads), as pyarrow
+    judges a row: a byte in a column nobody reads does not reject it."""
     lines = str(first) if first == last else f"{first}-{last}"
     where = f"{name}: row {row} (line{'s' if first != last else ''} {lines})"
-    try:
-        raw.decode("utf-8")
-        reason = None
-    except UnicodeDecodeError as e:
-        reason, message = "bad_encoding", f"{where}: invalid UTF-8 ({e.reason} at byte {e.start} of the row)"
+    reason = None
+    if len(fields) != width:  # not a row: its bad bytes, else its field count
+        try:
+            raw.decode("utf-8")
+            reason, message = "bad_line", f"{where}: expected {width} fields like the header, got {len(fields)}"
+        except UnicodeDecodeError as e:
+            reason, message = "bad_encoding", f"{where}: invalid UTF-8 ({e.reason} at byte {e.start} of the row)"
+    else:
+        for i in selected:  # bad bytes were kept as surrogates (surrogateescape)
+            if any("\udc80" <= ch <= "\udcff" for ch in fields[i]):
+                reason, message = "bad_encoding", f"{where}: invalid UTF-8 in field {i + 1} of the row"
+                break
     if reason is None:
-        if len(fields) == width:
-            return None
-        reason, message = "bad_line", f"{where}: expected {width} fields like the header, got {len(fields)}"
+        return None
     text = raw.decode("utf-8", "replace").rstrip("\r\n")
     if len(text) > MAX_TEXT:
         text = text[:MAX_TEXT] + f"... ({len(text) - MAX_TEXT} more characters)"
@@ -250,7 +257,7 @@ def _python_chunks(path: str, name: str, columns: Sequence[str], delimiter: str,
                 row += 1
                 if row <= skip:
                     continue
-                bad = _bad_record(name, row, first, last, fields, raw, len(header))
+                bad = _bad_record(name, row, first, last, fields, raw, len(header), index)
                 if bad is None:
                     if not values[columns[0]]:
                         first_row = row

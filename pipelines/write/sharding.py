@@ -18,7 +18,7 @@ import io
 import posixpath
 import struct
 import uuid
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 from tfstream.pipelines import fs
 from tfstream.pipelines.config import JobConfig
@@ -71,11 +71,12 @@ _RUN_HEADER = struct.Struct(">QI")
 # Records buffered per bundle before they are sorted and spilled as runs: bounds a
 # writer's memory whatever the size of the data (`RunSpiller`).
 SPILL_BYTES = 32 << 20
-# Read buffer per run while merging: a shard may merge hundreds of runs (one per batch).
-RUN_READ_BUFFER = 64 << 10
+# Read buffer per run while merging, and the most runs merged at once (`merge_runs`).
+RUN_READ_BUFFER = 1 << 20
+MAX_OPEN_RUNS = 64
 
 
-def write_run(path: str, pairs: Sequence[tuple[int, bytes]]) -> str:
+def write_run(path: str, pairs: Iterable[tuple[int, bytes]]) -> str:
     """Write sorted ``(hash, record)`` pairs as a run file (any Beam file system); returns ``path``."""
     from apache_beam.io.filesystems import FileSystems
 
@@ -97,7 +98,7 @@ def read_run(path: str) -> Iterator[tuple[int, bytes]]:
     from apache_beam.io.filesystems import FileSystems
 
     with FileSystems.open(path, compression_type="uncompressed") as raw:
-        f = io.BufferedReader(raw, RUN_READ_BUFFER) if not isinstance(raw, io.BufferedReader) else raw
+        f = io.BufferedReader(raw, RUN_READ_BUFFER)
         while True:
             header = f.read(_RUN_HEADER.size)
             if not header:
@@ -147,12 +148,33 @@ class RunSpiller:
             yield shard, write_run(fs.join(self._folder, f"{shard:05d}", f"{uuid.uuid4().hex}.run"), pairs)
 
 
-def merge_runs(paths: Iterable[str]) -> Iterator[tuple[int, bytes]]:
-    """The k-way merge of sorted run files by ``(hash, record)``, streamed (one buffer
-    per run)."""
+def merge_runs(paths: Iterable[str], *, fan_in: Optional[int] = None) -> Iterator[tuple[int, bytes]]:
+    """The k-way merge of sorted run files by ``(hash, record)``, streamed (one read
+    buffer per open run). More than ``fan_in`` runs are first merged in groups into
+    intermediate runs beside them, pass after pass, so that no more than ``fan_in``
+    (default `MAX_OPEN_RUNS`) files
+    are open at once (file-descriptor limits: 256 on macOS); the order, and so the
+    bytes, are the same.
+
+    Example:
+        >>> runs = [write_run(str(tmp_path / f"{i}.run"), [(h, b"") for h in sorted({i, 7 * i % 5})])
+        ...         for i in range(5)]
+        >>> [h for h, _ in merge_runs(runs, fan_in=2)] == sorted(h for i in range(5) for h in {i, 7 * i % 5})
+        True
+    """
     import heapq
 
-    return heapq.merge(*(read_run(p) for p in sorted(paths)))
+    fan_in = fan_in or MAX_OPEN_RUNS
+    paths = sorted(paths)
+    while len(paths) > fan_in:
+        merged = []
+        for start in range(0, len(paths), fan_in):
+            group = paths[start:start + fan_in]
+            folder = group[0].rsplit("/", 1)[0]
+            merged.append(write_run(fs.join(folder, f"merged-{uuid.uuid4().hex}.run"),
+                                    heapq.merge(*(read_run(p) for p in group))))
+        paths = merged
+    return heapq.merge(*(read_run(p) for p in paths))
 
 
 def write_shard(path: str, records: Iterable[bytes], compression: str, *,

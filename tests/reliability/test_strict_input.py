@@ -338,3 +338,19 @@ def test_npz_shape_check_reads_headers_only(make_job, tmp_path, monkeypatch):
     with pytest.raises(SourceError, match=r"big.npz: array 'v' has shape \(1000, 5, 2\)"):
         _check(_npz_job(make_job, path, [{"name": "v", "type": "float", "shape": [10]}]))
     assert loaded == []
+
+
+def test_bad_utf8_in_a_column_not_read_is_judged_as_pyarrow_judges_it(make_job, tmp_path):
+    """A bad byte in a column the job does not read rejects no row, whether or not an
+    earlier bad line sent the rest of the file through Python's csv module."""
+    good = [f"{i}.5,{i},w{i % 3},{i},note{i}" for i in range(1, 21)]
+    for earlier_bad_line in (False, True):
+        lines = ["x,n,who,y,note", *good[:5], *(["6.5,6"] if earlier_bad_line else []), *good[5:]]
+        data = ("\n".join(lines) + "\n").encode().replace(b"note12", b"no\xffte12")  # the unread column
+        path = tmp_path / f"unread-{earlier_bad_line}.csv"
+        path.write_bytes(data)
+        m = preprocess(_csv_job(make_job, path, validation={"max_bad_fraction": 0.1}),
+                       output_dir=str(tmp_path / f"out-{earlier_bad_line}"))
+        src = m.data["source"]
+        assert (src["rows_written"], src["rows_rejected"]) == (20, int(earlier_bad_line)), src
+        assert "bad_encoding:" not in src["rejected"]

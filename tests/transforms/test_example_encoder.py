@@ -136,7 +136,7 @@ def test_a_ragged_sequence_is_refused():
 
 
 def _validated(config, chunks):
-    from tfstream.transforms.validation import NOTES, convert_row, impute_row
+    from tfstream.transforms.validation import NOTES, convert_row
 
     rows = []
     for _, _, chunk in chunks:

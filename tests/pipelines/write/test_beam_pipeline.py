@@ -27,7 +27,6 @@ from tfstream.pipelines.write.beam_pipeline import (
 from tfstream.pipelines.write.sharding import record_hash
 from tfstream.transforms.analyzers import DatasetStats
 from tfstream.transforms.codecs import decode_example
-from tfstream.transforms.schema import format_parse_spec
 from tfstream.transforms.split import Splitter
 
 
@@ -305,3 +304,22 @@ def test_multi_processing_runner_gives_the_same_dataset(digits_job, digits_datas
         # the same shards, byte for byte: shard assignment and order are fixed by the records
         assert [(s.file.split("/", 2)[2], s.records, s.sha256) for s in m.split(split).shards] == \
             [(s.file.split("/", 2)[2], s.records, s.sha256) for s in ref.split(split).shards]
+
+
+def test_shards_merged_in_several_passes_are_the_same(flights_job, flights_dataset, tmp_path, monkeypatch):
+    """Many small runs per shard (a 64 KiB CSV block: one run per shard per chunk),
+    merged at most 2 at a time: the same shards, byte for byte."""
+    from tfstream.pipelines.write import csv_source, sharding
+
+    calls = []
+    real = sharding.write_run
+    monkeypatch.setattr(csv_source, "BLOCK_SIZE", 64 << 10)
+    monkeypatch.setattr(sharding, "MAX_OPEN_RUNS", 2)
+    monkeypatch.setattr(sharding, "write_run", lambda path, pairs: calls.append(path) or real(path, pairs))
+    m = preprocess(flights_job, output_dir=str(tmp_path / "ds"))
+    assert any("merged-" in p for p in calls)  # intermediate merges happened
+    ref = load_manifest(flights_dataset)
+    for split in ref.split_names:
+        assert [(s.file.split("/", 2)[2], s.sha256) for s in m.split(split).shards] == \
+            [(s.file.split("/", 2)[2], s.sha256) for s in ref.split(split).shards]
+    assert not os.path.exists(tmp_path / "ds" / "snapshots" / m.snapshot["id"] / ".runs")
