@@ -429,6 +429,21 @@ def _peak_rss_mb(who: int) -> float:
     return round(peak * (1 if sys.platform == "darwin" else 1024) / 1e6, 1)
 
 
+def _die_with_parent() -> None:
+    """Linux: end this process (SIGTERM) when its parent dies, so that a `tfstream run`
+    killed by a scheduler does not leave its preprocessing running on, holding the
+    dataset's lock. Elsewhere a no-op."""
+    import signal
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _preprocess_child(conn, config, output: str, beam_args: Sequence[str], previous: Optional[str], wait: bool,
                       force: bool, verbose: bool) -> None:
     """`tfstream run`'s preprocessing, in a process of its own (see `_run`): logs and
@@ -437,6 +452,7 @@ def _preprocess_child(conn, config, output: str, beam_args: Sequence[str], previ
     import resource
     from types import SimpleNamespace
 
+    _die_with_parent()
     if not verbose:
         _quiet()
     else:
