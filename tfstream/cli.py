@@ -422,9 +422,22 @@ def _check_sources_early(config) -> None:
 
 def _peak_rss_mb(who: int) -> float:
     """The peak resident set size of this process (``RUSAGE_SELF``) or of its waited-for
-    children (``RUSAGE_CHILDREN``), in MB (10**6 bytes)."""
+    children (``RUSAGE_CHILDREN``), in MB (10**6 bytes).
+
+    For this process, Linux's ``VmHWM`` where there is one: ``ru_maxrss`` carries over
+    from the parent at fork and through exec, so a child spawned by a parent that holds
+    TensorFlow would report the parent's size.
+    """
     import resource
 
+    if who == resource.RUSAGE_SELF:
+        try:
+            with open("/proc/self/status", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return round(int(line.split()[1]) * 1024 / 1e6, 1)
+        except OSError:
+            pass
     peak = resource.getrusage(who).ru_maxrss  # KiB on Linux, bytes on macOS
     return round(peak * (1 if sys.platform == "darwin" else 1024) / 1e6, 1)
 
