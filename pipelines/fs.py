@@ -7,8 +7,10 @@ pipeline writes through, so a dataset on any Beam file system can be read back.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
+from typing import Any, Optional
 
 
 def is_remote(path: str) -> bool:
@@ -87,6 +89,21 @@ def write_atomic(path: str, data: bytes) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def read_json_object(path: str) -> Optional[dict]:
+    """A JSON object file's content, or None when it is missing, unreadable, not JSON
+    or not an object (a state file of tfstream's own: absent and damaged mean the same)."""
+    try:
+        data = json.loads(read_bytes(path).decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(path: str, data: Any) -> None:
+    """`write_atomic` of ``data`` as indented JSON."""
+    write_atomic(path, json.dumps(data, indent=1).encode("utf-8"))
 
 
 def rename(src: str, dst: str) -> None:

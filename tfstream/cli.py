@@ -544,10 +544,9 @@ def _run(config, args, beam_args: Sequence[str]) -> int:
         metrics = json.load(f)
     metrics["peak_rss_mb"] = peak
     metrics["preprocess_pid"] = child["pid"]
-    temp = f"{path}.tmp"
-    with open(temp, "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=1)
-    os.replace(temp, path)
+    from tfstream.pipelines import fs
+
+    fs.write_json(path, metrics)
     print(format_summary([(config.name, metrics)]))
     return 0
 

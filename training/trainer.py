@@ -23,15 +23,15 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 import time
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import keras
 
+from tfstream.pipelines import fs
 from tfstream.pipelines.config import JobConfig
 from tfstream.pipelines.manifest import Manifest, load_manifest
 from tfstream.pipelines.read.memory import MemoryBudgetError, MemoryEstimate, MiB, check_budget, estimate_input_memory
@@ -166,7 +166,7 @@ def _check_dataset_identity(checkpoints: str, manifest: Manifest, dataset_dir: s
             os.remove(path)  # a finished fit has both the final weights and fitted.json
     if not any(os.path.exists(p) for p in state):
         return False
-    recorded = _read_json(os.path.join(checkpoints, _DATASET))
+    recorded = fs.read_json_object(os.path.join(checkpoints, _DATASET))
     same = recorded is not None and recorded.get("digest") == manifest.digest
     if same and not restart:
         return True
@@ -191,22 +191,6 @@ def _check_dataset_identity(checkpoints: str, manifest: Manifest, dataset_dir: s
         os.remove(history)
     _log.info("--restart: the interrupted run's checkpoints and history were removed; training from scratch")
     return False
-
-
-def _read_json(path: str) -> Optional[dict[str, Any]]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _write_json(path: str, data: Mapping[str, Any]) -> None:
-    temp = f"{path}.tmp"
-    with open(temp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-    os.replace(temp, path)
 
 
 _BACKUP, _BEST, _LAST, _FITTED, _DATASET = "backup", "best.weights.h5", "last.weights.h5", "fitted.json", "dataset.json"
@@ -278,7 +262,7 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
     identity = {"digest": manifest.digest, "snapshot": manifest.snapshot["id"] if manifest.snapshot else None,
                 "dataset_dir": os.path.abspath(dataset_dir)}
     if not resuming:
-        _write_json(os.path.join(checkpoints, _DATASET), identity)
+        fs.write_json(os.path.join(checkpoints, _DATASET), identity)
     keras.utils.set_random_seed(t.seed)
 
     model = build_model(manifest, config)
@@ -290,7 +274,7 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
     history_csv = os.path.join(model_dir, "history.csv")
     if not resuming and os.path.exists(best):
         os.remove(best)  # a finished earlier run's: this run must earn its own
-    fitted = _read_json(os.path.join(checkpoints, _FITTED)) if resuming else None
+    fitted = fs.read_json_object(os.path.join(checkpoints, _FITTED)) if resuming else None
     if fitted is not None and os.path.exists(last):
         # Killed after its last epoch (Keras had removed its backup): the weights are kept.
         model.load_weights(last)
@@ -323,7 +307,7 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
         # (written whole, then named; fitted.json, written last, says they are final).
         model.save_weights(f"{last[:-len('.weights.h5')]}.tmp.weights.h5")
         os.replace(f"{last[:-len('.weights.h5')]}.tmp.weights.h5", last)
-        _write_json(os.path.join(checkpoints, _FITTED), {"fit_seconds": fit_seconds, "epochs_now": epochs_now,
+        fs.write_json(os.path.join(checkpoints, _FITTED), {"fit_seconds": fit_seconds, "epochs_now": epochs_now,
                                                          "resumed_at_epoch": resumed_at})
     if os.path.exists(best):
         model.load_weights(best)  # the best epoch on the validation split, not the last
@@ -358,7 +342,7 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
         "history": {k: v for k, v in full.items() if k != "epoch"},
     }
     metrics["beats_baseline"] = beats_baseline(metrics)
-    _write_json(os.path.join(model_dir, METRICS_NAME), metrics)
+    fs.write_json(os.path.join(model_dir, METRICS_NAME), metrics)
     for name in (_FITTED, _LAST, _DATASET):  # complete: a rerun is a new run
         path = os.path.join(checkpoints, name)
         if os.path.exists(path):

@@ -45,14 +45,6 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def _read_json(path: str) -> Optional[dict[str, Any]]:
-    try:
-        data = json.loads(fs.read_bytes(path).decode("utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def published_data(run_data: Mapping[str, Any], snapshot_id: str, parent: Optional[str]) -> dict[str, Any]:
     """The manifest a run publishes: its paths (relative to its snapshot folder) made
     relative to the dataset directory, and its ``snapshot`` block."""
@@ -81,7 +73,7 @@ def publish(staging: str, dataset_dir: str, snapshot_id: str, parent: Optional[s
     Returns:
         The published manifest's content.
     """
-    run_data = _read_json(fs.join(staging, MANIFEST_NAME))
+    run_data = fs.read_json_object(fs.join(staging, MANIFEST_NAME))
     if run_data is None:
         raise RuntimeError(f"{staging}: the run's manifest is missing or unreadable; nothing was published")
     # TFDS metadata of the snapshot itself: `tfds.builder_from_directory(<snapshot folder>)`
@@ -217,7 +209,7 @@ def collect_garbage(dataset_dir: str, retention_hours: float) -> GarbageReport:
     info = snapshot_info(root_data) if root_data else None
     current = (str(info["id"]) if info else legacy_id(root_data)) if root_data else None
     names = _snapshot_ids(dataset_dir)
-    manifests = {n: _read_json(fs.join(snapshot_dir(dataset_dir, n), MANIFEST_NAME)) for n in names}
+    manifests = {n: fs.read_json_object(fs.join(snapshot_dir(dataset_dir, n), MANIFEST_NAME)) for n in names}
     chain: list[str] = []  # current, previous, ...: the published snapshots, newest first
     sid = current
     while sid in manifests and manifests[sid] is not None and sid not in chain:

@@ -80,17 +80,26 @@ def write_run(path: str, pairs: Iterable[tuple[int, bytes]]) -> str:
     """Write sorted ``(hash, record)`` pairs as a run file (any Beam file system); returns ``path``."""
     from apache_beam.io.filesystems import FileSystems
 
-    buf = io.BytesIO()
+    def frame(buf, pair):
+        buf.write(_RUN_HEADER.pack(pair[0], len(pair[1])))
+        buf.write(pair[1])
+
     with FileSystems.create(path) as f:
-        for h, record in pairs:
-            buf.write(_RUN_HEADER.pack(h, len(record)))
-            buf.write(record)
-            if buf.tell() >= WRITE_BUFFER_BYTES:
-                f.write(buf.getbuffer())
-                buf.seek(0)
-                buf.truncate()
-        f.write(buf.getbuffer())
+        _write_buffered(f, pairs, frame, WRITE_BUFFER_BYTES)
     return path
+
+
+def _write_buffered(f, items: Iterable[Any], frame, buffer_bytes: int) -> None:
+    """Frame each item into a buffer (``frame(buffer, item)``) and write the buffer to
+    ``f`` whenever it holds ``buffer_bytes``: few, large writes."""
+    buf = io.BytesIO()
+    for item in items:
+        frame(buf, item)
+        if buf.tell() >= buffer_bytes:
+            f.write(buf.getbuffer())
+            buf.seek(0)
+            buf.truncate()
+    f.write(buf.getbuffer())
 
 
 def read_run(path: str) -> Iterator[tuple[int, bytes]]:
@@ -194,15 +203,8 @@ def write_shard(path: str, records: Iterable[bytes], compression: str, *,
 
     kind = CompressionTypes.GZIP if compression == "gzip" else CompressionTypes.UNCOMPRESSED
     temp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
-    buf = io.BytesIO()
     with FileSystems.create(temp, compression_type=kind) as f:
-        for record in records:
-            write_record(buf, record)
-            if buf.tell() >= buffer_bytes:
-                f.write(buf.getbuffer())
-                buf.seek(0)
-                buf.truncate()
-        f.write(buf.getbuffer())
+        _write_buffered(f, records, write_record, buffer_bytes)
     if fs.is_remote(path) and FileSystems.exists(path):  # an object store's rename does not replace
         FileSystems.delete([path])
     FileSystems.rename([temp], [path])
