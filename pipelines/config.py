@@ -285,7 +285,8 @@ class SplitConfig(_Section):
     fractions: _Mapping[_Float] = Field(
         {"train": 0.8, "eval": 0.2}, description="Split name → fraction of the rows, adding up to 1; names are "
                                                  "lower-case letters, digits and _ (not quarantine or all).")
-    key: _Items[StrictStr] = Field((), description="The columns hashed (empty: the file name and row number).")
+    key: _Items[StrictStr] = Field((), description="The columns hashed (empty: the file name and row number; "
+                                   "for arrays, the row number alone, so an .npz and `write_arrays` split alike).")
     salt: StrictStr = Field("tfstream", description="Mixed into the hash: another salt, another split.")
 
     @model_validator(mode="after")

@@ -216,27 +216,36 @@ class _Accumulator:
         if len(pending) >= _BUFFER:
             self.flush(name)
 
-    def extend(self, name: str, values: list) -> None:
-        """`buffer` each of ``values`` in turn: the same flushes at the same points."""
+    def extend(self, name: str, values) -> None:
+        """`buffer` each of ``values`` (a list, or an array of rows) in turn: the same
+        flushes at the same points, so the same statistics. Whole buffers of an array
+        are added as they are, without Python numbers."""
         pending = self.pending[name]
         start = 0
         while start < len(values):
             take = _BUFFER - len(pending)
-            pending.extend(values[start:start + take])
+            if not pending and isinstance(values, np.ndarray) and len(values) - start >= take:
+                self._add(name, values[start:start + take])
+            else:
+                part = values[start:start + take]
+                pending.extend(part.tolist() if isinstance(part, np.ndarray) else part)
+                if len(pending) >= _BUFFER:
+                    self.flush(name)
             start += take
-            if len(pending) >= _BUFFER:
-                self.flush(name)
 
     def flush(self, only: Optional[str] = None) -> None:
         for name, values in self.pending.items():
             if not values or (only is not None and name != only):
                 continue
-            moments = self.numeric[name]
-            arr = np.asarray(values, dtype=np.float64).reshape(-1, moments.mean.shape[0])
-            moments.add(arr)
-            for i, sketch in enumerate(self.sketches[name]):
-                sketch.add(arr[:, i])
+            self._add(name, values)
             values.clear()
+
+    def _add(self, name: str, values) -> None:
+        moments = self.numeric[name]
+        arr = np.asarray(values, dtype=np.float64).reshape(-1, moments.mean.shape[0])
+        moments.add(arr)
+        for i, sketch in enumerate(self.sketches[name]):
+            sketch.add(arr[:, i])
 
 
 def _none_to_nan(value: Any) -> Any:

@@ -82,7 +82,7 @@ def varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return groups[cols < lengths[:, None]], lengths
 
 
-class _Pieces:
+class Pieces:
     """A batch of records under construction: per record, a sequence of byte pieces.
 
     A piece is constant (the same bytes in every record) or variable (a flat uint8
@@ -188,7 +188,7 @@ def key_order(keys: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(_key_order_of(keys))
 
 
-def _entry(pieces: _Pieces, key: str, kind: int, content: _Pieces, content_lengths: np.ndarray) -> None:
+def _entry(pieces: Pieces, key: str, kind: int, content: Pieces, content_lengths: np.ndarray) -> None:
     """Append the map entry ``key → Feature(kind: content)`` to ``pieces``."""
     k = key.encode("utf-8")
     feature = 1 + varint_lengths(content_lengths) + content_lengths
@@ -202,9 +202,9 @@ def _entry(pieces: _Pieces, key: str, kind: int, content: _Pieces, content_lengt
     pieces.items.extend(content.items)
 
 
-def _packed(n: int, payload: np.ndarray, lengths: np.ndarray) -> tuple[_Pieces, np.ndarray]:
+def _packed(n: int, payload: np.ndarray, lengths: np.ndarray) -> tuple[Pieces, np.ndarray]:
     """A FloatList / Int64List body: ``0x0A varint(len) payload``, nothing when empty."""
-    content = _Pieces(n)
+    content = Pieces(n)
     if (lengths > 0).all():
         content.const(b"\x0a")
         content.varint(lengths)
@@ -221,13 +221,13 @@ def _packed(n: int, payload: np.ndarray, lengths: np.ndarray) -> tuple[_Pieces, 
     return content, np.where(nonempty, 1 + varint_lengths(lengths) + lengths, 0)
 
 
-def _floats(n: int, values: np.ndarray, counts: np.ndarray) -> tuple[_Pieces, np.ndarray]:
+def _floats(n: int, values: np.ndarray, counts: np.ndarray) -> tuple[Pieces, np.ndarray]:
     with np.errstate(over="ignore", invalid="ignore"):  # as protobuf's cast: past float32's range, ±inf
         flat = np.ascontiguousarray(values, dtype="<f4").reshape(-1)
     return _packed(n, flat.view(np.uint8), counts * 4)
 
 
-def _ints(n: int, values: np.ndarray, counts: np.ndarray) -> tuple[_Pieces, np.ndarray]:
+def _ints(n: int, values: np.ndarray, counts: np.ndarray) -> tuple[Pieces, np.ndarray]:
     flat, lengths = varints(np.asarray(values, dtype=np.int64).reshape(-1))
     ends = np.zeros(lengths.size + 1, dtype=np.int64)
     np.cumsum(lengths, out=ends[1:])
@@ -245,10 +245,10 @@ def _utf8(value: Any) -> bytes:
     raise TypeError(f"a string feature's value must be str or bytes, got {type(value).__name__}: {value!r:.80}")
 
 
-def _strings(n: int, rows: Sequence[Sequence[Any]]) -> tuple[_Pieces, np.ndarray]:
+def _strings(n: int, rows: Sequence[Sequence[Any]]) -> tuple[Pieces, np.ndarray]:
     parts = [b"".join(b"\x0a" + _varint_bytes(len(b)) + b for b in map(_utf8, values)) for values in rows]
     lengths = np.fromiter(map(len, parts), dtype=np.int64, count=n)
-    content = _Pieces(n)
+    content = Pieces(n)
     content.var(np.frombuffer(b"".join(parts), dtype=np.uint8), lengths)
     return content, lengths
 
@@ -294,7 +294,7 @@ def _fixed(column: Any, n: int, dtype: str, size: int) -> np.ndarray:
 def encode_examples_buffer(columns: Mapping[str, Any], schema: Schema, n: int) -> tuple[np.ndarray, np.ndarray]:
     """`encode_examples`, as one buffer: ``(bytes of every record, offsets)``; record
     ``i`` is ``buffer[offsets[i]:offsets[i + 1]]`` (``n + 1`` offsets)."""
-    entries: dict[str, tuple[int, _Pieces, np.ndarray]] = {}
+    entries: dict[str, tuple[int, Pieces, np.ndarray]] = {}
     for f in schema.features:
         column = columns[f.name]
         if f.kind == "sequence":
@@ -321,11 +321,11 @@ def encode_examples_buffer(columns: Mapping[str, Any], schema: Schema, n: int) -
     entries[label.name] = (_FLOAT if label.dtype == "float32" else _INT64,
                            *encode(n, values, np.ones(n, dtype=np.int64)))
 
-    features = _Pieces(n)
+    features = Pieces(n)
     for key in key_order(tuple(entries)):
         kind, content, content_lengths = entries[key]
         _entry(features, key, kind, content, content_lengths)
-    record = _Pieces(n)
+    record = Pieces(n)
     record.const(b"\x0a")
     record.varint(features.lengths())
     record.items.extend(features.items)

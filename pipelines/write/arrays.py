@@ -15,21 +15,25 @@ Beam graph.
   those pages are released from the process after each chunk.
 * Each row is validated and routed to its split or to the quarantine by
   `rows.route_chunk`, the function the Beam pipeline maps over its chunks.
-  The split key is the ``split.key`` columns, else ``("arrays", row number)``.
+  The split key is the ``split.key`` columns, else the row number alone, as for an
+  .npz through the Beam pipeline: the same arrays land in the same splits either way.
+  Rows whose values need no conversion are validated, split (`Splitter.assign_numbers`)
+  and counted a chunk at a time with NumPy (`_FastRoute`).
 * Statistics are `DatasetStats` accumulators, one per split; vocabularies are token
   counts of the training split ranked by `transforms.vocabulary.top_tokens`. When a feature
   imputes, a first pass computes them (the imputed value is the training mean), and a
   second pass writes; arrays are cheap to read again.
-* A record goes to one of its split's ``num_shards`` files, chosen by a keyed hash of
-  the record (`sharding.record_hash`): every shard is a random sample of the
-  whole source, even when the arrays are sorted. Once written, each shard is sorted by
-  that hash, one shard at a time, as the Beam writer orders it: the two writers give
-  byte-identical shards, and the reader's block shuffle can rely on a random order.
-* Records are framed by `shards.write_record` (pure Python, no TensorFlow) and written
-  through Beam's `FileSystems` (local paths, ``gs://``...), gzip included, into the
-  layout Beam writes (`shards.shard_file`), and sorted by `sharding.write_shard`. The
-  manifest comes from `manifest_builder.manifest_json`; the run is checked and
-  published (or refused) by `run.finish_run`.
+* A chunk's records are encoded at once (`example_encoder.encode_examples_buffer`) and
+  hashed at once (`sharding.record_hashes`, the Beam writer's keyed hash): the hash picks
+  each record's shard, so every shard is a random sample of the whole source, even when
+  the arrays are sorted. Each shard's records are appended, unsorted, to a temporary
+  file; at the end each shard in turn is sorted by ``(hash, record)``, as the Beam writer
+  orders it, framed (`shards.frame_records`, NumPy) and written through Beam's
+  `FileSystems` (local paths, ``gs://``..., gzip included) into the layout Beam writes
+  (`shards.shard_file`): the two writers give byte-identical shards, and the reader's
+  block shuffle can rely on a random order. The manifest comes from
+  `manifest_builder.manifest_json`; the run is checked and published (or refused) by
+  `run.finish_run`.
 
 Memory: one chunk (its Python values), a buffer per shard (1 MiB; less with more than 64
 shards), the statistics accumulators (bounded), the vocabulary counts (one entry per
@@ -41,7 +45,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import io
 import json
 import logging
 import mmap
@@ -54,23 +57,22 @@ import numpy as np
 from tfstream.pipelines import fs
 from tfstream.pipelines.config import JobConfig
 from tfstream.pipelines.manifest import Manifest, write_manifest
-from tfstream.pipelines.shards import read_records, shard_file, write_record
+from tfstream.pipelines.shards import shard_file, take_records
 from tfstream.pipelines.write import sources
 from tfstream.pipelines.write.manifest_builder import manifest_json, manifest_settings
 from tfstream.pipelines.write.publish import QUARANTINE_DIR, QUARANTINE_FILE
 from tfstream.pipelines.write.rows import QUARANTINED, first_example, quarantine_key, route_chunk, rows_in_chunk
 from tfstream.pipelines.write.run import PreprocessError, finish_run, resolve_dataset_dir, writing
-from tfstream.pipelines.write.sharding import describe_shard, num_shards_of, record_hash, write_shard
+from tfstream.pipelines.write.sharding import FRAME_RECORDS, num_shards_of, record_hashes, write_shard
 from tfstream.transforms.analyzers import DatasetStats
-from tfstream.transforms.example_encoder import encode_examples, rows_to_columns
+from tfstream.transforms.example_encoder import encode_examples_buffer, rows_to_columns
 from tfstream.transforms.split import Splitter
 from tfstream.transforms.validation import ImputationError, impute_row, imputation_values
 from tfstream.transforms.vocabulary import top_tokens
 
 _log = logging.getLogger(__name__)
 
-# The "file" of every row: quarantine records and messages say "arrays: row 7: ...",
-# and without split key columns a row's split is the hash of ("arrays", row number).
+# The "file" of every row: quarantine records and messages say "arrays: row 7: ...".
 SOURCE_NAME = "arrays"
 
 # A shard's buffer is written out when it holds this much: few, large writes (and few
@@ -262,7 +264,7 @@ class _Run:
                 for chunk, slices in self._chunks("pass 2 of 2 (write)"):
                     fast, rest = self._fast.route(chunk, slices)
                     for split, columns, n in fast:
-                        shards.write_many(split, encode_examples(columns, self.schema, n))
+                        shards.write_encoded(split, *encode_examples_buffer(columns, self.schema, n))
                     good: dict[str, list] = collections.defaultdict(list)
                     for tag, row in rest:
                         if tag != QUARANTINED:
@@ -270,11 +272,13 @@ class _Run:
                     self._write_rows(shards, good)
             else:
                 self._collect(quarantine, shards)
+        except BaseException:
+            if shards is not None:
+                shards.close(sort=False)
+            raise
         finally:
             quarantine.close()
-            paths = shards.close() if shards is not None else []
-        descriptions = [(split, describe_shard(p, self.config.output.compression, root=self.staging))
-                        for split, p in paths]
+        descriptions = shards.close()
         return manifest_json(
             **manifest_settings(self.config, self.fingerprint.result(),
                                 {"arrays": {"chunk_rows": self.chunk_rows}}),
@@ -300,7 +304,7 @@ class _Run:
             for split, columns, n in fast:
                 self._fast.add_stats(stats, accumulators[split], columns, n)
                 if shards is not None:
-                    shards.write_many(split, encode_examples(columns, self.schema, n))
+                    shards.write_encoded(split, *encode_examples_buffer(columns, self.schema, n))
             good: dict[str, list] = collections.defaultdict(list)
             for tag, row in rest:
                 if tag == QUARANTINED:
@@ -323,7 +327,8 @@ class _Run:
     def _write_rows(self, shards: "_ShardWriters", good: Mapping[str, list]) -> None:
         """Encode a chunk's rows (dicts) of each split in one batch, and write them."""
         for split, rows in good.items():
-            shards.write_many(split, encode_examples(rows_to_columns(rows, self.schema), self.schema, len(rows)))
+            shards.write_encoded(split, *encode_examples_buffer(rows_to_columns(rows, self.schema), self.schema,
+                                                                   len(rows)))
 
 
 
@@ -369,7 +374,7 @@ class _FastRoute:
     def route(self, chunk, slices) -> tuple[list, Iterator]:
         """``([(split, columns for encode_examples, n), ...], route_chunk of the other rows)``."""
         if not self.enabled:
-            return [], route_chunk(chunk, self.rules, self.splitter, self.split_key)
+            return [], route_chunk(chunk, self.rules, self.splitter, self.split_key, arrays=True)
         name, first_row, columns = chunk
         n = rows_in_chunk(chunk)
         ok = np.ones(n, dtype=bool)
@@ -393,14 +398,15 @@ class _FastRoute:
             y = arr
         values[label.label.name] = y
         taken = np.flatnonzero(ok)
-        base = os.path.basename(name)
-        keys = [columns[c] for c in self.split_key]
         names = self.splitter.names
-        index = {s: i for i, s in enumerate(names)}
-        assign = self.splitter.assign
-        split_of = np.fromiter(
-            (index[assign([k[i] for k in keys] if keys else [base, first_row + i])] for i in taken.tolist()),
-            dtype=np.int64, count=taken.size)
+        if not self.split_key:  # keyed by the row number (`route_chunk`)
+            split_of = self.splitter.assign_numbers(first_row + taken)
+        else:
+            keys = [columns[c] for c in self.split_key]
+            index = {s: i for i, s in enumerate(names)}
+            assign = self.splitter.assign
+            split_of = np.fromiter((index[assign([k[i] for k in keys])] for i in taken.tolist()),
+                                   dtype=np.int64, count=taken.size)
         fast = []
         for i, split in enumerate(names):
             rows = taken[split_of == i]
@@ -411,7 +417,7 @@ class _FastRoute:
         def others():
             for i in rest:
                 yield from route_chunk((name, first_row + i, {c: [v[i]] for c, v in columns.items()}),
-                                       self.rules, self.splitter, self.split_key)
+                                       self.rules, self.splitter, self.split_key, arrays=True)
 
         return fast, others()
 
@@ -420,14 +426,14 @@ class _FastRoute:
         acc.num_examples += n
         for f in stats.schema.features:
             acc.counts[f.name]["count"] += n
-            acc.extend(f.name, columns[f.name].astype(np.float64).tolist())
+            acc.extend(f.name, columns[f.name].astype(np.float64))
         label = stats.schema.label.name
         if acc.classes is not None:
             counts = np.bincount(np.asarray(columns[label], dtype=np.int64), minlength=len(acc.classes))
             for c, k in enumerate(counts.tolist()):
                 acc.classes[c] += k
         else:
-            acc.extend(label, np.asarray(columns[label], dtype=np.float64).tolist())
+            acc.extend(label, np.asarray(columns[label], dtype=np.float64))
 
 
 def _int_kind(dtype: np.dtype) -> bool:
@@ -436,85 +442,154 @@ def _int_kind(dtype: np.dtype) -> bool:
 
 
 class _ShardWriters:
-    """The shard files of every split, open for writing, each with a buffer."""
+    """The shards of every split, written with bounded memory in two steps.
+
+    `write_encoded` hashes a batch of records (`sharding.record_hashes`) and buffers each
+    shard's part; a full buffer is appended to the shard's temporary file as one block
+    (its count, hashes, lengths, then the records), unsorted. `close` reads each shard's
+    blocks back, sorts its records by ``(hash, record)`` (the Beam writer's order: the
+    reader's block shuffle relies on every shard being stored in a random order, also
+    when the arrays are sorted by class or date), frames them (`shards.frame_records`)
+    and writes the shard (`sharding.replacing`), describing it from what it wrote.
+    Memory: the buffers, then one shard's records at a time.
+    """
 
     def __init__(self, config: JobConfig, staging: str):
-        from apache_beam.io.filesystem import CompressionTypes
         from apache_beam.io.filesystems import FileSystems
 
-        compression = self._compression = config.output.compression
-        kind = CompressionTypes.GZIP if compression == "gzip" else CompressionTypes.UNCOMPRESSED
-        self._kind = kind
+        self._compression, self._root = config.output.compression, staging
         # Keyed by the dataset's name, as the Beam pipeline's write-time shuffle.
         self._key = config.name.encode("utf-8")[:64]
         self._paths: list[tuple[str, str]] = []
+        self._temps: dict[str, list] = {}
         self._files: dict[str, list] = {}
-        self._buffers: dict[str, list[io.BytesIO]] = {}
+        self._pending: dict[str, list[list]] = {}
+        self._pending_bytes: dict[str, list[int]] = {}
         total = sum(num_shards_of(config, split) for split in config.split.fractions)
         self._flush_bytes = max(_MIN_FLUSH_BYTES, min(_FLUSH_BYTES, _BUFFERS_BYTES // total))
         try:
             for split in config.split.fractions:
                 n = num_shards_of(config, split)
-                paths = [fs.join(staging, *shard_file(split, config.name, i, n, compression).split("/"))
+                paths = [fs.join(staging, *shard_file(split, config.name, i, n, self._compression).split("/"))
                          for i in range(n)]
-                self._files[split] = []
+                self._temps[split], self._files[split] = [], []
                 for p in paths:  # every shard exists, even one that gets no record (as Beam's)
-                    self._files[split].append(FileSystems.create(p, compression_type=kind))
+                    temp = f"{p}.unsorted"
+                    self._files[split].append(FileSystems.create(temp))
+                    self._temps[split].append(temp)
                     self._paths.append((split, p))
-                self._buffers[split] = [io.BytesIO() for _ in paths]
+                self._pending[split] = [[] for _ in paths]
+                self._pending_bytes[split] = [0] * n
         except OSError as e:
-            self.close(sort=False)
+            self._close_files()
             raise OSError(f"{staging}: cannot open {len(self._paths) + 1} shard files at once ({e}); lower "
                           f"output.num_shards, or raise the open-file limit (ulimit -n)") from e
 
-    def write(self, split: str, record: bytes) -> None:
-        buffers = self._buffers[split]
-        i = record_hash(record, self._key) % len(buffers)
-        buf = buffers[i]
-        write_record(buf, record)
-        if buf.tell() >= self._flush_bytes:
-            self._flush(split, i)
-
-    def write_many(self, split: str, records: list[bytes]) -> None:
-        buffers, key, flush_bytes = self._buffers[split], self._key, self._flush_bytes
-        n = len(buffers)
-        for record in records:
-            i = record_hash(record, key) % n
-            buf = buffers[i]
-            write_record(buf, record)
-            if buf.tell() >= flush_bytes:
-                self._flush(split, i)
+    def write_encoded(self, split: str, buffer: np.ndarray, offsets: np.ndarray) -> None:
+        """Add a batch of records (one buffer and ``n + 1`` offsets, as
+        `encode_examples_buffer` gives them) to a split's shards."""
+        if len(offsets) < 2:
+            return
+        pending, sizes = self._pending[split], self._pending_bytes[split]
+        hashes = record_hashes(buffer, offsets, self._key)
+        shard_of = (hashes % np.uint64(len(pending))).astype(np.int64)
+        order = np.argsort(shard_of, kind="stable")
+        data, bounds = take_records(buffer, offsets, order)
+        ends = np.cumsum(np.bincount(shard_of, minlength=len(pending))).tolist()
+        first = 0
+        for i, last in enumerate(ends):
+            if last > first:
+                part = data[bounds[first]:bounds[last]]
+                pending[i].append((hashes[order[first:last]], np.diff(bounds[first:last + 1]), part))
+                sizes[i] += part.nbytes + 16 * (last - first)
+                if sizes[i] >= self._flush_bytes:
+                    self._flush(split, i)
+            first = last
 
     def _flush(self, split: str, i: int) -> None:
-        buf = self._buffers[split][i]
-        self._files[split][i].write(buf.getbuffer())
-        buf.seek(0)
-        buf.truncate()
+        """Append a shard's buffered records to its temporary file, as one block."""
+        parts = self._pending[split][i]
+        if not parts:
+            return
+        hashes = np.concatenate([h for h, _, _ in parts]).astype("<u8")
+        lengths = np.concatenate([n for _, n, _ in parts]).astype("<u8")
+        f = self._files[split][i]
+        f.write(np.array([hashes.size], dtype="<u8").tobytes())
+        f.write(hashes.tobytes())
+        f.write(lengths.tobytes())
+        for _, _, part in parts:
+            f.write(part.tobytes())
+        parts.clear()
+        self._pending_bytes[split][i] = 0
 
-    def close(self, *, sort: bool = True) -> list[tuple[str, str]]:
-        """Write out the buffers, close every file, then (``sort``) put each shard in the
-        Beam writer's order; returns ``(split, path)`` per shard."""
-        for split, files in self._files.items():
-            for i, f in enumerate(files):
-                if split in self._buffers:
-                    self._flush(split, i)
+    def _close_files(self) -> None:
+        for files in self._files.values():
+            for f in files:
                 f.close()
-        opened, self._files = bool(self._files), {}
-        if sort and opened:
-            for _, path in self._paths:
-                self._sort(path)
-        return self._paths
+        self._files = {}
 
-    def _sort(self, path: str) -> None:
-        """Rewrite one shard sorted by ``(record hash, record)``, as the Beam writer
-        orders a shard: the reader's block shuffle relies on every shard being stored in
-        a random order, also when the arrays are sorted (by class, by date). Memory: one
-        shard's records, like Beam's writer."""
+    def close(self, *, sort: bool = True) -> list[tuple[str, dict[str, Any]]]:
+        """Write out the buffers, then (``sort``) write every shard; returns ``(split,
+        shard description)`` per shard."""
         from apache_beam.io.filesystems import FileSystems
 
-        with FileSystems.open(path, compression_type=self._kind) as f:
-            records = sorted((record_hash(r, self._key), r) for r in read_records(f, path))
-        write_shard(path, (record for _, record in records), self._compression, buffer_bytes=self._flush_bytes)
+        if sort:
+            for split, pending in self._pending.items():
+                for i in range(len(pending)):
+                    self._flush(split, i)
+        self._close_files()
+        temps = [t for split in self._temps for t in self._temps[split]]
+        try:
+            return [(split, self._write_shard(path, temp)) for (split, path), temp in zip(self._paths, temps)] \
+                if sort else []
+        finally:
+            existing = [t for t in temps if FileSystems.exists(t)]
+            if existing:
+                FileSystems.delete(existing)
+
+    def _write_shard(self, path: str, temp: str) -> dict[str, Any]:
+        """Sort one shard's records, and write and describe the shard file."""
+        from apache_beam.io.filesystems import FileSystems
+
+        with FileSystems.open(temp, compression_type="uncompressed") as f:
+            raw = np.frombuffer(f.read(), dtype=np.uint8)
+        hashes, lengths, parts, at = [], [], [], 0
+        while at < raw.size:  # the blocks: count, hashes, lengths, records
+            count = int(raw[at:at + 8].view("<u8")[0])
+            h = raw[at + 8:at + 8 + 8 * count].view("<u8")
+            n = raw[at + 8 + 8 * count:at + 8 + 16 * count].view("<u8").astype(np.int64)
+            at += 8 + 16 * count
+            size = int(n.sum())
+            hashes.append(h), lengths.append(n), parts.append(raw[at:at + size])
+            at += size
+        hashes = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
+        lengths = np.concatenate(lengths) if lengths else np.empty(0, dtype=np.int64)
+        data = np.concatenate(parts) if parts else np.empty(0, dtype=np.uint8)
+        del raw, parts
+        offsets = np.zeros(lengths.size + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        order = _sort_order(hashes, data, offsets)
+        batches = (take_records(data, offsets, order[i:i + FRAME_RECORDS])
+                   for i in range(0, order.size, FRAME_RECORDS))
+        return write_shard(path, batches, self._compression, root=self._root)
+
+
+def _sort_order(hashes: np.ndarray, data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The order of records sorted by ``(hash, record bytes)``: by hash, and the rare
+    records that share one by their bytes."""
+    order = np.argsort(hashes, kind="stable")
+    ranked = hashes[order]
+    tied = np.flatnonzero(ranked[1:] == ranked[:-1])
+    if tied.size:
+        starts = tied[np.r_[True, tied[1:] != tied[:-1] + 1]]
+        for first in starts.tolist():
+            last = first + 1
+            while last + 1 < ranked.size and ranked[last + 1] == ranked[first]:
+                last += 1
+            group = order[first:last + 1].tolist()
+            group.sort(key=lambda r: data[offsets[r]:offsets[r + 1]].tobytes())
+            order[first:last + 1] = group
+    return order
 
 
 class _Fingerprint:

@@ -49,10 +49,10 @@ from tfstream.pipelines.write.rows import QUARANTINED, READ, first_example, quar
 from tfstream.pipelines.write.run import PreprocessError, finish_run, resolve_dataset_dir, writing
 from tfstream.pipelines.write.sharding import (
     RunSpiller,
-    describe_shard,
     encode_batch,
     merge_runs,
     num_shards_of,
+    record_batches,
     write_shard,
 )
 from tfstream.pipelines.write.sources import resolve_source_paths
@@ -101,15 +101,16 @@ class _ConvertChunk(beam.DoFn):
     consumers would receive the other tags' values too.
     """
 
-    def __init__(self, rules: RowRules, splitter: Splitter, split_key: Sequence[str]):
+    def __init__(self, rules: RowRules, splitter: Splitter, split_key: Sequence[str], arrays: bool = False):
         self._rules = rules
         self._splitter = splitter
         self._split_key = tuple(split_key)
+        self._arrays = arrays
 
     def process(self, chunk):
         yield READ, rows_in_chunk(chunk)
         batches: dict[str, list[dict[str, Any]]] = {}
-        for tag, value in route_chunk(chunk, self._rules, self._splitter, self._split_key):
+        for tag, value in route_chunk(chunk, self._rules, self._splitter, self._split_key, arrays=self._arrays):
             batches.setdefault(tag, []).append(value)
         yield from batches.items()
 
@@ -213,8 +214,10 @@ class _SpillRuns(beam.DoFn):
         yield from spiller.flush()
 
 
-def _merge_shard(shard_runs, *, dataset_dir: str, split: str, name: str, num_shards: int, compression: str) -> str:
-    """``(shard index, [run file or None, ...])`` → the shard file, written; its path.
+def _merge_shard(shard_runs, *, dataset_dir: str, split: str, name: str, num_shards: int,
+                 compression: str) -> dict[str, Any]:
+    """``(shard index, [run file or None, ...])`` → the shard file, written; its
+    description (`sharding.write_shard`).
 
     The shard's records in ``(hash, record)`` order, a pseudo-random order fixed by
     their content, the same on every run and runner: the streaming k-way merge of its
@@ -224,7 +227,8 @@ def _merge_shard(shard_runs, *, dataset_dir: str, split: str, name: str, num_sha
     """
     index, runs = shard_runs
     path = fs.join(dataset_dir, *shard_file(split, name, index, num_shards, compression).split("/"))
-    return write_shard(path, (record for _, record in merge_runs(r for r in runs if r)), compression)
+    records = (record for _, record in merge_runs(r for r in runs if r))
+    return write_shard(path, record_batches(records), compression, root=dataset_dir)
 
 
 class WriteShards(beam.PTransform):
@@ -259,7 +263,6 @@ class WriteShards(beam.PTransform):
             | "GroupRunsByShard" >> beam.GroupByKey()
             | "MergeShard" >> beam.Map(_merge_shard, dataset_dir=self._dir, split=self._split, name=self._name,
                                        num_shards=n, compression=self._compression)
-            | "Describe" >> beam.Map(describe_shard, compression=self._compression, root=self._dir)
             | "Tag" >> beam.Map(_tagged, tag=self._split)
         )
 
@@ -363,7 +366,8 @@ def build_pipeline(
     chunks = pipeline | "Read" >> ReadSource(paths, config.source, config.source_columns(), config.sequence_columns())
     routed = (
         chunks
-        | "Validate" >> beam.ParDo(_ConvertChunk(rules, Splitter(fractions, config.split.salt), config.split.key))
+        | "Validate" >> beam.ParDo(_ConvertChunk(rules, Splitter(fractions, config.split.salt), config.split.key,
+                                                 arrays=config.source.format == "npz"))
         | "ByTag" >> _ByTag([READ, QUARANTINED, *fractions])
     )
 

@@ -62,12 +62,14 @@ def rows_in_chunk(chunk: tuple[str, int, dict[str, Any]]) -> int:
 
 
 def route_chunk(chunk: tuple[str, int, dict[str, Any]], rules: RowRules, splitter: Splitter,
-                split_key: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+                split_key: Sequence[str], *, arrays: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:
     """Validate every row of a chunk and route it: to its split, or to the quarantine,
     rejected (it breaks a rule) or dropped (a rule says drop).
 
     The split key is the ``split_key`` columns' values, or, without key columns, the
-    file's base name and the row number (so a row keeps its split when the file moves).
+    row's number alone for arrays (an npz file, or `write_arrays`'s arrays: the same
+    arrays land in the same splits whichever writes them), and the file's base name and
+    the row number for a table (so a row keeps its split when the file moves).
 
     Args:
         chunk: ``(file, first row number, {column: values})`` as `sources.read_chunks`
@@ -75,6 +77,7 @@ def route_chunk(chunk: tuple[str, int, dict[str, Any]], rules: RowRules, splitte
         rules: the job's row rules.
         splitter: the job's splitter.
         split_key: the split key columns (may be empty).
+        arrays: whether the chunk comes from arrays (see the split key above).
 
     Yields:
         ``(split name, typed row)``, or ``(QUARANTINED, quarantine record)``.
@@ -115,7 +118,7 @@ def route_chunk(chunk: tuple[str, int, dict[str, Any]], rules: RowRules, splitte
                 f"{name}: row {row_number}: dropped by the rule for {reason.replace('_', ' ')} values "
                 f"in column {column!r}", raw)
             continue
-        key = [raw[c] for c in split_key] if split_key else [base, row_number]
+        key = [raw[c] for c in split_key] if split_key else [row_number] if arrays else [base, row_number]
         yield splitter.assign(key), row
 
 

@@ -23,3 +23,22 @@ def test_fractions_are_respected():
 def test_salt_changes_the_assignment():
     a, b = Splitter({"train": 0.5, "eval": 0.5}, salt="a"), Splitter({"train": 0.5, "eval": 0.5}, salt="b")
     assert any(a.assign([i]) != b.assign([i]) for i in range(100))
+
+
+def test_assign_numbers_is_assign_of_each_number():
+    """The vectorized MD5 gives the split `assign([n])` gives, for every digit count, the
+    int64 extremes, a salt near the one-block limit, and the row-by-row fallbacks (a salt
+    too long for one block, negative numbers)."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    numbers = np.concatenate([np.arange(0, 3000), rng.integers(0, 2**63 - 1, 3000, dtype=np.int64),
+                              [9, 10, 99, 100, 10**17 - 1, 10**17, 2**63 - 1]])
+    for salt in ("tfstream", "", "s" * 35, "s" * 60, "ü-salt"):
+        s = Splitter({"train": 0.7, "validation": 0.1, "eval": 0.2}, salt=salt)
+        got = s.assign_numbers(numbers)
+        assert [s.names[i] for i in got.tolist()] == [s.assign([int(n)]) for n in numbers.tolist()], salt
+    s = Splitter({"train": 0.5, "eval": 0.5})
+    negative = np.array([-5, 3, -1000])
+    assert [s.names[i] for i in s.assign_numbers(negative).tolist()] == [s.assign([n]) for n in (-5, 3, -1000)]
+    assert s.assign_numbers(np.array([], dtype=np.int64)).tolist() == []
