@@ -35,10 +35,11 @@ Beam graph.
   `manifest_builder.manifest_json`; the run is checked and published (or refused) by
   `run.finish_run`.
 
-Memory: one chunk (its Python values), a buffer per shard (1 MiB; less with more than 64
-shards), the statistics accumulators (bounded), the vocabulary counts (one entry per
-distinct token of the training split, as in Beam's keyed count), and, at the end, one
-shard's records while it is sorted (keep shards to a few hundred MB: output.num_shards).
+Memory: two chunks (one whose statistics a worker thread adds while the next is
+written), a buffer per shard (1 MiB; less with more than 64 shards), the statistics
+accumulators (bounded), the vocabulary counts (one entry per distinct token of the
+training split, as in Beam's keyed count), and, at the end, two shards' records while
+they are sorted and written (keep shards to a few hundred MB: output.num_shards).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ import logging
 import mmap
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, Mapping, Optional
 
 import numpy as np
@@ -294,35 +296,51 @@ class _Run:
 
     def _collect(self, quarantine, shards: Optional["_ShardWriters"]) -> None:
         """The pass that counts: rows read, quarantine, statistics, vocabularies, the
-        fingerprint; with ``shards``, it also writes the records."""
-        stats, accumulators = self.stats, self.accumulators
+        fingerprint; with ``shards``, it also writes the records.
+
+        A chunk's statistics are added by one worker thread while the next chunk is
+        routed, encoded and written (NumPy's sorts and arithmetic release the GIL): in
+        chunk order, one chunk in flight, so the statistics are those of one thread."""
         vocabulary = [(name, self.token_counts[name]) for name in self.vocabulary_sizes]
-        for chunk, slices in self._chunks("pass 1 of 2 (statistics)" if shards is None else "write"):
-            self.rows_read += rows_in_chunk(chunk)
-            self.fingerprint.add(slices, chunk[1] - 1, self.chunk_rows)
-            fast, rest = self._fast.route(chunk, slices)
-            for split, columns, n in fast:
-                self._fast.add_stats(stats, accumulators[split], columns, n)
+        with ThreadPoolExecutor(1, thread_name_prefix="tfstream-statistics") as statistics:
+            in_flight = None
+            for chunk, slices in self._chunks("pass 1 of 2 (statistics)" if shards is None else "write"):
+                self.rows_read += rows_in_chunk(chunk)
+                self.fingerprint.add(slices, chunk[1] - 1, self.chunk_rows)
+                fast, rest = self._fast.route(chunk, slices)
+                kept: list[tuple[str, dict[str, Any]]] = []
+                for tag, row in rest:
+                    if tag == QUARANTINED:
+                        quarantine.write(json.dumps(row, sort_keys=True).encode("utf-8") + b"\n")
+                        self.quarantined[quarantine_key(row)] += 1
+                        if row["action"] == "rejected":
+                            key, example = first_example(row)
+                            if key not in self.examples or example < self.examples[key]:
+                                self.examples[key] = example
+                        continue
+                    kept.append((tag, row))
+                    if tag == self.train_split:
+                        for name, counts in vocabulary:
+                            counts[row[name]] += 1
+                if in_flight is not None:
+                    in_flight.result()
+                in_flight = statistics.submit(self._add_statistics, fast, kept)
                 if shards is not None:
-                    shards.write_encoded(split, *encode_examples_buffer(columns, self.schema, n))
-            good: dict[str, list] = collections.defaultdict(list)
-            for tag, row in rest:
-                if tag == QUARANTINED:
-                    quarantine.write(json.dumps(row, sort_keys=True).encode("utf-8") + b"\n")
-                    self.quarantined[quarantine_key(row)] += 1
-                    if row["action"] == "rejected":
-                        key, example = first_example(row)
-                        if key not in self.examples or example < self.examples[key]:
-                            self.examples[key] = example
-                    continue
-                stats.add_input(accumulators[tag], row)
-                if tag == self.train_split:
-                    for name, counts in vocabulary:
-                        counts[row[name]] += 1
-                if shards is not None:
-                    good[tag].append(row)
-            if shards is not None:
-                self._write_rows(shards, good)
+                    for split, columns, n in fast:
+                        shards.write_encoded(split, *encode_examples_buffer(columns, self.schema, n))
+                    good: dict[str, list] = collections.defaultdict(list)
+                    for tag, row in kept:
+                        good[tag].append(row)
+                    self._write_rows(shards, good)
+            if in_flight is not None:
+                in_flight.result()
+
+    def _add_statistics(self, fast, kept) -> None:
+        """A chunk's statistics: its vectorized rows' (`_FastRoute.add_stats`), then the others'."""
+        for split, columns, n in fast:
+            self._fast.add_stats(self.stats, self.accumulators[split], columns, n)
+        for tag, row in kept:
+            self.stats.add_input(self.accumulators[tag], row)
 
     def _write_rows(self, shards: "_ShardWriters", good: Mapping[str, list]) -> None:
         """Encode a chunk's rows (dicts) of each split in one batch, and write them."""
@@ -451,7 +469,7 @@ class _ShardWriters:
     reader's block shuffle relies on every shard being stored in a random order, also
     when the arrays are sorted by class or date), frames them (`shards.frame_records`)
     and writes the shard (`sharding.replacing`), describing it from what it wrote.
-    Memory: the buffers, then one shard's records at a time.
+    Memory: the buffers, then two shards' records at a time (written in two threads).
     """
 
     def __init__(self, config: JobConfig, staging: str):
@@ -540,8 +558,13 @@ class _ShardWriters:
         self._close_files()
         temps = [t for split in self._temps for t in self._temps[split]]
         try:
-            return [(split, self._write_shard(path, temp)) for (split, path), temp in zip(self._paths, temps)] \
-                if sort else []
+            if not sort:
+                return []
+            # Two shards at a time: sorting, gathering, CRCs, hashing and writing are
+            # NumPy, hashlib and file calls that release the GIL.
+            with ThreadPoolExecutor(2, thread_name_prefix="tfstream-shards") as pool:
+                described = list(pool.map(self._write_shard, [p for _, p in self._paths], temps))
+            return [(split, d) for (split, _), d in zip(self._paths, described)]
         finally:
             existing = [t for t in temps if FileSystems.exists(t)]
             if existing:
