@@ -238,7 +238,9 @@ class LabelConfig(_Section):
     task: Literal["binary", "multiclass", "regression"] = Field(description="What the model predicts.")
     name: StrictStr = Field("label", description="The label's name in the records.")
     threshold: Optional[_Float] = Field(None, description="binary from a number: `value > threshold`.")
-    classes: _Items[StrictStr] = Field((), description="The raw values, in index order.")
+    classes: _Items[Union[StrictStr, StrictInt]] = Field(
+        (), description="The raw values, in index order; integers are taken as their text (`[1, 2]` matches a "
+                        "CSV's \"1\" and an npz or Parquet column's 1 or 1.0).")
     num_classes: Optional[_Int] = Field(None, description="The column holds class indices 0..n-1 (2..100,000).")
     on_missing: Literal["error", "drop"] = Field("error", description="A missing label: reject or drop the row.")
 
@@ -250,6 +252,11 @@ class LabelConfig(_Section):
         else:
             _check(given == 1, f"label: a {self.task} label needs exactly one of threshold "
                                "(binary only), classes, num_classes")
+        if self.classes:
+            text = tuple(str(c) for c in self.classes)  # frozen, hence object.__setattr__
+            twice = sorted({c for c in text if text.count(c) > 1})
+            _check(not twice, f"label.classes: {_show(twice)} given twice (integers are taken as their text)")
+            object.__setattr__(self, "classes", text)
         if self.threshold is not None:
             _check(self.task == "binary", "label.threshold: only a binary label has a threshold")
         if self.num_classes is not None:

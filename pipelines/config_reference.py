@@ -79,7 +79,9 @@ def _type_text(tp: Any) -> str:
     if origin is Literal:
         return ", ".join(f"`{a}`" for a in args)
     if origin is tuple:
-        return f"list of {_type_text(args[0])}s"
+        item = _unwrap(args[0])
+        kinds = get_args(item) if get_origin(item) in (Union, types.UnionType) else (item,)
+        return "list of " + " or ".join(f"{_type_text(k)}s" for k in kinds)
     if origin is dict:
         return f"mapping of {_type_text(args[0])} → {_type_text(args[1])}"
     return _NAMES[tp]

@@ -300,6 +300,19 @@ def _convert_feature(raw: Mapping[str, Any], rule: FeatureRule, na_values: tuple
     return item(value, column)
 
 
+def _class_index(value: Any, column: str, classes: tuple[str, ...]) -> int:
+    """A declared class's index, matched by the value's text; an integral float (an
+    integer column of npz or Parquet read as floats) also by its integer's text, so
+    that ``classes: [1, 2]`` matches 1.0."""
+    key = value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    if key in classes:
+        return classes.index(key)
+    if isinstance(value, (float, np.floating)) and float(value).is_integer() and str(int(value)) in classes:
+        return classes.index(str(int(value)))
+    raise RowError(column, "unknown_class",
+                   f"column {column!r}: label {key!r} is not one of the declared classes {list(classes)}")
+
+
 def _convert_label(raw: Mapping[str, Any], rule: LabelRule, na_values: tuple[str, ...]) -> Any:
     column, label = rule.column, rule.label
     value = raw[column]
@@ -313,13 +326,7 @@ def _convert_label(raw: Mapping[str, Any], rule: LabelRule, na_values: tuple[str
     if rule.threshold is not None:
         return int(_to_float(value, column) > rule.threshold)
     if rule.raw_classes:
-        key = value.decode("utf-8") if isinstance(value, bytes) else str(value)
-        try:
-            return rule.raw_classes.index(key)
-        except ValueError:
-            raise RowError(column, "unknown_class",
-                           f"column {column!r}: label {key!r} is not one of the declared classes "
-                           f"{list(rule.raw_classes)}") from None
+        return _class_index(value, column, rule.raw_classes)
     index = _to_int(value, column)
     if not 0 <= index < label.num_classes:
         raise RowError(column, "unknown_class",

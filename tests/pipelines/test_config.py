@@ -133,6 +133,19 @@ def test_validation_section(make_job):
         make_job("flights_dense.yaml", validation={"drift": {"max_shift": 1}})
 
 
+def test_label_classes_may_be_integers(make_job):
+    label = {"column": "hour", "task": "multiclass", "threshold": None, "classes": [5, 6, "7"]}
+    job = make_job("flights_dense.yaml", label=label)
+    assert job.label.classes == ("5", "6", "7") and job.schema().label.classes == ("5", "6", "7")
+    assert job.label.to_rule().raw_classes == ("5", "6", "7")
+    with pytest.raises(ConfigError, match=r"^label.classes: \['5'\] given twice \(integers are taken as their text\)$"):
+        make_job("flights_dense.yaml", label={**label, "classes": [5, "5", 6]})
+    with pytest.raises(ConfigError, match=r"^label.classes\[0\]: expected a string or an integer, got 1.5$"):
+        make_job("flights_dense.yaml", label={**label, "classes": [1.5, 2]})
+    with pytest.raises(ConfigError, match=r"^label.classes\[0\]: expected a string or an integer, got True$"):
+        make_job("flights_dense.yaml", label={**label, "classes": [True, False]})
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"reader": {"batch_size": "3"}}, r"reader.batch_size: expected an integer, got '3'"),
     ({"reader": {"batch_size": True}}, r"reader.batch_size: expected an integer, got True"),

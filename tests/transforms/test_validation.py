@@ -207,3 +207,15 @@ def test_undecodable_text_is_rejected():
     rule = FeatureRule(Feature("c", "categorical", "string"), ("c",))
     with pytest.raises(RowError, match=r"column 'c': b'\\xff\\xfe' is not UTF-8 text"):
         convert_row({"c": b"\xff\xfe", "arr_delay": "1"}, _rules(rule))
+
+
+def test_integer_classes_match_text_integers_and_integral_floats():
+    """``classes: [1, 2, 3]`` (a YAML list of integers) is held as text: a CSV's "2", an
+    npz's 2 or 2.0, and a Parquet int all find class "2"."""
+    label = LabelRule(Label("y", "multiclass", ("1", "2", "3")), "y", raw_classes=("1", "2", "3"))
+    for raw in ("2", 2, np.int64(2), 2.0, np.float32(2.0), np.float64(2.0)):
+        assert convert_row({"x": "1", "y": raw}, _rules(num("x"), label=label))[0]["y"] == 1, raw
+    for raw, shown in (("2.0", "'2.0'"), (2.5, "'2.5'"), (4, "'4'")):
+        with pytest.raises(RowError, match=rf"^column 'y': label {shown} is not one of the declared classes "
+                                           rf"\['1', '2', '3'\]$"):
+            convert_row({"x": "1", "y": raw}, _rules(num("x"), label=label))

@@ -232,3 +232,24 @@ def test_a_previous_manifest_that_is_not_there_is_an_error_before_the_run(flight
     with pytest.raises(FileNotFoundError, match=r"previous manifest '.*nowhere': none there that this tfstream reads"):
         preprocess(flights_job, output_dir=str(tmp_path / "ds"), previous=str(tmp_path / "nowhere"))
     assert not os.path.exists(tmp_path / "ds")
+
+
+def test_integer_classes_through_a_preprocess(flights_csv, make_job, tmp_path):
+    """``classes: [1, ..., 11]``, YAML integers, match a CSV's text and name the classes
+    by it; a value not declared (December's 12) is rejected, named as text."""
+    label = {"name": "month_label", "column": "month", "task": "multiclass", "threshold": None,
+             "classes": list(range(1, 12)), "on_missing": "error"}
+    job = make_job("flights_dense.yaml", source={"path": flights_csv}, label=label,
+                   validation={"max_bad_fraction": 0.2})
+    out = str(tmp_path / "ds")
+    m = preprocess(job, output_dir=out)
+    assert m.label.classes == tuple(str(i) for i in range(1, 12))
+    counts = {c: sum(m.split(s).label.class_counts[c] for s in m.split_names) for c in m.label.classes}
+    assert all(counts.values()) and sum(counts.values()) == m.source.rows_written
+    rejected = [r for r in _quarantine(out, m.data) if r["action"] == "rejected"]
+    assert rejected and m.source.rejected == {"unknown_class:month": len(rejected)}
+    assert {r["values"]["month"] for r in rejected} == {"12"}
+    assert rejected[0]["message"].endswith(
+        "column 'month': label '12' is not one of the declared classes ['1', '2', '3', '4', '5', '6', '7', '8', '9', "
+        "'10', '11']")
+    _accounted(m.data, _quarantine(out, m.data))
