@@ -21,11 +21,14 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/tfstream run --config configs/flights_dense.yaml --workdir $(RUNS)/flights
+	$(BIN)/tfstream run --config configs/flights_distance.yaml --workdir $(RUNS)/flights_distance
 	$(BIN)/tfstream run --config configs/digits_lstm.yaml --workdir $(RUNS)/digits
-	$(BIN)/tfstream summary $(RUNS)/flights $(RUNS)/digits
+	$(BIN)/tfstream summary $(RUNS)/flights $(RUNS)/flights_distance $(RUNS)/digits
 	$(BIN)/tfstream inspect $(RUNS)/flights/dataset --plot $(RUNS)/flights/plots > $(RUNS)/flights/inspect.txt
+	$(BIN)/tfstream inspect $(RUNS)/flights_distance/dataset --plot $(RUNS)/flights_distance/plots \
+		> $(RUNS)/flights_distance/inspect.txt
 	$(BIN)/tfstream inspect $(RUNS)/digits/dataset --plot $(RUNS)/digits/plots > $(RUNS)/digits/inspect.txt
-	@echo "dataset reports: $(RUNS)/flights/inspect.txt, $(RUNS)/digits/inspect.txt (plots in $(RUNS)/*/plots/)"
+	@echo "dataset reports: $(RUNS)/{flights,flights_distance,digits}/inspect.txt (plots in $(RUNS)/*/plots/)"
 
 # pytest exits 5 when it collects no test; make then fails, as it should.
 test: $(STAMP)

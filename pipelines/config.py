@@ -243,6 +243,13 @@ class LabelConfig(_Section):
                         "CSV's \"1\" and an npz or Parquet column's 1 or 1.0).")
     num_classes: Optional[_Int] = Field(None, description="The column holds class indices 0..n-1 (2..100,000).")
     on_missing: Literal["error", "drop"] = Field("error", description="A missing label: reject or drop the row.")
+    transform: Literal["none", "log1p"] = Field(
+        "none", description="regression: the model learns T(label): log1p (log(1 + y), for positive targets "
+                            "spread over orders of magnitude, such as prices; a label <= -1 is rejected) or none. "
+                            "Predictions and metrics are in the label's units.")
+    standardize: Optional[StrictBool] = Field(
+        None, description="regression: the model learns (T(label) - mean) ÷ std, from the training split's "
+                          "statistics (default: true for regression; classes are never standardized).")
 
     @model_validator(mode="after")
     def _rules(self) -> LabelConfig:
@@ -252,6 +259,9 @@ class LabelConfig(_Section):
         else:
             _check(given == 1, f"label: a {self.task} label needs exactly one of threshold "
                                "(binary only), classes, num_classes")
+            _check(self.transform == "none", f"label.transform: only a regression label is transformed; remove "
+                                             f"`transform: {self.transform}`")
+            _check(self.standardize is None, "label.standardize: only a regression label is standardized; remove it")
         if self.classes:
             text = tuple(str(c) for c in self.classes)  # frozen, hence object.__setattr__
             twice = sorted({c for c in text if text.count(c) > 1})
@@ -272,12 +282,18 @@ class LabelConfig(_Section):
     def to_label(self) -> Label:
         """The label as the dataset's schema has it."""
         if self.task == "regression":
-            return Label(self.name, "regression")
+            return Label(self.name, "regression", transform=self.transform)
         if self.threshold is not None:
             t = f"{self.threshold:g}"
             return Label(self.name, "binary", (f"{self.column}<={t}", f"{self.column}>{t}"))
         classes = self.classes or tuple(str(i) for i in range(int(self.num_classes)))
         return Label(self.name, self.task, classes)
+
+    @property
+    def standardized(self) -> bool:
+        """Whether the model learns the standardized label (``standardize``, by default
+        true for a regression label)."""
+        return self.task == "regression" if self.standardize is None else self.standardize
 
     def to_rule(self) -> LabelRule:
         """How the label is read from a source row."""
@@ -376,6 +392,10 @@ class TrainConfig(_Section):
     eval_split: StrictStr = Field("eval", description="Evaluated once, at the end, and reported.")
     seed: _Int = Field(0, description="Keras's random seed (0..4294967295: it seeds NumPy too).")
     dir: Optional[StrictStr] = Field(None, description="The model directory (default: `runs/<name>/model`).")
+    min_improvement: _Float = Field(
+        0.01, description="The model beats the trivial baselines when its proper score on the eval split (log-loss; "
+                          "RMSE for regression) is this much lower, relatively, than the best baseline's "
+                          "(0 <= x < 1; 0.01: 1% lower).")
 
     @model_validator(mode="after")
     def _rules(self) -> TrainConfig:
@@ -385,6 +405,8 @@ class TrainConfig(_Section):
         _within("train.early_stopping_patience", self.early_stopping_patience, 0, 100_000,
                 "more patience than train.epochs allows never stops anything; lower it (0: no early stopping)")
         _within("train.seed", self.seed, 0, 2**32 - 1, "Keras seeds NumPy with it, which takes 0..2**32-1")
+        _check(0 <= self.min_improvement < 1,
+               f"train.min_improvement: expected a fraction 0 <= x < 1, got {_show(self.min_improvement)}")
         return self
 
 

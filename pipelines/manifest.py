@@ -27,6 +27,7 @@ from typing import Any, Mapping, Optional, Union
 
 from tfstream.pipelines import fs
 from tfstream.pipelines.manifest_shape import shape_problem
+from tfstream.transforms.label_scaling import LabelScaling
 from tfstream.transforms.schema import Feature, Label, Schema
 
 MANIFEST_NAME = "manifest.json"
@@ -180,10 +181,13 @@ FeatureStatistics = Union[NumericStatistics, SequenceStatistics, CategoricalStat
 @dataclasses.dataclass(frozen=True)
 class LabelStatistics:
     """The label over one split: ``class_counts`` (class name → count) for a class label,
-    the moments (``count``, ``mean``, ``variance``, ...) for a regression target."""
+    the moments (``count``, ``mean``, ``variance``, ...) for a regression target, and for
+    a transformed one (``label.transform``) the moments of the transformed values
+    (``transformed``), which standardize what the model learns."""
 
     class_counts: Optional[Mapping[str, int]] = None
     numbers: Optional[NumericStatistics] = None
+    transformed: Optional[NumericStatistics] = None
 
     @property
     def count(self) -> int:
@@ -451,7 +455,40 @@ class Manifest:
             features=types.MappingProxyType(
                 {f: _feature_statistics(kinds.get(f, st.get("kind", "numeric")), st) for f, st in features.items()}),
             label=LabelStatistics(class_counts=_frozen(label["class_counts"])) if "class_counts" in label
-            else LabelStatistics(numbers=_numeric(label) if label else None))
+            else LabelStatistics(numbers=_numeric(label) if label else None,
+                                 transformed=_numeric(label["transformed"]) if label.get("transformed") else None))
+
+    def label_scaling(self, standardize: Optional[bool] = None) -> LabelScaling:
+        """What the model learns of a regression label: ``label.transform``, then
+        standardized with the training split's moments (`train_split`) of the
+        transformed label. Identity for a class label.
+
+        Args:
+            standardize: standardize the label; default: as the config that wrote the
+                dataset says (``label.standardize``), else true for regression.
+
+        Raises:
+            ManifestError: the training split has no label statistics to standardize with.
+
+        Example:
+            >>> load_manifest(dataset_dir).label_scaling().is_identity  # a binary label
+            True
+        """
+        label = self.label
+        if label.task != "regression":
+            return LabelScaling()
+        if standardize is None:
+            recorded = (self.config.get("label") or {}).get("standardize")
+            standardize = recorded if isinstance(recorded, bool) else True
+        stats = self.split(self.train_split).label
+        numbers = stats.transformed if label.transform != "none" else stats.numbers
+        if standardize and (numbers is None or not numbers.count):
+            what = "transformed " if label.transform != "none" else ""
+            raise ManifestError(f"{self.root}: split {self.train_split!r} has no statistics of the {what}label to "
+                                f"standardize it with; re-run `tfstream preprocess` (or set label.standardize: false; "
+                                f"read(..., raw_labels=True) gives the stored values)")
+        return LabelScaling.from_moments(label.transform, standardize, getattr(numbers, "mean", None),
+                                         getattr(numbers, "variance", None))
 
     @property
     def splits(self) -> dict[str, Split]:

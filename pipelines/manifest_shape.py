@@ -147,6 +147,9 @@ def _split(data: Mapping[str, Any], path: str, written: bool) -> None:
             _items(label, "class_counts", f"{path}.statistics.label", int)
         else:
             _statistics(label, f"{path}.statistics.label")
+            transformed = _get(label, "transformed", f"{path}.statistics.label", dict)
+            if transformed is not None:
+                _statistics(transformed, f"{path}.statistics.label.transformed")
 
 
 def _schema(data: Mapping[str, Any]) -> None:
@@ -158,6 +161,7 @@ def _schema(data: Mapping[str, Any]) -> None:
     for key in ("name", "task"):
         _get(label, key, "schema.label", str, required=True)
     _get(label, "dtype", "schema.label", str)
+    _get(label, "transform", "schema.label", str)
     _items(label, "classes", "schema.label", str, is_list=True)
 
 

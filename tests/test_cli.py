@@ -146,7 +146,8 @@ def test_run_the_seed_lstm_config_end_to_end(tmp_path, capsys, monkeypatch):
     config = os.path.join(CONFIGS, "seed_lstm.yaml")
     assert main(["run", "--config", config, "--workdir", "runs/series", "--epochs", "1"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^series\s+lstm\s+\d+\s+\d+\s+1\s+accuracy", out, re.M), out
+    assert re.search(r"^series\s+lstm\s+\d+\s+\d+\s+1\s+log_loss\s+[\d.]+\s+0\.69\d*\s+(yes|no)\s+.*accuracy", out,
+                     re.M), out  # the training prior's log-loss: about log 2 on random labels
     metrics = json.load(open("runs/series/model/metrics.json"))
     assert metrics["examples"]["train"] + metrics["examples"]["eval"] == 300
     assert main(["summary", "runs/series"]) == 0

@@ -227,14 +227,16 @@ def _preprocess(config, output: Optional[str], beam_args: Sequence[str], previou
 
 
 def _train(config, dataset: Optional[str], model_dir: Optional[str], restart: bool = False):
-    from tfstream.training.metrics import headline
+    from tfstream.pipelines.tables import cell
+    from tfstream.training.metrics import also
     from tfstream.training.trainer import train
 
     _log.info("train %r: %s model, %d epoch(s) at most", config.name, config.model.type, config.train.epochs)
     metrics = train(config, dataset=dataset, model_dir=model_dir, restart=restart)
-    name, value, base = headline(metrics)
-    _log.info("eval %s %.4f (baseline %s %.4f)", name, value, metrics["baseline"]["name"],
-              float("nan") if base is None else base)
+    judged = metrics["beats"]
+    _log.info("eval %s %s, best trivial baseline (%s) %s: %s by more than %g%%; %s", judged["metric"],
+              cell(judged["model"]), judged["against"], cell(judged["baseline"]),
+              "beats it" if judged["beats"] else "does not beat it", 100 * judged["margin"], also(metrics))
     _log.info("model: %s/model.keras", metrics["model_dir"])
     _log.info("export (serves raw features): %s", metrics["export_dir"])
     _log.info("metrics: %s/metrics.json", metrics["model_dir"])

@@ -1,16 +1,18 @@
 """Reference Keras 3 trainers on tfstream datasets: models (`models`), training
-(`trainer`), the serving export (`export`) and headline metrics (`metrics`).
+(`trainer`), the serving export (`export`), the evaluation pass (`evaluation`) and
+headline metrics (`metrics`).
 
 Names are imported on first use (PEP 562): `tfstream summary` reads metrics without
 paying for Keras. ``import tfstream.training.models`` registers tfstream's Keras layers
-(`LengthMask`, `FillNonFinite`), so that ``keras.models.load_model("model.keras")``
-finds them.
+(`LengthMask`, `FillNonFinite`, `LabelInverse`), so that
+``keras.models.load_model("model.keras")`` finds them.
 """
 
 import importlib
 
 _EXPORTS = {
     "FillNonFinite": "models",
+    "LabelInverse": "models",
     "LengthMask": "models",
     "build_model": "models",
     "TrainError": "trainer",

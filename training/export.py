@@ -3,7 +3,9 @@
 The export is a TensorFlow SavedModel (Keras 3 `Model.export`) with a ``serve``
 endpoint (also the ``serving_default`` signature) that takes a dict of raw feature
 tensors: the numbers and strings of the source, not preprocessed values. TF Serving,
-`saved_model_cli` and `tf.saved_model.load` read it without tfstream or Keras.
+`saved_model_cli` and `tf.saved_model.load` read it without tfstream or Keras. A
+regression model's export predicts in the label's units: it ends with the inverse of
+the label's transform and standardization (`models.LabelInverse`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,30 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 
-def export_serving(model, path: str) -> str:
-    """Write ``model`` as a SavedModel at ``path`` (overwritten) and return the path."""
+def serving_model(model, label_scaling=None):
+    """``model``, followed by the inverse of ``label_scaling`` (a `LabelScaling`; None or
+    an identity: ``model`` itself)."""
+    if label_scaling is None or label_scaling.is_identity:
+        return model
+    import keras
+
+    from tfstream.training.models import LabelInverse
+
+    inverse = LabelInverse(**label_scaling.to_json(), name="label_units")
+    return keras.Model(model.input, inverse(model.output), name=f"{model.name}_serving")
+
+
+def export_serving(model, path: str, label_scaling=None) -> str:
+    """Write ``model`` as a SavedModel at ``path`` (overwritten) and return the path.
+
+    Args:
+        label_scaling: a regression label's `LabelScaling` (`Manifest.label_scaling`):
+            the export inverts it, and predicts in the label's units.
+    """
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
-    model.export(path, format="tf_saved_model", verbose=False)
+    serving_model(model, label_scaling).export(path, format="tf_saved_model", verbose=False)
     return path
 
 

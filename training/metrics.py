@@ -1,68 +1,97 @@
-"""Headline metrics of a training run: the trivial baseline it must beat, the one figure
-that sums up a run, and a table of runs (`tfstream summary`).
+"""Headline metrics of a training run: whether it beats the trivial baselines, the
+figures that sum up a run, and a table of runs (`tfstream summary`).
+
+A run is judged on a proper score of the eval split, lower is better: the log-loss for a
+classifier, the RMSE (in the label's units) for regression. Accuracy alone flatters: the
+training majority class, its usual baseline, is an arbitrary pick when the classes are
+balanced, while the training class prior scored by log-loss is the best constant
+prediction in expectation. The model beats the baselines when its score is lower than
+the best trivial baseline's (`training.evaluation`: the training prior; the training mean
+and median) by ``train.min_improvement``, relatively (1% by default: a model that
+learned nothing scores within noise of the prior or the mean, and one that learned
+something clears it).
 
 Example:
-    >>> headline({"task": "binary", "eval": {"accuracy": 0.9}, "baseline": {"accuracy": 0.76}})
-    ('accuracy', 0.9, 0.76)
-    >>> table = format_summary([("flights", {"task": "binary", "model": "dense", "examples": {"train": 800,
-    ...     "eval": 100}, "epochs_run": 4, "eval": {"accuracy": 0.9}, "baseline": {"accuracy": 0.76},
-    ...     "beats_baseline": True, "train_examples_per_second": 51234.5})], terminal=False)
-    >>> table.splitlines()[2].split()
-    ['flights', 'dense', '800', '100', '4', 'accuracy', '0.9', '0.76', 'yes', '51,234']
+    >>> m = {"task": "binary", "eval": {"log_loss": 0.25, "accuracy": 0.9, "macro_f1": 0.8},
+    ...      "baseline": {"train_prior": {"class": "no", "log_loss": 0.55, "accuracy": 0.76, "macro_f1": 0.43}}}
+    >>> m["beats"] = beats(m["task"], m["eval"], m["baseline"], margin=0.01)
+    >>> m["beats"]
+    {'metric': 'log_loss', 'model': 0.25, 'baseline': 0.55, 'against': 'train_prior', 'margin': 0.01, 'beats': True}
+    >>> headline(m), also(m)
+    (('log_loss', 0.25, 0.55), 'accuracy 0.9 (0.76), macro-F1 0.8 (0.43)')
+    >>> table = format_summary([("flights", {**m, "model": "dense", "examples": {"train": 800, "eval": 100},
+    ...     "epochs_run": 4, "beats_baseline": True, "train_examples_per_second": 51234.5})], terminal=False)
+    >>> table.splitlines()[2].split()[:10]
+    ['flights', 'dense', '800', '100', '4', 'log_loss', '0.25', '0.55', 'yes', '51,234']
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Sequence
 
-from tfstream.pipelines.manifest import Manifest
-from tfstream.pipelines.tables import render_table
-from tfstream.transforms.analyzers import majority_baseline
+from tfstream.pipelines.tables import cell, render_table
 
 
-def baseline(manifest: Manifest, train_split: str, eval_split: str) -> dict[str, Any]:
-    """The trivial model to beat, scored on the eval split from the manifest's statistics.
+def proper_score(task: str) -> str:
+    """The score a run is judged on: ``log_loss`` for a classifier, ``rmse`` for regression."""
+    return "rmse" if task == "regression" else "log_loss"
 
-    Classification: always predict the training split's most frequent class (accuracy).
-    Regression: always predict the training mean (mean squared error on eval).
+
+def beats(task: str, scores: Mapping[str, Any], baselines: Mapping[str, Any], margin: float) -> dict[str, Any]:
+    """Whether the model's proper score is lower than the best trivial baseline's by
+    ``margin`` (relative: ``model < best × (1 - margin)``).
+
+    Returns:
+        ``{metric, model, baseline, against, margin, beats}``: ``baseline`` is the best
+        baseline's score and ``against`` its name (None when no baseline was scored,
+        and then ``beats`` is false).
     """
-    train, evaluation = manifest.split(train_split).label, manifest.split(eval_split).label
-    if manifest.label.task == "regression":
-        if evaluation.numbers is None or not evaluation.numbers.count:
-            return {"name": "train_mean", "mse": None}
-        mse = evaluation.numbers.variance + (evaluation.numbers.mean - train.numbers.mean) ** 2
-        return {"name": "train_mean", "mse": float(mse)}
-    majority = train.majority()
-    total = evaluation.count
-    return {
-        "name": "majority_class",
-        "class": majority,
-        "accuracy": evaluation.class_counts[majority] / total if total else None,
-        "eval_majority_accuracy": majority_baseline({"class_counts": evaluation.class_counts}),
-    }
+    metric = proper_score(task)
+    scored = [(b[metric], name) for name, b in baselines.items()
+              if isinstance(b, Mapping) and b.get(metric) is not None]
+    best, against = min(scored) if scored else (None, None)
+    model = scores.get(metric)
+    won = model is not None and best is not None and model < best * (1 - margin)
+    return {"metric": metric, "model": model, "baseline": best, "against": against, "margin": margin,
+            "beats": bool(won)}
 
 
 def headline(metrics: Mapping[str, Any]) -> tuple[str, Any, Any]:
-    """``(metric name, eval value, baseline value)`` of a run's metrics.json: the mean
-    squared error for regression (lower is better), the accuracy otherwise."""
-    if metrics["task"] == "regression":
-        return "mse", metrics["eval"]["loss"], metrics["baseline"]["mse"]
-    return "accuracy", metrics["eval"]["accuracy"], metrics["baseline"]["accuracy"]
+    """``(metric name, eval value, baseline value)`` of a run's metrics.json: its proper
+    score (`beats`). A metrics.json written before tfstream reported one gives its
+    accuracy (classification) or mean squared error (regression); a missing figure is
+    None."""
+    judged = metrics.get("beats")
+    if isinstance(judged, Mapping):
+        return judged.get("metric"), judged.get("model"), judged.get("baseline")
+    scores, base = metrics.get("eval") or {}, metrics.get("baseline") or {}
+    if metrics.get("task") == "regression":
+        return "mse", scores.get("loss"), base.get("mse")
+    return "accuracy", scores.get("accuracy"), base.get("accuracy")
 
 
-def beats_baseline(metrics: Mapping[str, Any]) -> bool:
-    """Whether the eval figure is better than the baseline's."""
-    name, value, base = headline(metrics)
-    return base is not None and (value < base if name == "mse" else value > base)
+def also(metrics: Mapping[str, Any]) -> str:
+    """The other eval figures, with the best baseline's in brackets: accuracy and
+    macro-F1 for a classifier, MAE and R² for regression ('' for an older metrics.json)."""
+    scores, base = metrics.get("eval") or {}, metrics.get("baseline") or {}
+    if not isinstance(metrics.get("beats"), Mapping):
+        return ""
+    if metrics.get("task") == "regression":
+        maes = [b["mae"] for b in base.values() if isinstance(b, Mapping) and b.get("mae") is not None]
+        return f"MAE {cell(scores.get('mae'))} ({cell(min(maes) if maes else None)}), R² {cell(scores.get('r2'))}"
+    prior = base.get("train_prior") or {}
+    return (f"accuracy {cell(scores.get('accuracy'))} ({cell(prior.get('accuracy'))}), "
+            f"macro-F1 {cell(scores.get('macro_f1'))} ({cell(prior.get('macro_f1'))})")
 
 
 def format_summary(runs: Sequence[tuple[str, Mapping[str, Any]]], *, terminal: Optional[bool] = None) -> str:
-    """One row per run's metrics.json: the eval figure next to its trivial baseline."""
+    """One row per run's metrics.json: the proper score next to the best trivial
+    baseline's, and the other figures (`also`)."""
     rows = []
     for name, m in runs:
         metric, value, base = headline(m)
         rows.append([name, m["model"], m["examples"].get("train"), m["examples"].get("eval"), m["epochs_run"],
-                     metric, value, base, m["beats_baseline"], m["train_examples_per_second"]])
+                     metric, value, base, m.get("beats_baseline"), m.get("train_examples_per_second"), also(m)])
     return render_table(
-        ["run", "model", "train", "eval", "epochs", "metric", "eval value", "baseline", "beats", "train ex/s"], rows,
-        terminal=terminal)
+        ["run", "model", "train", "eval", "epochs", "metric", "eval value", "baseline", "beats", "train ex/s",
+         "also (baseline)"], rows, terminal=terminal)

@@ -13,7 +13,9 @@ applies exactly the training-time preprocessing (no training/serving skew).
   kernel usable on a GPU).
 
 The head follows the label: sigmoid for binary, softmax for multiclass, linear for
-regression.
+regression. A regression model predicts the label as it learns it (`read` gives it so:
+``label.transform``, then standardized); `LabelInverse`, which the serving export ends
+with, turns that back into the label's units.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from keras import layers, ops
 
 from tfstream.pipelines.config import JobConfig
 from tfstream.pipelines.manifest import CategoricalStatistics, FeatureStatistics, Manifest, NumericStatistics
+from tfstream.transforms.label_scaling import LabelScaling
 from tfstream.transforms.schema import Feature, Label, Schema, length_key
 
 _log = logging.getLogger(__name__)
@@ -51,6 +54,26 @@ class FillNonFinite(layers.Layer):
 
     def call(self, x):
         return ops.where(ops.isfinite(x), x, ops.zeros_like(x))
+
+
+@keras.saving.register_keras_serializable(package="tfstream")
+class LabelInverse(layers.Layer):
+    """Model units → the label's units: ``T⁻¹(z × std + mean)`` (`LabelScaling.invert`).
+
+    The serving export ends with it (`export.serving_model`), so that a regression model
+    trained on a transformed, standardized label predicts in the label's own units.
+    """
+
+    def __init__(self, transform: str = "none", mean: float = 0.0, std: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scaling = LabelScaling(transform, float(mean), float(std))
+
+    def call(self, z):
+        y = z * self.scaling.std + self.scaling.mean
+        return ops.expm1(y) if self.scaling.transform == "log1p" else y
+
+    def get_config(self):
+        return {**super().get_config(), **self.scaling.to_json()}
 
 
 def _input(feature: Feature) -> keras.KerasTensor:
@@ -106,8 +129,10 @@ def compile_for(model: keras.Model, label: Label, learning_rate: float) -> keras
         loss = keras.losses.SparseCategoricalCrossentropy()
         metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     else:
+        # In model units (standardized): the evaluation reports RMSE, MAE and R² in the
+        # label's units (`training.evaluation`).
         loss = keras.losses.MeanSquaredError()
-        metrics = [keras.metrics.MeanAbsoluteError(name="mae")]
+        metrics = []
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
     return model
 

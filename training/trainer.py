@@ -10,15 +10,17 @@ and the best checkpoint, evaluates on the eval split, and writes into the model 
     checkpoints/         best weights, and a backup that lets an interrupted run resume
                          (with the dataset it trained on: dataset.json)
     history.csv          per-epoch metrics (with padding_efficiency for sequence jobs:
-                         real ÷ padded steps of the training batches fed)
-    metrics.json         eval metrics, the trivial baseline, counts, timings, and the
-                         dataset snapshot and digest the model was trained on
+                         real ÷ padded steps of the training batches fed); a regression
+                         model's loss is in the units it learns (standardized)
+    metrics.json         eval metrics (in the label's units), the trivial baselines and
+                         whether the model beats them (`metrics.beats`), counts, timings,
+                         and the dataset snapshot and digest the model was trained on
 
 Example:
     >>> job = replace(load_config("configs/flights_dense.yaml"), train=TrainConfig(epochs=1, eval_split="eval"))
     >>> result = train(job, dataset=dataset_dir, model_dir=str(tmp_path / "model"), verbose=0)
-    >>> result["epochs_run"], sorted(result["eval"])
-    (1, ['accuracy', 'auc', 'loss'])
+    >>> result["epochs_run"], sorted(result["eval"]), sorted(result["baseline"])
+    (1, ['accuracy', 'auc', 'log_loss', 'macro_f1'], ['eval_majority', 'train_prior'])
 """
 
 from __future__ import annotations
@@ -33,15 +35,17 @@ import keras
 
 from tfstream.pipelines import fs
 from tfstream.pipelines.config import JobConfig
-from tfstream.pipelines.manifest import Manifest, load_manifest
+from tfstream.pipelines.manifest import Manifest, ManifestError, load_manifest
 from tfstream.pipelines.read.memory import MemoryBudgetError, MemoryEstimate, MiB, check_budget, estimate_input_memory
 from tfstream.pipelines.read.reader import read
 from tfstream.pipelines.read.stages import PaddingCounter
 from tfstream.pipelines.snapshots import pin
 from tfstream.training.export import export_serving
 from tfstream.training.integrity import check_before_training, shard_errors_named
-from tfstream.training.metrics import baseline, beats_baseline
+from tfstream.training.evaluation import evaluate
+from tfstream.training.metrics import beats
 from tfstream.training.models import build_model
+from tfstream.transforms.label_scaling import LabelScaling
 
 _log = logging.getLogger(__name__)
 
@@ -105,22 +109,25 @@ def _plan_memory(config: JobConfig, manifest: Manifest) -> MemoryEstimate:
     return estimate
 
 
-def _datasets(config: JobConfig, manifest: Manifest):
+def _datasets(config: JobConfig, manifest: Manifest, scaling: LabelScaling):
     """The training, validation and evaluation datasets, and the training set's
     `PaddingCounter` (None without sequence features).
 
-    Only the training split is bucketed and cached (`ReadOptions.for_evaluation`).
+    Only the training split is bucketed and cached (`ReadOptions.for_evaluation`). The
+    training and validation labels are scaled as the model learns them (``scaling``);
+    the evaluation's are read as stored (`evaluation.evaluate` scores in their units).
     """
     t = config.train
     counter = PaddingCounter() if manifest.schema.sequence_features else None
-    train_ds = read(manifest, t.train_split, config.reader, shuffle=True, padding_counter=counter)
+    train_ds = read(manifest, t.train_split, config.reader, shuffle=True, padding_counter=counter,
+                    label_scaling=scaling)
     evaluation = config.reader.for_evaluation()
 
-    def plain(split: str):
-        return read(manifest, split, evaluation, shuffle=False)
+    def plain(split: str, **kwargs):
+        return read(manifest, split, evaluation, shuffle=False, **kwargs)
 
-    val_ds = plain(t.validation_split) if t.validation_split else None
-    return train_ds, val_ds, plain(t.eval_split), counter
+    val_ds = plain(t.validation_split, label_scaling=scaling) if t.validation_split else None
+    return train_ds, val_ds, plain(t.eval_split, raw_labels=True), counter
 
 
 def _read_history(path: str) -> dict[str, list[float]]:
@@ -258,6 +265,10 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
     resuming = _check_dataset_identity(checkpoints, manifest, dataset_dir, restart)  # cheap: first
     check_before_training(manifest, config)  # a broken shard fails now, not after the last epoch
     memory = _plan_memory(config, manifest)
+    try:  # what the model learns of a regression label, and the export inverts
+        scaling = manifest.label_scaling(config.label.standardized)
+    except ManifestError as e:
+        raise TrainError(str(e)) from None
     os.makedirs(checkpoints, exist_ok=True)  # refused runs write nothing
     identity = {"digest": manifest.digest, "snapshot": manifest.snapshot["id"] if manifest.snapshot else None,
                 "dataset_dir": os.path.abspath(dataset_dir)}
@@ -266,7 +277,7 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
     keras.utils.set_random_seed(t.seed)
 
     model = build_model(manifest, config)
-    train_ds, val_ds, eval_ds, padding = _datasets(config, manifest)
+    train_ds, val_ds, eval_ds, padding = _datasets(config, manifest, scaling)
     monitor = "val_loss" if val_ds is not None else "loss"
     best = os.path.join(checkpoints, _BEST)
     backup = os.path.join(checkpoints, _BACKUP)
@@ -312,10 +323,10 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
     if os.path.exists(best):
         model.load_weights(best)  # the best epoch on the validation split, not the last
     with shard_errors_named(manifest, (t.eval_split,)):
-        evaluation = model.evaluate(eval_ds, return_dict=True, verbose=0)
+        scores, baselines = evaluate(model, eval_ds, manifest, t.train_split, scaling)
 
     model.save(os.path.join(model_dir, "model.keras"))
-    export_dir = export_serving(model, os.path.join(model_dir, "export"))
+    export_dir = export_serving(model, os.path.join(model_dir, "export"), scaling)
 
     full = _read_history(history_csv)  # every epoch, across resumes
     epochs_run = len(full.get("loss", []))
@@ -337,11 +348,13 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
         "fit_seconds": round(fit_seconds, 2),
         "train_examples_per_second": round(manifest.num_examples(t.train_split) * epochs_now / fit_seconds, 1)
         if fit_seconds and epochs_now else None,
-        "eval": {k: float(v) for k, v in evaluation.items()},
-        "baseline": baseline(manifest, t.train_split, t.eval_split),
+        "eval": scores,
+        "baseline": baselines,
+        "beats": beats(config.label.task, scores, baselines, t.min_improvement),
+        "label_scaling": None if scaling.is_identity else scaling.to_json(),
         "history": {k: v for k, v in full.items() if k != "epoch"},
     }
-    metrics["beats_baseline"] = beats_baseline(metrics)
+    metrics["beats_baseline"] = metrics["beats"]["beats"]
     fs.write_json(os.path.join(model_dir, METRICS_NAME), metrics)
     for name in (_FITTED, _LAST, _DATASET):  # complete: a rerun is a new run
         path = os.path.join(checkpoints, name)

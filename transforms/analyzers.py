@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 
+from tfstream.transforms.label_scaling import forward
 from tfstream.transforms.schema import Schema
 from tfstream.transforms.validation import NOTES
 
@@ -183,7 +184,8 @@ class QuantileSketch:
 
 
 class _Accumulator:
-    __slots__ = ("num_examples", "numeric", "sketches", "pending", "counts", "lengths", "classes")
+    __slots__ = ("num_examples", "numeric", "sketches", "pending", "counts", "lengths", "classes", "label",
+                 "transformed")
 
     def __init__(self, schema: Schema):
         self.num_examples = 0
@@ -204,7 +206,10 @@ class _Accumulator:
                 self.numeric[f.name] = Moments(f.size)
                 self.lengths[f.name] = collections.Counter()
         label = schema.label
+        self.label = label
         self.classes: Optional[list[int]] = [0] * label.num_classes if label.num_classes else None
+        # The moments of the transformed label (`label_scaling`), which the model is trained on.
+        self.transformed: Optional[Moments] = Moments(1) if label.transform != "none" else None
         if self.classes is None:
             self.numeric[label.name] = Moments(1)
             self.sketches[label.name] = [QuantileSketch()]
@@ -246,6 +251,9 @@ class _Accumulator:
         moments.add(arr)
         for i, sketch in enumerate(self.sketches[name]):
             sketch.add(arr[:, i])
+        if self.transformed is not None and name == self.label.name:
+            with np.errstate(invalid="ignore", divide="ignore"):  # (validation keeps labels in the domain)
+                self.transformed.add(forward(arr, self.label.transform))
 
 
 def _none_to_nan(value: Any) -> Any:
@@ -256,7 +264,8 @@ def _none_to_nan(value: Any) -> Any:
 
 class DatasetStats:
     """Statistics of one split: per-feature counts, moments, quantiles and histograms,
-    sequence lengths, and the label distribution.
+    sequence lengths, and the label distribution (for a transformed regression label, also
+    the moments of the transformed values, under ``transformed``).
 
     Example:
         >>> from tfstream.transforms.schema import Feature, Label
@@ -344,6 +353,8 @@ class DatasetStats:
                 out.lengths[name].update(c)
             if out.classes is not None:
                 out.classes = [a + b for a, b in zip(out.classes, acc.classes)]
+            if out.transformed is not None:
+                out.transformed.merge(acc.transformed)
         return out
 
     def compact(self, acc: _Accumulator) -> _Accumulator:
@@ -375,6 +386,8 @@ class DatasetStats:
         else:
             label_stats = {"count": int(acc.num_examples),
                            **_numeric_stats(acc.numeric[label.name], acc.sketches[label.name], scalar=True)}
+            if acc.transformed is not None:
+                label_stats["transformed"] = {"transform": label.transform, **acc.transformed.to_json(scalar=True)}
         return {"num_examples": int(acc.num_examples), "features": features, "label": label_stats}
 
 

@@ -29,6 +29,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from tfstream.transforms.label_scaling import TRANSFORMS
+
 KINDS = ("numeric", "categorical", "sequence")
 DTYPES = ("float32", "int64", "string")
 TASKS = ("binary", "multiclass", "regression")
@@ -108,11 +110,16 @@ class Label:
         task: ``binary`` (int64 0/1), ``multiclass`` (int64 index) or ``regression``
             (float32).
         classes: the class names, in index order (binary and multiclass).
+        transform: regression only: ``none`` or ``log1p``, what the model is trained on
+            (`transforms.label_scaling`). Part of the schema because preprocessing depends on it:
+            validation rejects labels outside its domain, and the statistics hold the
+            moments of the transformed label.
     """
 
     name: str
     task: str
     classes: tuple[str, ...] = ()
+    transform: str = "none"
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -124,6 +131,10 @@ class Label:
             raise ValueError(f"label {self.name!r}: a multiclass label needs >= 2 classes")
         if self.task == "regression" and self.classes:
             raise ValueError(f"label {self.name!r}: a regression label has no classes")
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"label {self.name!r}: transform must be one of {TRANSFORMS}, got {self.transform!r}")
+        if self.transform != "none" and self.task != "regression":
+            raise ValueError(f"label {self.name!r}: only a regression label is transformed")
 
     @property
     def dtype(self) -> str:
@@ -134,11 +145,14 @@ class Label:
         return len(self.classes)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "task": self.task, "dtype": self.dtype, "classes": list(self.classes)}
+        out = {"name": self.name, "task": self.task, "dtype": self.dtype, "classes": list(self.classes)}
+        if self.transform != "none":  # (absent otherwise: a manifest without one reads the same as before)
+            out["transform"] = self.transform
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Label":
-        return cls(data["name"], data["task"], tuple(data.get("classes", ())))
+        return cls(data["name"], data["task"], tuple(data.get("classes", ())), data.get("transform") or "none")
 
 
 @dataclasses.dataclass(frozen=True)

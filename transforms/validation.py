@@ -25,6 +25,7 @@ from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
+from tfstream.transforms.label_scaling import out_of_domain
 from tfstream.transforms.schema import Feature, Label
 
 
@@ -322,7 +323,13 @@ def _convert_label(raw: Mapping[str, Any], rule: LabelRule, na_values: tuple[str
         raise RowError(column, "missing_label",
                        f"column {column!r}: missing label; set `label.on_missing: drop` to drop such rows")
     if label.task == "regression":
-        return _to_float(value, column)
+        number = _to_float(value, column)
+        why = out_of_domain(number, label.transform)
+        if why:
+            raise RowError(column, "out_of_domain",
+                           f"column {column!r}: label {_show(number)} is outside label.transform {label.transform}'s "
+                           f"domain ({why}); fix or remove such rows, or set `label.transform: none`")
+        return number
     if rule.threshold is not None:
         return int(_to_float(value, column) > rule.threshold)
     if rule.raw_classes:

@@ -86,6 +86,8 @@ def _numeric_section(manifest: Manifest, split: str, terminal: Optional[bool]) -
             rows.append(_numeric_row(f"{f.name}[{f.shape[0]}]" if f.shape else f.name, st))
     if stats.label.numbers is not None:  # a regression target is a number too
         rows.append(_numeric_row(f"{manifest.label.name} (label)", stats.label.numbers))
+    if stats.label.transformed is not None:  # what the model learns, before standardization
+        rows.append(_numeric_row(f"{manifest.label.transform}({manifest.label.name})", stats.label.transformed))
     if not rows:
         return []
     note = [" (a vector feature name[k] is summarized over all the values of its k components)"] \

@@ -42,6 +42,7 @@ from tfstream.pipelines.read.stages import (
     shard_records,
     shuffle_blocks,
 )
+from tfstream.transforms.label_scaling import LabelScaling
 from tfstream.transforms.schema import length_key
 
 _log = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ def read(
     repeat: bool = False,
     drop_remainder: bool = False,
     padding_counter: Optional[PaddingCounter] = None,
+    raw_labels: bool = False,
+    label_scaling: Optional[LabelScaling] = None,
     **overrides: Any,
 ) -> tf.data.Dataset:
     """Stream one split of a tfstream dataset as batches of ``(features, label)``.
@@ -84,6 +87,11 @@ def read(
         drop_remainder: drop the last, smaller batch (with bucketing: of each bucket).
         padding_counter: count real and padded sequence steps of the batches made (see
             `stages.count_padding`), for a padding-efficiency metric.
+        raw_labels: give a regression label as stored, not as the model learns it.
+        label_scaling: how a regression label is scaled (`Manifest.label_scaling`);
+            default: the dataset's (its ``label.transform``, and standardized with the
+            training split's statistics unless its config says
+            ``label.standardize: false``).
         **overrides: `ReadOptions` fields that replace those of ``options``
             (``read(d, "train", batch_size=32, seed=0)``; see
             `ReadOptions.with_overrides`).
@@ -105,8 +113,10 @@ def read(
 
     Returns:
         A `tf.data.Dataset` of ``(features, label)``; features is a dict keyed by feature
-        name, with a ``<name>_length`` entry per sequence feature. Its cardinality is
-        the number of batches, known from the manifest (so Keras knows the steps).
+        name, with a ``<name>_length`` entry per sequence feature; the label is a class
+        index, or a regression target as the reference model learns it (transformed and
+        standardized; ``raw_labels`` for the stored values). Its cardinality is the
+        number of batches, known from the manifest (so Keras knows the steps).
 
     Raises:
         ManifestError: no manifest, an unknown split, a shard missing or resized.
@@ -181,8 +191,12 @@ def read(
                 n // batch_size if drop_remainder else -(-n // batch_size)))
     else:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if raw_labels:
+        label_scaling = None
+    elif label_scaling is None:
+        label_scaling = manifest.label_scaling()
     ds = ds.apply(parse_and_pad(schema, boundaries=plan.boundaries if plan is not None else None,
-                                deterministic=deterministic))
+                                label_scaling=label_scaling, deterministic=deterministic))
     if padding_counter is not None:
         ds = ds.apply(count_padding(padding_counter, schema))
     ds = ds.apply(prefetch(buffer_size=options.prefetch))

@@ -40,6 +40,7 @@ import tensorflow as tf
 from tfstream.pipelines.manifest import Manifest, load_manifest
 from tfstream.pipelines.shards import tf_compression_type
 from tfstream.transforms.codecs import parse_batch
+from tfstream.transforms.label_scaling import LabelScaling
 from tfstream.transforms.schema import Schema, length_key
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -243,10 +244,12 @@ def shuffle_blocks(*, buffer_size: int, block_size: int, seed: Optional[int] = N
 
 
 def parse_and_pad(schema: Schema, *, boundaries: Optional[tuple[int, ...]] = None,
-                  num_parallel_calls: int = AUTOTUNE, deterministic: Optional[bool] = None) -> Stage:
+                  label_scaling: Optional[LabelScaling] = None, num_parallel_calls: int = AUTOTUNE,
+                  deterministic: Optional[bool] = None) -> Stage:
     """Batches of serialized records → ``(features, label)``: one vectorized
-    `tf.io.parse_example` per batch, and sequence features right-padded with zeros to
-    a dense ``[batch, steps, dim]``, in one map (one per-element hop fewer per batch).
+    `tf.io.parse_example` per batch, sequence features right-padded with zeros to a
+    dense ``[batch, steps, dim]``, and a regression label scaled as the model learns it
+    (``label_scaling``), in one map (one per-element hop fewer per batch).
 
     ``steps`` is the longest sequence in the batch, or with ``boundaries`` (a
     `bucketing.BucketPlan`'s) the first boundary at or above it, so that bucketed batches
@@ -258,18 +261,36 @@ def parse_and_pad(schema: Schema, *, boundaries: Optional[tuple[int, ...]] = Non
     Args:
         schema: the dataset's schema (`Manifest.schema`).
         boundaries: pad sequences to these bucket boundaries.
+        label_scaling: the label's transform and standardization
+            (`Manifest.label_scaling`); None or an identity: the label as stored.
         num_parallel_calls, deterministic: as in `tf.data.Dataset.map`.
     """
     densify = _densify_fn(schema, boundaries)
+    scale = None if label_scaling is None or label_scaling.is_identity else _scale_fn(label_scaling)
 
     def parse(serialized):
         parsed = parse_batch(serialized, schema)
+        if scale is not None:
+            parsed = (parsed[0], scale(parsed[1]))
         return densify(*parsed) if densify is not None else parsed
 
     def stage(ds: tf.data.Dataset) -> tf.data.Dataset:
         return ds.map(parse, num_parallel_calls=num_parallel_calls, deterministic=deterministic)
 
     return stage
+
+
+def _scale_fn(scaling: LabelScaling):
+    """`LabelScaling.apply` in TensorFlow (float32)."""
+    mean, std = tf.constant(scaling.mean, tf.float32), tf.constant(scaling.std, tf.float32)
+
+    def scale(label):
+        label = tf.cast(label, tf.float32)
+        if scaling.transform == "log1p":
+            label = tf.math.log1p(label)
+        return (label - mean) / std
+
+    return scale
 
 
 def _densify_fn(schema: Schema, boundaries: Optional[tuple[int, ...]]):

@@ -410,6 +410,8 @@ class _FastRoute:
             x = arr.astype(np.float64)
             with np.errstate(invalid="ignore"):
                 ok &= np.abs(x) <= _FLOAT32_MAX
+                if label.label.transform == "log1p":
+                    ok &= x > -1  # (others are rejected by `convert_row`: out of the transform's domain)
             y = x if label.threshold is None else (x > label.threshold).astype(np.int64)
         else:
             ok &= (arr >= 0) & (arr < label.label.num_classes)

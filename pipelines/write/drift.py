@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Optional
 
@@ -172,7 +173,8 @@ def compare_manifests(previous: Manifest, current: Manifest, split: str,
                 f"{what} moved from {_fmt(old_m.mean)} to {_fmt(new_m.mean)}: {shown} "
                 f"(more than {config.max_mean_shift:g})",
                 None if math.isinf(shift) else shift, config.max_mean_shift))
-    if previous.label == current.label:  # else reported as retyped
+    # else reported as retyped; a changed label.transform changes no stored value
+    if dataclasses.replace(previous.label, transform="none") == dataclasses.replace(current.label, transform="none"):
         findings += _label_drift(previous.split(split).label, current.split(split).label, current.label.name,
                                  config, finding)
     return findings

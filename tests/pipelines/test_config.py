@@ -8,7 +8,7 @@ from tfstream.pipelines.write.sources import resolve_source_paths
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 
 
-@pytest.mark.parametrize("name", ["flights_dense.yaml", "digits_lstm.yaml"])
+@pytest.mark.parametrize("name", ["flights_dense.yaml", "flights_distance.yaml", "digits_lstm.yaml"])
 def test_shipped_configs_load_and_find_their_data(name):
     config = load_config(os.path.join(CONFIGS, name))
     paths = resolve_source_paths(config.source)
@@ -133,6 +133,28 @@ def test_validation_section(make_job):
         make_job("flights_dense.yaml", validation={"drift": {"max_shift": 1}})
 
 
+
+def test_label_transform_and_standardize(make_job):
+    job = make_job("flights_distance.yaml")
+    assert (job.label.transform, job.label.standardize, job.label.standardized) == ("log1p", True, True)
+    assert job.schema().label.transform == "log1p" and job.schema().label.to_json()["transform"] == "log1p"
+    plain = make_job("flights_distance.yaml", label={"transform": "none", "standardize": None})
+    assert plain.label.standardized and "transform" not in plain.schema().label.to_json()  # as before: same manifest
+    assert not make_job("flights_distance.yaml", label={"standardize": False}).label.standardized
+    assert not make_job("flights_dense.yaml").label.standardized
+    for label, message in [
+        ({"transform": "log1p"}, r"label.transform: only a regression label is transformed; remove `transform: log1p`"),
+        ({"standardize": True}, r"label.standardize: only a regression label is standardized; remove it"),
+        ({"standardize": False}, r"label.standardize: only a regression label is standardized; remove it"),
+    ]:
+        with pytest.raises(ConfigError, match=f"^{message}$"):
+            make_job("flights_dense.yaml", label=label)
+    with pytest.raises(ConfigError, match=r"^label.transform: expected none or log1p; got 'log'$"):
+        make_job("flights_distance.yaml", label={"transform": "log"})
+    with pytest.raises(ConfigError, match=r"^label.standardize: expected true or false, got 'yes'$"):
+        make_job("flights_distance.yaml", label={"standardize": "yes"})
+
+
 def test_label_classes_may_be_integers(make_job):
     label = {"column": "hour", "task": "multiclass", "threshold": None, "classes": [5, 6, "7"]}
     job = make_job("flights_dense.yaml", label=label)
@@ -145,6 +167,13 @@ def test_label_classes_may_be_integers(make_job):
     with pytest.raises(ConfigError, match=r"^label.classes\[0\]: expected a string or an integer, got True$"):
         make_job("flights_dense.yaml", label={**label, "classes": [True, False]})
 
+
+def test_min_improvement(make_job):
+    assert make_job("flights_dense.yaml").train.min_improvement == 0.01
+    assert make_job("flights_dense.yaml", train={"min_improvement": 0}).train.min_improvement == 0.0
+    for value in (1.0, -0.1):
+        with pytest.raises(ConfigError, match=rf"^train.min_improvement: expected a fraction 0 <= x < 1, got {value}$"):
+            make_job("flights_dense.yaml", train={"min_improvement": value})
 
 @pytest.mark.parametrize("overrides, message", [
     ({"reader": {"batch_size": "3"}}, r"reader.batch_size: expected an integer, got '3'"),

@@ -67,18 +67,17 @@ def test_imputed_features_are_imputed_in_the_model_too(flights_dataset):
     assert np.isfinite(as_nan).all()
 
 
-def test_regression_baseline_is_the_eval_mse_of_the_training_mean():
-    from tfstream.pipelines.manifest import Manifest
-    from tfstream.training.metrics import baseline
-    from tfstream.transforms.analyzers import DatasetStats
-    from tfstream.transforms.schema import Feature, Label, Schema
+def test_label_inverse_inverts_the_label_scaling_and_reloads(tmp_path):
+    """The layer the serving export ends with: model units → the label's units."""
+    from tfstream.training.models import LabelInverse
+    from tfstream.transforms.label_scaling import LabelScaling
 
-    schema = Schema((Feature("x", "numeric", "float32"),), Label("y", "regression"))
-    stats = DatasetStats(schema)
-
-    def split(ys):
-        return {"statistics": stats.extract_output(stats.add_inputs(stats.create_accumulator(),
-                                                                    [{"x": 0.0, "y": y} for y in ys]))}
-
-    m = Manifest({"schema": schema.to_json(), "splits": {"train": split([1.0, 3.0]), "eval": split([4.0, 6.0])}}, "/x")
-    assert baseline(m, "train", "eval") == {"name": "train_mean", "mse": pytest.approx(((4 - 2) ** 2 + (6 - 2) ** 2) / 2)}
+    scaling = LabelScaling("log1p", mean=6.9, std=0.8)
+    z = np.array([[-2.0], [0.0], [1.5]], np.float32)
+    x = keras.Input((1,))
+    model = keras.Model(x, LabelInverse(**scaling.to_json())(x))
+    np.testing.assert_allclose(model.predict(z, verbose=0), scaling.invert(z), rtol=1e-5)
+    assert scaling.invert([[0.0]])[0, 0] == pytest.approx(np.expm1(6.9))
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "m.keras").predict(z, verbose=0),
+                               scaling.invert(z), rtol=1e-5)

@@ -27,12 +27,17 @@ def flights_run(flights_job, flights_dataset, tmp_path_factory):
     return job, train(job, dataset=flights_dataset, model_dir=model_dir, verbose=0)
 
 
-def test_dense_beats_the_majority_class(flights_run):
+def test_dense_beats_the_training_prior(flights_run):
     _, metrics = flights_run
-    base = metrics["baseline"]
-    assert base["name"] == "majority_class" and 0.6 < base["accuracy"] < 0.9
-    assert metrics["eval"]["accuracy"] > base["accuracy"] + 0.05
-    assert metrics["beats_baseline"] is True
+    prior = metrics["baseline"]["train_prior"]
+    assert prior["class"] == "arr_delay<=15" and 0.6 < prior["accuracy"] < 0.9 and 0.3 < prior["log_loss"] < 0.7
+    assert 0.3 < prior["macro_f1"] < 0.5  # one class always: its F1 over two classes
+    scores = metrics["eval"]
+    assert scores["accuracy"] > prior["accuracy"] + 0.05 and scores["macro_f1"] > prior["macro_f1"] + 0.2
+    assert metrics["beats"] == {"metric": "log_loss", "model": scores["log_loss"], "baseline": prior["log_loss"],
+                                "against": "train_prior", "margin": 0.01, "beats": True}
+    assert scores["log_loss"] < 0.8 * prior["log_loss"] and metrics["beats_baseline"] is True
+    assert metrics["label_scaling"] is None  # classes are not scaled
 
 
 def test_outputs_on_disk(flights_run):
@@ -77,8 +82,10 @@ def test_export_serves_raw_features_like_the_training_path(flights_run, flights_
 def test_lstm_learns_the_digits(digits_job, digits_dataset, tmp_path):
     job = replace(digits_job, train=replace(digits_job.train, epochs=12))
     metrics = train(job, dataset=digits_dataset, model_dir=str(tmp_path / "model"), verbose=0)
-    assert metrics["baseline"]["accuracy"] < 0.25
+    prior = metrics["baseline"]["train_prior"]
+    assert prior["accuracy"] < 0.25 and prior["log_loss"] == pytest.approx(np.log(10), rel=0.05)  # ten digits
     assert metrics["eval"]["accuracy"] > 0.6  # 480 training sequences only; the full set reaches >= 0.95
+    assert metrics["beats_baseline"] is True
     served = load_serving(metrics["export_dir"])
     features, _ = next(iter(read(digits_dataset, "eval", batch_size=8, shuffle=False)))
     probs = served({k: v.numpy() for k, v in features.items()})
@@ -206,7 +213,7 @@ def test_bucketed_training(digits_job, digits_dataset, tmp_path):
                        max_batch_size=reader.batch_size)
     got = metrics["history"]["padding_efficiency"]
     assert got == pytest.approx([plan.padding_efficiency] * 2)  # every sequence padded to its bucket's boundary
-    assert metrics["eval"]["accuracy"] > metrics["baseline"]["accuracy"]
+    assert metrics["eval"]["accuracy"] > metrics["baseline"]["train_prior"]["accuracy"]
 
 
 def test_tabular_jobs_have_no_padding_efficiency(flights_run):

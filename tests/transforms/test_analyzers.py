@@ -119,3 +119,24 @@ def test_merging_leaves_the_other_accumulators_as_they_were():
     merged = stats.merge_accumulators([a, b])
     assert b.pending["x"] == pending_before and b.numeric["x"].n.sum() == 0
     assert stats.extract_output(merged)["features"]["x"]["mean"] == 3.0
+
+
+def test_a_transformed_label_has_the_moments_of_its_transform_in_any_merge_order():
+    """What the model learns of a log1p label is standardized with these moments: exact
+    (full pass, mergeable), as the raw label's are."""
+    schema = Schema((Feature("x", "numeric", "float32"),), Label("price", "regression", transform="log1p"))
+    rng = np.random.default_rng(3)
+    prices = np.round(np.exp(rng.normal(7, 1, size=10_000)), 2)
+    stats = DatasetStats(schema)
+    parts = [stats.add_inputs(stats.create_accumulator(), [{"x": 0.0, "price": p} for p in chunk])
+             for chunk in np.array_split(prices, 7)]
+    out = stats.extract_output(stats.merge_accumulators(parts[::-1]))["label"]
+    t = out["transformed"]
+    assert t["transform"] == "log1p" and t["count"] == 10_000
+    assert t["mean"] == pytest.approx(np.log1p(prices).mean(), rel=1e-12)
+    assert t["variance"] == pytest.approx(np.log1p(prices).var(), rel=1e-9)
+    assert (t["min"], t["max"]) == (pytest.approx(np.log1p(prices.min())), pytest.approx(np.log1p(prices.max())))
+    assert out["mean"] == pytest.approx(prices.mean(), rel=1e-12)  # the raw label's, as before
+    plain = DatasetStats(Schema(schema.features, Label("price", "regression")))
+    assert "transformed" not in plain.extract_output(plain.add_inputs(plain.create_accumulator(),
+                                                                      [{"x": 0.0, "price": 1.0}]))["label"]

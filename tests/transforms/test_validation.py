@@ -209,6 +209,19 @@ def test_undecodable_text_is_rejected():
         convert_row({"c": b"\xff\xfe", "arr_delay": "1"}, _rules(rule))
 
 
+def test_a_label_outside_the_transforms_domain_is_rejected():
+    label = LabelRule(Label("price", "regression", transform="log1p"), "price")
+    assert convert_row({"x": "1", "price": "-0.5"}, _rules(num("x"), label=label)) == ({"x": 1.0, "price": -0.5}, None)
+    for raw in ("-1", "-3.5", -1.0):
+        with pytest.raises(RowError, match=rf"^column 'price': label -?[\d.]+ is outside label.transform log1p's "
+                                           rf"domain \(log1p\(y\) needs y > -1\); fix or remove such rows, or set "
+                                           rf"`label.transform: none`$") as e:
+            convert_row({"x": "1", "price": raw}, _rules(num("x"), label=label))
+        assert e.value.reason == "out_of_domain" and e.value.column == "price"
+    untransformed = LabelRule(Label("price", "regression"), "price")
+    assert convert_row({"x": "1", "price": "-3"}, _rules(num("x"), label=untransformed))[0]["price"] == -3.0
+
+
 def test_integer_classes_match_text_integers_and_integral_floats():
     """``classes: [1, 2, 3]`` (a YAML list of integers) is held as text: a CSV's "2", an
     npz's 2 or 2.0, and a Parquet int all find class "2"."""
