@@ -39,6 +39,23 @@ READABLE_VERSIONS = (1, 2, 3)
 _FIX_SHAPE = "restore the manifest.json that the run wrote, or re-run `tfstream preprocess`"
 
 
+def encoding_json(schema_json: dict[str, Any], compression: str) -> dict[str, Any]:
+    """The manifest's ``encoding``: how the shards store the records, for a reader that
+    holds only the files (`Schema.encoding`, plus the framing and the compression).
+
+    Example:
+        >>> schema = {"features": [{"name": "x", "kind": "numeric", "dtype": "float32"}],
+        ...           "label": {"name": "y", "task": "regression"}}
+        >>> e = encoding_json(schema, "gzip")
+        >>> e["file"], [k["key"] for k in e["keys"]], e["parse_spec"]["y"]
+        ('TFRecord, gzip-compressed (tf.data.TFRecordDataset(files, compression_type="GZIP"))', ['x', 'y'], \
+{'type': 'FixedLenFeature', 'shape': [], 'dtype': 'float32'})
+    """
+    file = ('TFRecord, gzip-compressed (tf.data.TFRecordDataset(files, compression_type="GZIP"))'
+            if compression == "gzip" else "TFRecord, uncompressed (tf.data.TFRecordDataset(files))")
+    return {"file": file, **Schema.from_json(schema_json).encoding()}
+
+
 class ManifestError(ValueError):
     """A dataset directory that cannot be read; the message says how to fix it."""
 
@@ -395,6 +412,13 @@ class Manifest:
     @property
     def compression(self) -> str:
         return self.data["compression"]
+
+    @property
+    def encoding(self) -> dict[str, Any]:
+        """How the shards store the records (`encoding_json`): every key
+        of a record with its list type, dtype and shape, and the parse spec as data.
+        Derived from the schema for manifests written before it was recorded."""
+        return self.data.get("encoding") or encoding_json(self.data["schema"], self.compression)
 
     @property
     def features(self) -> tuple[Feature, ...]:

@@ -204,6 +204,11 @@ def _check(data: Any, written: bool) -> None:
             for key in ("feature", "kind"):
                 _get(finding, key, p, str, required=True)
     _get(data, "snapshot", "", dict)  # format 3; its content is the publisher's
+    encoding = _get(data, "encoding", "", dict)  # informative (readers use the schema); newer manifests
+    if encoding is not None:
+        for p, key in _items(encoding, "keys", "encoding", dict, is_list=True):
+            _get(key, "key", p, str, required=True)
+        _items(encoding, "parse_spec", "encoding", dict)
 
 
 def shape_problem(data: Any, *, written: bool = True) -> Optional[str]:

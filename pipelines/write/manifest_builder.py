@@ -14,7 +14,7 @@ import importlib.metadata
 from typing import Any
 
 from tfstream.pipelines.config import JobConfig
-from tfstream.pipelines.manifest import FORMAT_VERSION
+from tfstream.pipelines.manifest import FORMAT_VERSION, encoding_json
 
 
 def manifest_settings(config: JobConfig, fingerprint: dict[str, Any], writer: dict[str, Any]) -> dict[str, Any]:
@@ -84,6 +84,7 @@ def manifest_json(*, name, schema_json, compression, fractions, fingerprint, opt
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "compression": compression,
         "schema": schema_json,
+        "encoding": encoding_json(schema_json, compression),
         "splits": splits,
         "source": {
             "fingerprint": fingerprint,
