@@ -272,3 +272,44 @@ def test_a_bad_source_is_reported_before_tensorflow_or_beam_is_imported(tmp_path
     assert proc.returncode == 2, proc.stderr
     assert f"tfstream {command}: error: " in proc.stderr and str(path) in proc.stderr, proc.stderr
     assert "HEAVY=\n" in proc.stderr, proc.stderr  # neither TensorFlow nor Beam (nor Keras) was imported
+
+
+_SEED_EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "training", "seed_examples.md")
+
+
+def test_doctor_on_the_seeds_examples(capsys):
+    assert main(["doctor", _SEED_EXAMPLES]) == 1  # a finding at warning level
+    out = capsys.readouterr().out
+    assert out.startswith(f"{_SEED_EXAMPLES}: 5 findings (2 warnings, 3 infos)\n")
+    assert re.search(r"seed_examples\.md:30 +warning +batch_size=1,000 is large for a Dense model", out)
+    assert main(["doctor", _SEED_EXAMPLES, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["exit_status"] == 1 and report["counts"] == {"error": 0, "warning": 2, "info": 3}
+    assert [(f["line"], f["code"]) for f in report["findings"]][:2] == [(30, "batch-size"), (30, "fit-arrays")]
+
+
+def test_doctor_exit_statuses(tmp_path, capsys):
+    clean = tmp_path / "train.py"
+    clean.write_text("import tfstream as tfs\nmodel.fit(tfs.read('d', 'train', batch_size=64))\n", encoding="utf-8")
+    assert main(["doctor", str(clean)]) == 0
+    assert capsys.readouterr().out.startswith(f"{clean}: 0 findings")
+    bad = tmp_path / "bad.py"
+    bad.write_text("model.fit(\n", encoding="utf-8")
+    assert main(["doctor", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tfstream doctor: error: {bad}:1: not valid Python: syntax error:") and "Traceback" not in err
+    for argv in (["doctor"], ["doctor", str(clean), "--config", "c.yaml"], ["doctor", "c.yaml"],
+                 ["doctor", str(clean), "--dataset", "d"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+    assert "tfstream doctor --config c.yaml" in capsys.readouterr().err
+    assert main(["doctor", "--config", os.path.join(CONFIGS, "digits_lstm.yaml")]) == 0
+    assert "the config is checked alone" in capsys.readouterr().out
+    assert main(["doctor", "--config", str(tmp_path / "none.yaml")]) == 2
+
+
+def test_doctor_imports_no_tensorflow():
+    proc = subprocess.run([sys.executable, "-c", _PROBE, "doctor", _SEED_EXAMPLES], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1 and "HEAVY=\n" in proc.stderr, proc.stderr

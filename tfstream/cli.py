@@ -9,6 +9,7 @@
     tfstream verify     DATASET_DIR [--split SPLIT] [--json]
     tfstream summary    RUN_DIR [RUN_DIR ...]
     tfstream config     schema | check CONFIG
+    tfstream doctor     SCRIPT.py | FILE.md | --config C [--dataset DIR]  [--json]
     tfstream bench      [--scale smoke|full] [--only B1,B3] [--workdir DIR] [--out DIR]
 
 Beam options after ``--`` (or any option the command does not know) go to Beam's
@@ -17,7 +18,8 @@ Beam options after ``--`` (or any option the command does not know) go to Beam's
 problem with the input (config, source, dataset), 3 for shard files that do not match
 their manifest (missing, resized, corrupt, truncated: `verify`, `inspect`'s size check,
 `train`), 75 (EX_TEMPFAIL) when another run is writing the same dataset (``--wait``
-waits for it instead), 1 for anything else; ``-v`` (or ``--debug``) shows TensorFlow's
+waits for it instead), 1 for anything else (`doctor`: for a finding at warning level or
+above); ``-v`` (or ``--debug``) shows TensorFlow's
 and Beam's own logs and the traceback of an error.
 """
 
@@ -140,6 +142,15 @@ def _parser() -> argparse.ArgumentParser:
                                                 "with every default filled in")
     check.add_argument("config", help="job config (YAML)")
 
+    p = sub.add_parser("doctor", help="point at the known causes of out-of-memory errors and slow input, with "
+                                      "the line and the fix: in a training script (read, never run), in the "
+                                      "```python blocks of a markdown file, or in a job config and its dataset")
+    p.add_argument("path", nargs="?", help="a training script (.py), or a text file whose ```python blocks are read")
+    p.add_argument("--config", help="a job config (YAML): its reader settings against the model, the dataset and "
+                                    "the memory planner")
+    p.add_argument("--dataset", help="with --config: the dataset (default: output.dir, then runs/<name>/dataset)")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
+
     # Its options are `python -m benchmarks`' own (`tfstream bench --help` shows them): passed on as they are.
     sub.add_parser("bench", add_help=False, help="run the benchmarks from a source checkout (python -m benchmarks): "
                                                  "figures, results.json, plots")
@@ -254,6 +265,30 @@ def _config(args) -> None:
     print(yaml.safe_dump(config.to_json(), sort_keys=False, default_flow_style=None, width=100), end="")
 
 
+def _doctor(args) -> int:
+    """`tfstream doctor`: exit status 0 (no finding at warning level or above), 1, or 2
+    (a usage error: a file it cannot read or parse, a config that does not load)."""
+    from tfstream.training.doctor import exit_status, format_report
+    from tfstream.training.doctor_script import ScriptError, check_file
+
+    if (args.path is None) == (args.config is None) or (args.dataset and not args.config):
+        _parser().error("doctor: give a script or text file (tfstream doctor train.py), or --config C [--dataset D]")
+    if args.config:
+        from tfstream.training.doctor_config import check_config_file
+
+        report = check_config_file(args.config, args.dataset)
+    elif args.path.endswith((".yaml", ".yml")):
+        _parser().error(f"doctor: {args.path} looks like a job config: tfstream doctor --config {args.path}")
+    else:
+        try:
+            report = check_file(args.path)
+        except ScriptError as e:
+            print(f"tfstream doctor: error: {e}", file=sys.stderr)
+            return 2
+    print(json.dumps(report.to_json(), indent=1) if args.json else format_report(report))
+    return exit_status(report)
+
+
 def _verify(dataset: str, split: Optional[str], as_json: bool) -> int:
     from tfstream.pipelines.inspect.verify import EXIT_MISMATCH, format_result, verify
 
@@ -327,6 +362,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 for path in paths:
                     print(f"  {path}", file=out)
             return _check_shard_sizes(manifest)
+        elif args.command == "doctor":
+            return _doctor(args)
         elif args.command == "verify":
             return _verify(args.dataset, args.split, args.json)
         elif args.command == "gc":
