@@ -34,8 +34,8 @@ from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, model
 from tfstream.pipelines.config_errors import ConfigError
 from tfstream.pipelines.config_errors import check as _check, cut as _cut, show as _show
 from tfstream.pipelines.config_types import (FLOAT32_MAX, MAX_CLASSES, MAX_EMBEDDING_DIM, MAX_LAYERS,
-                                             MAX_RECORD_VALUES, MAX_SEQUENCE_STEPS, MAX_STEP_VALUES, MAX_UNITS,
-                                             MAX_VECTOR_VALUES)
+                                             MAX_RECORD_VALUES, MAX_SEQUENCE_STEPS, MAX_SHARD_MB, MAX_SHARDS,
+                                             MAX_STEP_VALUES, MAX_UNITS, MAX_VECTOR_VALUES)
 from tfstream.pipelines.config_types import Float as _Float, FrozenMapping as _Mapping, Int as _Int, Items as _Items
 from tfstream.pipelines.config_types import Section as _Section, validate as _validate, within as _within
 from tfstream.pipelines.config_types import replace  # noqa: F401 - public here: `config.replace`
@@ -310,7 +310,13 @@ class OutputConfig(_Section):
     _key_path = "output"
     dir: Optional[StrictStr] = Field(None, description="The dataset directory (default: `runs/<name>/dataset`).")
     num_shards: _Mapping[_Int] = Field(
-        {}, description="Split name → shard count (1..10000); a split not named gets round(8 × fraction), at least 1.")
+        {}, description="Split name → shard count (1..10000); a split not named gets one from `target_shard_mb`.")
+    target_shard_mb: _Int = Field(
+        128, description="A split not in `num_shards` gets ceil(its records' estimated MiB / this) shards (1..4096), "
+                         "at least round(8 × fraction), at most 10000; records estimated uncompressed, from the "
+                         "source's rows (exact for npz, Parquet, TFDS and arrays, from the size for CSV) and its first "
+                         "1,000 rows encoded. 128 (tensorflow-datasets keeps shards within 64 MiB..1 GiB): a 50 GiB "
+                         "split gets 400 shards, each small enough for `write_arrays` to sort in memory.")
     compression: Literal["none", "gzip"] = Field("none", description="The shards' compression.")
     snapshot_retention_hours: _Float = Field(
         6.0, description="A replaced snapshot is kept this long (0..8760 hours) for readers still training on it; "
@@ -319,7 +325,10 @@ class OutputConfig(_Section):
     @model_validator(mode="after")
     def _rules(self) -> OutputConfig:
         for name, n in self.num_shards.items():
-            _within(f"output.num_shards.{_cut(name, 80)}", n, 1, 10000, "a shard is a file, written by one worker")
+            _within(f"output.num_shards.{_cut(name, 80)}", n, 1, MAX_SHARDS, "a shard is a file, written by one worker")
+        _within("output.target_shard_mb", self.target_shard_mb, 1, MAX_SHARD_MB,
+                "one worker writes a whole shard, and `write_arrays` sorts one in memory; larger shards only make "
+                "fewer files to read in parallel")
         _within("output.snapshot_retention_hours", self.snapshot_retention_hours, 0, 8760,
                 "a replaced snapshot is kept at most a year")
         return self

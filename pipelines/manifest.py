@@ -9,12 +9,13 @@ half-written or stale output directory is never read, and the files a loaded man
 names never change.
 
 `load_manifest` gives a `Manifest`: a typed, read-only view of the file. Its parts are
-frozen dataclasses (`Split`, `Shard`, `NumericStatistics`, `SequenceStatistics`,
-`CategoricalStatistics`, `LabelStatistics`, `SourceInfo`, `DriftReport`), so the rest
-of tfstream reads ``manifest.split("train").statistics("dep_delay").mean`` instead of
-string keys. The raw JSON stays available as `Manifest.data` (``tfstream inspect
---json``). Fields that older manifests (format 1) lack are None; format 2 (shards in
-``<dataset>/<split>/``, no snapshot) reads as before.
+frozen dataclasses (`Split`, `Shard`, `ShardSizing`, `NumericStatistics`,
+`SequenceStatistics`, `CategoricalStatistics`, `LabelStatistics`, `SourceInfo`,
+`DriftReport`), so the rest of tfstream reads
+``manifest.split("train").statistics("dep_delay").mean`` instead of string keys. The
+raw JSON stays available as `Manifest.data` (``tfstream inspect --json``). Fields that
+older manifests (format 1) lack are None; format 2 (shards in ``<dataset>/<split>/``, no
+snapshot) reads as before.
 """
 
 from __future__ import annotations
@@ -95,6 +96,34 @@ class Shard:
     def from_json(cls, data: Mapping[str, Any]) -> "Shard":
         return cls(data["file"], int(data["records"]), int(data["bytes"]), data["sha256"],
                    int(data.get("record_bytes", 0)), int(data.get("max_record_bytes", 0)))
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardSizing:
+    """How a split's shard count was chosen (``splits.<split>.shard_sizing``; manifests
+    written before shard counts followed the data have none).
+
+    Attributes:
+        source: ``config`` (``output.num_shards``), ``estimate`` (the source's size at
+            ``output.target_shard_mb`` a shard), or ``default`` (``round(8 × fraction)``:
+            the estimate asked for no more).
+        target_shard_mb: the target shard size (None when nothing was estimated).
+        estimated_rows: the split's rows, estimated (None when nothing was estimated).
+        estimated_bytes: its records' uncompressed size with their framing, estimated
+            (None when nothing was estimated, or no row of the sample was valid).
+        rows_exact: whether the source's row count was exact, or estimated from its size.
+    """
+
+    source: str
+    target_shard_mb: Optional[int] = None
+    estimated_rows: Optional[int] = None
+    estimated_bytes: Optional[int] = None
+    rows_exact: Optional[bool] = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "ShardSizing":
+        return cls(data["source"], data.get("target_shard_mb"), data.get("estimated_rows"),
+                   data.get("estimated_bytes"), data.get("rows_exact"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,6 +301,7 @@ class Split:
     shards: tuple[Shard, ...]
     features: Mapping[str, FeatureStatistics]
     label: LabelStatistics
+    shard_sizing: Optional[ShardSizing] = None
 
     def statistics(self, feature: str) -> FeatureStatistics:
         """One feature's statistics over this split.
@@ -475,7 +505,8 @@ class Manifest:
             features=types.MappingProxyType(
                 {f: _feature_statistics(kinds.get(f, st.get("kind", "numeric")), st) for f, st in features.items()}),
             label=LabelStatistics(class_counts=_frozen(label["class_counts"])) if "class_counts" in label
-            else LabelStatistics(numbers=_numeric(label) if label else None))
+            else LabelStatistics(numbers=_numeric(label) if label else None),
+            shard_sizing=ShardSizing.from_json(data["shard_sizing"]) if data.get("shard_sizing") else None)
 
     @property
     def splits(self) -> dict[str, Split]:

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Optional
 
 # JSON type → how a message names it.
 _NAMES = {dict: "a mapping (JSON object)", list: "a list (JSON array)", str: "a string", int: "an integer",
-          float: "a number"}
+          float: "a number", bool: "true or false"}
 _STAT_INTS = ("count", "missing", "non_finite", "num_unique", "oov_buckets", "steps", "truncated")
 _STAT_NUMBERS = ("mean", "variance", "min", "max")
 
@@ -45,7 +45,7 @@ def _echo(value: Any) -> str:
 
 def _is(value: Any, kind: type) -> bool:
     if isinstance(value, bool):  # JSON true/false are not numbers
-        return False
+        return kind is bool
     if kind is float:
         return isinstance(value, (int, float))
     return isinstance(value, kind)
@@ -138,6 +138,9 @@ def _split(data: Mapping[str, Any], path: str, written: bool) -> None:
     if num_examples is not None and (shards or written) and num_examples != records:
         raise _Bad(f"{path}.num_examples: {num_examples}, but its {len(shards)} shard(s) hold {records} records "
                    f"(the sum of their 'records')")
+    sizing = _get(data, "shard_sizing", path, dict)
+    if sizing is not None:  # since shard counts follow the data; older manifests have none
+        _shard_sizing(sizing, f"{path}.shard_sizing")
     stats = _get(data, "statistics", path, dict) or {}
     for p, feature in _items(stats, "features", f"{path}.statistics", dict):
         _statistics(feature, p)
@@ -147,6 +150,18 @@ def _split(data: Mapping[str, Any], path: str, written: bool) -> None:
             _items(label, "class_counts", f"{path}.statistics.label", int)
         else:
             _statistics(label, f"{path}.statistics.label")
+
+
+SHARD_SIZING_SOURCES = ("config", "estimate", "default")
+
+
+def _shard_sizing(data: Mapping[str, Any], path: str) -> None:
+    how = _get(data, "source", path, str, required=True, what=" or ".join(SHARD_SIZING_SOURCES))
+    if how not in SHARD_SIZING_SOURCES:
+        raise _Bad(f"{path}.source: expected one of {list(SHARD_SIZING_SOURCES)}, got {_echo(how)}")
+    for key in ("target_shard_mb", "estimated_rows", "estimated_bytes"):
+        _get(data, key, path, int)
+    _get(data, "rows_exact", path, bool)
 
 
 def _schema(data: Mapping[str, Any]) -> None:

@@ -39,7 +39,9 @@ Memory: two chunks (one whose statistics a worker thread adds while the next is
 written), a buffer per shard (1 MiB; less with more than 64 shards), the statistics
 accumulators (bounded), the vocabulary counts (one entry per distinct token of the
 training split, as in Beam's keyed count), and, at the end, two shards' records while
-they are sorted and written (keep shards to a few hundred MB: output.num_shards).
+they are sorted and written (two threads): ``output.target_shard_mb`` keeps shards near
+128 MiB (the shard counts are planned as `preprocess` plans them for an .npz of the
+arrays: `shard_plan`, `source_size.measure_arrays`).
 """
 
 from __future__ import annotations
@@ -65,7 +67,9 @@ from tfstream.pipelines.write.manifest_builder import manifest_json, manifest_se
 from tfstream.pipelines.write.publish import QUARANTINE_DIR, QUARANTINE_FILE
 from tfstream.pipelines.write.rows import QUARANTINED, first_example, quarantine_key, route_chunk, rows_in_chunk
 from tfstream.pipelines.write.run import PreprocessError, finish_run, resolve_dataset_dir, writing
-from tfstream.pipelines.write.sharding import FRAME_RECORDS, num_shards_of, record_hashes, write_shard
+from tfstream.pipelines.write.shard_plan import plan_shards, shard_sizing
+from tfstream.pipelines.write.sharding import FRAME_RECORDS, record_hashes, write_shard
+from tfstream.pipelines.write.source_size import measure_arrays
 from tfstream.transforms.analyzers import DatasetStats
 from tfstream.transforms.example_encoder import encode_examples_buffer, rows_to_columns
 from tfstream.transforms.split import Splitter
@@ -175,7 +179,8 @@ def write_arrays(
     n = lengths.shape[0] if lengths is not None else next(iter(columns.values())).shape[0]
     with writing(config, dataset_dir, previous=previous, wait=wait, force=force) as staging:
         _log.info("write_arrays %r: %d rows, %d at a time -> %s", config.name, n, chunk_rows, dataset_dir)
-        run = _Run(config, columns, lengths, staging, chunk_rows)
+        plan = plan_shards(config, lambda: measure_arrays(config, columns, lengths))
+        run = _Run(config, columns, lengths, staging, chunk_rows, plan)
         write_manifest(staging, run.write())
         return finish_run(config, staging, dataset_dir, previous)
 
@@ -211,8 +216,8 @@ class _Run:
     """One `write_arrays` run: the passes over the arrays, and what they accumulate."""
 
     def __init__(self, config: JobConfig, columns: dict[str, np.ndarray], lengths: Optional[np.ndarray],
-                 staging: str, chunk_rows: int):
-        self.config = config
+                 staging: str, chunk_rows: int, plan: dict[str, dict[str, Any]]):
+        self.config, self.plan = config, plan
         self.columns, self.lengths = columns, lengths
         self.staging, self.chunk_rows = staging, chunk_rows
         self.schema = config.schema()
@@ -255,7 +260,7 @@ class _Run:
         quarantine = FileSystems.create(quarantine_file)
         shards = None
         try:
-            shards = _ShardWriters(self.config, self.staging)
+            shards = _ShardWriters(self.config, self.staging, {s: p["num_shards"] for s, p in self.plan.items()})
             if imputed:  # the training means first, then the records
                 self._collect(quarantine, None)
                 try:
@@ -292,6 +297,7 @@ class _Run:
             quarantine_files=[quarantine_file],
             dataset_dir=self.staging,
             rows_read=self.rows_read,
+            shard_sizing=shard_sizing(self.plan),
         )
 
     def _collect(self, quarantine, shards: Optional["_ShardWriters"]) -> None:
@@ -472,7 +478,7 @@ class _ShardWriters:
     Memory: the buffers, then two shards' records at a time (written in two threads).
     """
 
-    def __init__(self, config: JobConfig, staging: str):
+    def __init__(self, config: JobConfig, staging: str, num_shards: Mapping[str, int]):
         from apache_beam.io.filesystems import FileSystems
 
         self._compression, self._root = config.output.compression, staging
@@ -483,11 +489,11 @@ class _ShardWriters:
         self._files: dict[str, list] = {}
         self._pending: dict[str, list[list]] = {}
         self._pending_bytes: dict[str, list[int]] = {}
-        total = sum(num_shards_of(config, split) for split in config.split.fractions)
+        total = sum(num_shards[split] for split in config.split.fractions)
         self._flush_bytes = max(_MIN_FLUSH_BYTES, min(_FLUSH_BYTES, _BUFFERS_BYTES // total))
         try:
             for split in config.split.fractions:
-                n = num_shards_of(config, split)
+                n = num_shards[split]
                 paths = [fs.join(staging, *shard_file(split, config.name, i, n, self._compression).split("/"))
                          for i in range(n)]
                 self._temps[split], self._files[split] = [], []
@@ -501,7 +507,8 @@ class _ShardWriters:
         except OSError as e:
             self._close_files()
             raise OSError(f"{staging}: cannot open {len(self._paths) + 1} shard files at once ({e}); lower "
-                          f"output.num_shards, or raise the open-file limit (ulimit -n)") from e
+                          f"output.num_shards (or raise output.target_shard_mb), or raise the open-file limit "
+                          f"(ulimit -n)") from e
 
     def write_encoded(self, split: str, buffer: np.ndarray, offsets: np.ndarray) -> None:
         """Add a batch of records (one buffer and ``n + 1`` offsets, as

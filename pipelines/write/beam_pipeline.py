@@ -1,5 +1,7 @@
 """The Beam pipeline: a raw source → a tfstream dataset, on any Apache Beam runner.
 
+    first, on the driver: each split's shard count (`shard_plan`, from the source's
+        size measured by `source_size`: headers, metadata and its first rows)
     file names → reshuffle → read (chunks of rows) → validate + split (stable hash), per chunk:
         one element per split and chunk (a list of typed rows), not one per row
         rows that break a rule, and rows a rule drops → quarantine/*.jsonl, counted
@@ -47,14 +49,9 @@ from tfstream.pipelines.write.manifest_builder import manifest_json, manifest_se
 from tfstream.pipelines.write.publish import QUARANTINE_DIR, QUARANTINE_FILE
 from tfstream.pipelines.write.rows import QUARANTINED, READ, first_example, quarantine_key, route_chunk, rows_in_chunk
 from tfstream.pipelines.write.run import PreprocessError, finish_run, resolve_dataset_dir, writing
-from tfstream.pipelines.write.sharding import (
-    RunSpiller,
-    encode_batch,
-    merge_runs,
-    num_shards_of,
-    record_batches,
-    write_shard,
-)
+from tfstream.pipelines.write.shard_plan import plan_shards, shard_sizing
+from tfstream.pipelines.write.sharding import RunSpiller, encode_batch, merge_runs, record_batches, write_shard
+from tfstream.pipelines.write.source_size import measure_source
 from tfstream.pipelines.write.sources import resolve_source_paths
 from tfstream.transforms.analyzers import DatasetStats
 from tfstream.transforms.schema import Schema
@@ -357,8 +354,15 @@ def build_pipeline(
     paths: Sequence[str],
     fingerprint: dict[str, Any],
     beam_options: Optional[dict[str, Any]] = None,
+    shard_plan: Optional[dict[str, dict[str, Any]]] = None,
 ) -> None:
-    """Add the whole preprocessing graph to ``pipeline`` (used by `preprocess` and tests)."""
+    """Add the whole preprocessing graph to ``pipeline`` (used by `preprocess` and tests).
+
+    ``shard_plan``: each split's shard count (`shard_plan.plan_shards`), decided on the
+    driver; by default planned here from ``paths``.
+    """
+    if shard_plan is None:
+        shard_plan = plan_shards(config, lambda: measure_source(paths, config))
     schema = config.schema()
     rules = config.row_rules()
     fractions = dict(config.split.fractions)
@@ -384,7 +388,7 @@ def build_pipeline(
         if imputed:  # with the training split's means, on every split: no leak from eval
             rows = rows | f"Impute[{split}]" >> beam.Map(
                 _impute_batch, values=beam.pvalue.AsSingleton(means), schema=schema)
-        n = num_shards_of(config, split)
+        n = shard_plan[split]["num_shards"]
         shard_descs.append(rows | f"Write[{split}]" >> WriteShards(
             split, schema, dataset_dir, config.name, n, config.output.compression))
         split_stats.append(stats_of[split] | f"TagStats[{split}]" >> beam.Map(_tagged, tag=split))
@@ -418,6 +422,7 @@ def build_pipeline(
             **manifest_settings(config, fingerprint, {"beam": beam_options or {}}),
             results=beam.pvalue.AsList(results),
             dataset_dir=dataset_dir,
+            shard_sizing=shard_sizing(shard_plan),
         )
         | "WriteManifest" >> beam.Map(_write, dataset_dir=dataset_dir)
     )
@@ -470,13 +475,16 @@ def preprocess(
     sources.check_source(paths, config.source, config.source_columns(), config.sequence_columns(),
                          rules=config.row_rules())
     fingerprint = sources.fingerprint(paths)
+    # Each split's shard count, from the source's size (a record's shard is its hash
+    # modulo the count): here, on the driver, so every worker and every rerun agree.
+    plan = plan_shards(config, lambda: measure_source(paths, config))
     with writing(config, dataset_dir, sources=paths, previous=previous, wait=wait, force=force) as staging:
         _log.info("preprocess %r: %d source file(s) -> %s, with Apache Beam's %s", config.name, len(paths),
                   dataset_dir, options.get_all_options()["runner"] or "DirectRunner")
         try:
             with closing_dask_client(options), beam.Pipeline(options=options) as pipeline:
                 build_pipeline(pipeline, config, staging, paths, fingerprint,
-                               options.get_all_options(drop_default=True))
+                               options.get_all_options(drop_default=True), shard_plan=plan)
         except Exception as e:  # noqa: BLE001 - re-raised with the cause that names the row
             cause = root_cause(e)
             if cause is not e or isinstance(cause, ImputationError):  # Beam appends the step's name

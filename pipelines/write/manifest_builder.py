@@ -41,7 +41,7 @@ def manifest_settings(config: JobConfig, fingerprint: dict[str, Any], writer: di
 
 def manifest_json(*, name, schema_json, compression, fractions, fingerprint, options, versions, shards, stats,
                   vocabularies, train_split, feature_policies, quarantined, examples, quarantine_files,
-                  dataset_dir, rows_read) -> dict[str, Any]:
+                  dataset_dir, rows_read, shard_sizing=None) -> dict[str, Any]:
     """The manifest of a run, from everything it computed (see `manifest_settings` for
     the arguments that come from the config).
 
@@ -55,6 +55,8 @@ def manifest_json(*, name, schema_json, compression, fractions, fingerprint, opt
         quarantine_files: the quarantine files' paths.
         dataset_dir: the folder the run writes into (paths are made relative to it).
         rows_read: the number of rows read.
+        shard_sizing: split → how its shard count was chosen
+            (`shard_plan.shard_sizing`), recorded as the split's ``shard_sizing``.
     """
     splits = {}
     for split in fractions:
@@ -70,6 +72,7 @@ def manifest_json(*, name, schema_json, compression, fractions, fingerprint, opt
             "num_examples": sum(d["records"] for d in split_shards),
             "num_bytes": sum(d["bytes"] for d in split_shards),
             "num_shards": len(split_shards),
+            **({"shard_sizing": shard_sizing[split]} if shard_sizing and split in shard_sizing else {}),
             "shards": split_shards,
             "statistics": split_stats,
         }

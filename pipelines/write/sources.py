@@ -144,7 +144,9 @@ class _Header:
         self.dtype = dtype
 
 
-def _npz_headers(f, path: str) -> dict[str, _Header]:
+def npz_headers(f, path: str) -> dict[str, _Header]:
+    """Array name → shape and dtype of each .npy member of an npz archive, from the
+    headers alone (no data read)."""
     try:
         archive = zipfile.ZipFile(f)
     except zipfile.BadZipFile as e:
@@ -181,7 +183,7 @@ def _npz_arrays(f, path: str, lengths_key: str | None, columns: Sequence[str], s
     other arrays are checked from their .npy headers.
     """
     if headers_only:
-        archive = _npz_headers(f, path)
+        archive = npz_headers(f, path)
         files = list(archive)
         f.seek(0)
     else:

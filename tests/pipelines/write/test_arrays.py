@@ -454,16 +454,21 @@ def test_the_vectorized_route_writes_what_the_row_by_row_route_writes(make_job, 
         {k: v for k, v in slow.data.items() if k not in ("splits", "created", "snapshot", "run")}.keys()
 
 
-@pytest.mark.parametrize("compression", ["none", "gzip"])
-def test_the_same_arrays_land_in_the_same_splits_from_an_npz_and_from_write_arrays(make_job, tmp_path, compression):
+@pytest.mark.parametrize("compression,width", [("none", 10), ("gzip", 10), ("none", 1000)])
+def test_the_same_arrays_land_in_the_same_splits_from_an_npz_and_from_write_arrays(make_job, tmp_path, compression,
+                                                                                   width):
     """Without split key columns an array row is keyed by its row number alone: the seed's
     arrays give the same shards, byte for byte, through `preprocess` of an .npz (Beam)
-    and through `write_arrays` (the issue's example: 8,026 against 8,008 train rows)."""
+    and through `write_arrays` (the issue's example: 8,026 against 8,008 train rows).
+    With rows of 1000 values (12 MB of records) at ``target_shard_mb: 1``, both plan the
+    same shard counts from the data, more than round(8 x fraction)."""
     rng = np.random.default_rng(0)
-    X, y = rng.random((3000, 10), dtype=np.float32), rng.integers(0, 2, 3000)
+    X, y = rng.random((3000, width), dtype=np.float32), rng.integers(0, 2, 3000)
     X[5, 2] = np.nan  # one rejected row, quarantined the same way by both
     np.savez(tmp_path / "toy.npz", X=X, y=y)
-    overrides = dict(output={"compression": compression}, validation={"max_bad_fraction": 0.01})
+    overrides = dict(output={"compression": compression, **({"target_shard_mb": 1} if width > 10 else {})},
+                     validation={"max_bad_fraction": 0.01},
+                     features=[{"name": "x", "type": "float", "column": "X", "shape": [width]}])
     beam = preprocess(make_job("seed_dense.yaml", source={"path": str(tmp_path / "toy.npz")}, **overrides),
                       output_dir=str(tmp_path / "beam"))
     ours = write_arrays(make_job("seed_dense.yaml", source=PLACEHOLDER, **overrides), {"X": X, "y": y},
@@ -472,3 +477,10 @@ def test_the_same_arrays_land_in_the_same_splits_from_an_npz_and_from_write_arra
     assert shards(tmp_path / "beam") == shards(tmp_path / "arrays")
     assert {s: ours.num_examples(s) for s in ours.split_names} == {s: beam.num_examples(s) for s in beam.split_names}
     assert sum(ours.num_examples(s) for s in ours.split_names) == 2999
+    sizing = lambda m: {s: (m.data["splits"][s]["num_shards"], m.data["splits"][s]["shard_sizing"])
+                        for s in m.split_names}
+    counts = sizing(ours)
+    assert counts == sizing(beam)
+    if width > 10:
+        assert {s: n for s, (n, _) in counts.items()} == {"train": 10, "eval": 3}  # round(8 x fraction): 6 and 2
+        assert {sizing["source"] for _, sizing in counts.values()} == {"estimate"}
