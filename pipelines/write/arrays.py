@@ -61,7 +61,7 @@ import numpy as np
 from tfstream.pipelines import fs
 from tfstream.pipelines.config import JobConfig
 from tfstream.pipelines.manifest import Manifest, write_manifest
-from tfstream.pipelines.shards import shard_file, take_records
+from tfstream.pipelines.shards import gather_records, shard_file, take_records
 from tfstream.pipelines.write import sources
 from tfstream.pipelines.write.manifest_builder import manifest_json, manifest_settings
 from tfstream.pipelines.write.publish import QUARANTINE_DIR, QUARANTINE_FILE
@@ -583,41 +583,37 @@ class _ShardWriters:
 
         with FileSystems.open(temp, compression_type="uncompressed") as f:
             raw = np.frombuffer(f.read(), dtype=np.uint8)
-        hashes, lengths, parts, at = [], [], [], 0
+        hashes, lengths, starts, at = [], [], [], 0
         while at < raw.size:  # the blocks: count, hashes, lengths, records
             count = int(raw[at:at + 8].view("<u8")[0])
             h = raw[at + 8:at + 8 + 8 * count].view("<u8")
             n = raw[at + 8 + 8 * count:at + 8 + 16 * count].view("<u8").astype(np.int64)
             at += 8 + 16 * count
-            size = int(n.sum())
-            hashes.append(h), lengths.append(n), parts.append(raw[at:at + size])
-            at += size
+            hashes.append(h), lengths.append(n), starts.append(at + np.cumsum(n) - n)
+            at += int(n.sum())
         hashes = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
         lengths = np.concatenate(lengths) if lengths else np.empty(0, dtype=np.int64)
-        data = np.concatenate(parts) if parts else np.empty(0, dtype=np.uint8)
-        del raw, parts
-        offsets = np.zeros(lengths.size + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        order = _sort_order(hashes, data, offsets)
-        batches = (take_records(data, offsets, order[i:i + FRAME_RECORDS])
-                   for i in range(0, order.size, FRAME_RECORDS))
+        starts = np.concatenate(starts) if starts else np.empty(0, dtype=np.int64)
+        order = _sort_order(hashes, raw, starts, lengths)
+        batches = (gather_records(raw, starts[rows], lengths[rows])
+                   for rows in (order[i:i + FRAME_RECORDS] for i in range(0, order.size, FRAME_RECORDS)))
         return write_shard(path, batches, self._compression, root=self._root)
 
 
-def _sort_order(hashes: np.ndarray, data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def _sort_order(hashes: np.ndarray, data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The order of records sorted by ``(hash, record bytes)``: by hash, and the rare
-    records that share one by their bytes."""
+    records that share one by their bytes (record ``r`` is ``data[starts[r]:][:lengths[r]]``)."""
     order = np.argsort(hashes, kind="stable")
     ranked = hashes[order]
     tied = np.flatnonzero(ranked[1:] == ranked[:-1])
     if tied.size:
-        starts = tied[np.r_[True, tied[1:] != tied[:-1] + 1]]
-        for first in starts.tolist():
+        firsts = tied[np.r_[True, tied[1:] != tied[:-1] + 1]]
+        for first in firsts.tolist():
             last = first + 1
             while last + 1 < ranked.size and ranked[last + 1] == ranked[first]:
                 last += 1
             group = order[first:last + 1].tolist()
-            group.sort(key=lambda r: data[offsets[r]:offsets[r + 1]].tobytes())
+            group.sort(key=lambda r: data[starts[r]:starts[r] + lengths[r]].tobytes())
             order[first:last + 1] = group
     return order
 
