@@ -1,6 +1,7 @@
 """The Beam pipeline: a raw source → a tfstream dataset, on any Apache Beam runner.
 
-    file names → reshuffle → read (chunks of rows) → validate + split (stable hash), per chunk:
+    file names → reshuffle → read (chunks of rows) → validate + split (stable hash, or as
+    the source gives it: per file, per column), per chunk:
         one element per split and chunk (a list of typed rows), not one per row
         rows that break a rule, and rows a rule drops → quarantine/*.jsonl, counted
         per split: full-pass statistics (a lifted CombineFn over batches of rows)
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import apache_beam as beam
 
@@ -58,7 +59,7 @@ from tfstream.pipelines.write.sharding import (
 from tfstream.pipelines.write.sources import resolve_source_paths
 from tfstream.transforms.analyzers import DatasetStats
 from tfstream.transforms.schema import Schema
-from tfstream.transforms.split import Splitter
+from tfstream.transforms.split import SplitRouter
 from tfstream.transforms.validation import ImputationError, RowRules, impute_row, imputation_values
 from tfstream.transforms.vocabulary import TopTokens, by_feature, largest_k, token_counts, trimmed
 
@@ -101,16 +102,16 @@ class _ConvertChunk(beam.DoFn):
     consumers would receive the other tags' values too.
     """
 
-    def __init__(self, rules: RowRules, splitter: Splitter, split_key: Sequence[str], arrays: bool = False):
+    def __init__(self, rules: RowRules, router: SplitRouter, split_key: Sequence[str], arrays: bool = False):
         self._rules = rules
-        self._splitter = splitter
+        self._router = router
         self._split_key = tuple(split_key)
         self._arrays = arrays
 
     def process(self, chunk):
         yield READ, rows_in_chunk(chunk)
         batches: dict[str, list[dict[str, Any]]] = {}
-        for tag, value in route_chunk(chunk, self._rules, self._splitter, self._split_key, arrays=self._arrays):
+        for tag, value in route_chunk(chunk, self._rules, self._router, self._split_key, arrays=self._arrays):
             batches.setdefault(tag, []).append(value)
         yield from batches.items()
 
@@ -357,34 +358,42 @@ def build_pipeline(
     paths: Sequence[str],
     fingerprint: dict[str, Any],
     beam_options: Optional[dict[str, Any]] = None,
+    files: Optional[Mapping[str, str]] = None,
 ) -> None:
-    """Add the whole preprocessing graph to ``pipeline`` (used by `preprocess` and tests)."""
+    """Add the whole preprocessing graph to ``pipeline`` (used by `preprocess` and tests).
+
+    ``files``: with ``source.splits``, each source file's given split (path → split,
+    `sources.resolve_split_files`); ``fingerprint`` then records them, and each split's
+    share of the source bytes sets its default shard count.
+    """
     schema = config.schema()
     rules = config.row_rules()
-    fractions = dict(config.split.fractions)
+    plan = config.split_plan()
+    names = plan.names
+    shares = plan.shares(sources.byte_shares(fingerprint) if files else None)
     train_split = config.train.train_split
     chunks = pipeline | "Read" >> ReadSource(paths, config.source, config.source_columns(), config.sequence_columns())
     routed = (
         chunks
-        | "Validate" >> beam.ParDo(_ConvertChunk(rules, Splitter(fractions, config.split.salt), config.split.key,
+        | "Validate" >> beam.ParDo(_ConvertChunk(rules, plan.router(files), config.split.key,
                                                  arrays=config.source.format == "npz"))
-        | "ByTag" >> _ByTag([READ, QUARANTINED, *fractions])
+        | "ByTag" >> _ByTag([READ, QUARANTINED, *names])
     )
 
     stats_of = {
         split: routed[split] | f"Stats[{split}]" >> beam.CombineGlobally(_Combine(DatasetStats(schema), batches=True))
-        for split in fractions
+        for split in names
     }
     imputed = config.imputed_features()
     if imputed:  # the training split's means, computed once, then a side input of every split's rows
         means = stats_of[train_split] | "ImputationValues" >> beam.Map(imputation_values, names=imputed)
     shard_descs, split_stats = [], []
-    for split in fractions:
+    for split in names:
         rows = routed[split]
         if imputed:  # with the training split's means, on every split: no leak from eval
             rows = rows | f"Impute[{split}]" >> beam.Map(
                 _impute_batch, values=beam.pvalue.AsSingleton(means), schema=schema)
-        n = num_shards_of(config, split)
+        n = num_shards_of(config, split, shares)
         shard_descs.append(rows | f"Write[{split}]" >> WriteShards(
             split, schema, dataset_dir, config.name, n, config.output.compression))
         split_stats.append(stats_of[split] | f"TagStats[{split}]" >> beam.Map(_tagged, tag=split))
@@ -464,19 +473,20 @@ def preprocess(
         lock.DatasetBusyError: another run is writing the dataset (without ``wait``).
     """
     dataset_dir = resolve_dataset_dir(config, output_dir)
-    paths = resolve_source_paths(config.source)
+    files = sources.resolve_split_files(config.source) if config.source.splits is not None else None
+    paths = list(files) if files is not None else resolve_source_paths(config.source)
     options = pipeline_options(beam_args)  # --runner=DaskRunner resolved
     check_paths_for_runner(options, dataset_dir, paths)
     sources.check_source(paths, config.source, config.source_columns(), config.sequence_columns(),
                          rules=config.row_rules())
-    fingerprint = sources.fingerprint(paths)
+    fingerprint = sources.fingerprint(paths, files)
     with writing(config, dataset_dir, sources=paths, previous=previous, wait=wait, force=force) as staging:
         _log.info("preprocess %r: %d source file(s) -> %s, with Apache Beam's %s", config.name, len(paths),
                   dataset_dir, options.get_all_options()["runner"] or "DirectRunner")
         try:
             with closing_dask_client(options), beam.Pipeline(options=options) as pipeline:
                 build_pipeline(pipeline, config, staging, paths, fingerprint,
-                               options.get_all_options(drop_default=True))
+                               options.get_all_options(drop_default=True), files)
         except Exception as e:  # noqa: BLE001 - re-raised with the cause that names the row
             cause = root_cause(e)
             if cause is not e or isinstance(cause, ImputationError):  # Beam appends the step's name

@@ -20,7 +20,7 @@ import itertools
 import posixpath
 import struct
 import uuid
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -40,9 +40,13 @@ def default_num_shards(fraction: float) -> int:
     return max(1, round(8 * fraction))
 
 
-def num_shards_of(config: JobConfig, split: str) -> int:
-    """The number of shards a split is written in: ``output.num_shards``, else the default."""
-    return config.output.num_shards.get(split, default_num_shards(config.split.fractions[split]))
+def num_shards_of(config: JobConfig, split: str, shares: Optional[Mapping[str, float]] = None) -> int:
+    """The number of shards a split is written in: ``output.num_shards``, else the default
+    for its share of the rows (``shares``: `SplitPlan.shares`, by default the config's
+    own, in which splits given per file have equal shares)."""
+    if split in config.output.num_shards:
+        return config.output.num_shards[split]
+    return default_num_shards((shares if shares is not None else config.split_plan().shares())[split])
 
 
 def record_hashes(buffer: np.ndarray, offsets: np.ndarray, key: bytes) -> np.ndarray:

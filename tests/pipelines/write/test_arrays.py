@@ -441,7 +441,7 @@ def test_the_vectorized_route_writes_what_the_row_by_row_route_writes(make_job, 
     data["label"] = label
     job = config_from_dict(data)
     fast = write_arrays(job, {"X": X, "y": y}, str(tmp_path / "fast"), chunk_rows=700)
-    assert arrays_module._FastRoute(job.row_rules(), None, (), {"X": X, "y": y}, None).enabled
+    assert arrays_module._FastRoute(job.row_rules(), job.split_plan().router(), (), {"X": X, "y": y}, None).enabled
     monkeypatch.setattr(arrays_module._FastRoute, "_applies", lambda self, columns: False)
     slow = write_arrays(job, {"X": X, "y": y}, str(tmp_path / "slow"), chunk_rows=700)
     a, b = _contents(tmp_path / "fast"), _contents(tmp_path / "slow")
