@@ -233,7 +233,7 @@ def _preprocess(config, output: Optional[str], beam_args: Sequence[str], previou
     for split in manifest.splits.values():
         _log.info("  %-10s %9s records in %d shard(s)", split.name, f"{split.num_examples:,}", len(split.shards))
         if split.num_examples == 0:
-            _log.warning("  split %r is empty: check split.fractions and the source", split.name)
+            _log.warning("  split %r is empty: check %s and the source", split.name, config.split_plan().origin)
     return manifest
 
 
@@ -334,8 +334,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from tfstream.pipelines.config import load_config
 
     try:
-        if args.command in ("preprocess", "run"):
+        if args.command in ("preprocess", "train", "run"):
             config = _with_epochs(load_config(args.config), getattr(args, "epochs", None))
+        if args.command in ("train", "run"):
+            _require_model(config, args.config)  # before anything runs
+        if args.command in ("preprocess", "run"):
             _check_sources_early(config)  # before TensorFlow or Beam is imported
             beam_args = _beam_args(args, unknown, beam_args)
         if not args.verbose and args.command in ("train", "run"):  # preprocessing does not import TensorFlow
@@ -379,13 +382,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         elif args.command == "preprocess":
             _preprocess(config, args.output, beam_args, args.previous, args)
         elif args.command == "train":
-            config = _with_epochs(load_config(args.config), args.epochs)
             _train(config, args.dataset, args.model_dir, args.restart)
         else:
             return _run(config, args, beam_args)
     except Exception as e:  # noqa: BLE001 - one clear line, the traceback only with -v
         return _error_exit(args.command, args.verbose, e)
     return 0
+
+
+def _require_model(config, path: str) -> None:
+    """`tfstream train` and `run` need the config's ``model:`` section: a config
+    without one only preprocesses."""
+    from tfstream.pipelines.config import ConfigError
+
+    try:
+        config.require_model()
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 def _beam_args(args, unknown: Sequence[str], beam_args: list[str]) -> list[str]:
@@ -442,10 +455,10 @@ def _check_sources_early(config) -> None:
     without TensorFlow or Beam: a missing or unreadable source is reported in about a
     second, not after the 10 s their imports take. Remote (``gs://``) and TFDS sources
     are checked by `preprocess` itself, on Beam's file systems."""
-    from tfstream.pipelines.write.sources import SourceError, check_source, resolve_source_paths
+    from tfstream.pipelines.write.sources import SourceError, check_source, resolve_source_paths, source_patterns
 
     source = config.source
-    if getattr(source, "tfds", None) is not None or "://" in (source.path or ""):
+    if getattr(source, "tfds", None) is not None or any("://" in p for p in source_patterns(source)):
         return
     paths = resolve_source_paths(source)
     for path in paths:

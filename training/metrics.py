@@ -5,10 +5,11 @@ Example:
     >>> headline({"task": "binary", "eval": {"accuracy": 0.9}, "baseline": {"accuracy": 0.76}})
     ('accuracy', 0.9, 0.76)
     >>> table = format_summary([("flights", {"task": "binary", "model": "dense", "examples": {"train": 800,
-    ...     "eval": 100}, "epochs_run": 4, "eval": {"accuracy": 0.9}, "baseline": {"accuracy": 0.76},
-    ...     "beats_baseline": True, "train_examples_per_second": 51234.5})], terminal=False)
+    ...     "test": 100}, "eval_split": "test", "epochs_run": 4, "eval": {"accuracy": 0.9},
+    ...     "baseline": {"accuracy": 0.76}, "beats_baseline": True, "train_examples_per_second": 51234.5})],
+    ...     terminal=False)
     >>> table.splitlines()[2].split()
-    ['flights', 'dense', '800', '100', '4', 'accuracy', '0.9', '0.76', 'yes', '51,234']
+    ['flights', 'dense', '800', 'test', '100', '4', 'accuracy', '0.9', '0.76', 'yes', '51,234']
 """
 
 from __future__ import annotations
@@ -57,12 +58,16 @@ def beats_baseline(metrics: Mapping[str, Any]) -> bool:
 
 
 def format_summary(runs: Sequence[tuple[str, Mapping[str, Any]]], *, terminal: Optional[bool] = None) -> str:
-    """One row per run's metrics.json: the eval figure next to its trivial baseline."""
+    """One row per run's metrics.json: the eval figure next to its trivial baseline, with
+    the scored split named and counted (``eval_split``; ``eval`` in metrics written
+    before it was recorded), and the training split counted, whatever their names."""
     rows = []
     for name, m in runs:
         metric, value, base = headline(m)
-        rows.append([name, m["model"], m["examples"].get("train"), m["examples"].get("eval"), m["epochs_run"],
-                     metric, value, base, m["beats_baseline"], m["train_examples_per_second"]])
+        scored = m.get("eval_split") or "eval"
+        rows.append([name, m["model"], m["examples"].get(m.get("train_split") or "train"), scored,
+                     m["examples"].get(scored), m["epochs_run"], metric, value, base, m["beats_baseline"],
+                     m["train_examples_per_second"]])
     return render_table(
-        ["run", "model", "train", "eval", "epochs", "metric", "eval value", "baseline", "beats", "train ex/s"], rows,
-        terminal=terminal)
+        ["run", "model", "train", "eval split", "eval", "epochs", "metric", "eval value", "baseline", "beats",
+         "train ex/s"], rows, terminal=terminal)

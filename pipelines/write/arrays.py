@@ -16,9 +16,10 @@ Beam graph.
 * Each row is validated and routed to its split or to the quarantine by
   `rows.route_chunk`, the function the Beam pipeline maps over its chunks.
   The split key is the ``split.key`` columns, else the row number alone, as for an
-  .npz through the Beam pipeline: the same arrays land in the same splits either way.
-  Rows whose values need no conversion are validated, split (`Splitter.assign_numbers`)
-  and counted a chunk at a time with NumPy (`_FastRoute`).
+  .npz through the Beam pipeline: the same arrays land in the same splits either way;
+  ``split.column`` gives each row's split, as it does there. With a hash split, rows
+  whose values need no conversion are validated, split (`Splitter.assign_numbers`) and
+  counted a chunk at a time with NumPy (`_FastRoute`).
 * Statistics are `DatasetStats` accumulators, one per split; vocabularies are token
   counts of the training split ranked by `transforms.vocabulary.top_tokens`. When a feature
   imputes, a first pass computes them (the imputed value is the training mean), and a
@@ -59,7 +60,7 @@ from typing import Any, Iterator, Mapping, Optional
 import numpy as np
 
 from tfstream.pipelines import fs
-from tfstream.pipelines.config import JobConfig
+from tfstream.pipelines.config import ConfigError, JobConfig
 from tfstream.pipelines.manifest import Manifest, write_manifest
 from tfstream.pipelines.shards import gather_records, shard_file, take_records
 from tfstream.pipelines.write import sources
@@ -72,7 +73,7 @@ from tfstream.pipelines.write.sharding import FRAME_RECORDS, record_hashes, writ
 from tfstream.pipelines.write.source_size import measure_arrays
 from tfstream.transforms.analyzers import DatasetStats
 from tfstream.transforms.example_encoder import encode_examples_buffer, rows_to_columns
-from tfstream.transforms.split import Splitter
+from tfstream.transforms.split import SplitRouter
 from tfstream.transforms.validation import ImputationError, impute_row, imputation_values
 from tfstream.transforms.vocabulary import top_tokens
 
@@ -121,7 +122,9 @@ def write_arrays(
     ``na_values`` (for string arrays); ``format`` and ``path`` are not read (the
     section is required by `JobConfig`): write ``source: {format: npz, path: <arrays>}``,
     which also allows sequence features and ``lengths_key``. A config of another source
-    format works too, with a warning that its files are not read.
+    format works too, with a warning that its files are not read; ``source.splits``
+    (splits given per file) is refused: give the splits in an array named by
+    ``split.column``.
 
     Arrays may be ``np.memmap`` (``np.load(path, mmap_mode="r")``) or any array: only
     ``chunk_rows`` rows are read at a time, and the pages of a memory-mapped array are
@@ -170,6 +173,10 @@ def write_arrays(
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows: expected >= 1, got {chunk_rows}")
+    if config.source.splits is not None:
+        raise ConfigError("source.splits: write_arrays takes its rows from the arrays given, not from files, so no "
+                          "file can give a split; give each row's split in an array (split.column, with "
+                          "split.values), or write the files with preprocess")
     _warn_about_source(config)
     columns, lengths = _select(config, arrays)
     sequence_columns = config.sequence_columns()
@@ -222,11 +229,11 @@ class _Run:
         self.staging, self.chunk_rows = staging, chunk_rows
         self.schema = config.schema()
         self.rules = config.row_rules()
-        self.splitter = Splitter(dict(config.split.fractions), config.split.salt)
+        self.router = config.split_plan().router()
         self.split_key = tuple(config.split.key)
         self.train_split = config.train.train_split
         self.stats = DatasetStats(self.schema)
-        self.accumulators = {split: self.stats.create_accumulator() for split in config.split.fractions}
+        self.accumulators = {split: self.stats.create_accumulator() for split in self.router.names}
         self.vocabulary_sizes = config.vocabulary_sizes()
         self.token_counts: dict[str, collections.Counter] = {n: collections.Counter() for n in self.vocabulary_sizes}
         self.quarantined: collections.Counter = collections.Counter()
@@ -234,7 +241,7 @@ class _Run:
         self.rows_read = 0
         self.fingerprint = _Fingerprint(columns, lengths, config.source.lengths_key)
         self.mappings = _mappings([*columns.values(), *([lengths] if lengths is not None else [])])
-        self._fast = _FastRoute(self.rules, self.splitter, self.split_key, columns, lengths)
+        self._fast = _FastRoute(self.rules, self.router, self.split_key, columns, lengths)
 
     def _chunks(self, what: str) -> Iterator[tuple[tuple[str, int, dict[str, Any]], dict[str, Any]]]:
         total = self.lengths.shape[0] if self.lengths is not None else next(iter(self.columns.values())).shape[0]
@@ -371,12 +378,14 @@ class _FastRoute:
     range: rows that `convert_row` rejects, drops, or notes for imputation) goes through
     `route_chunk` as before, so the quarantine, its order and its messages are unchanged.
     The split is `Splitter.assign` of the same key, row by row. A taken row's record is
-    `encode_examples` of the same values, so the shards are byte-identical.
+    `encode_examples` of the same values, so the shards are byte-identical. With splits
+    given (``split.column``), every row takes `route_chunk`.
     """
 
-    def __init__(self, rules, splitter: Splitter, split_key, columns: Mapping[str, np.ndarray], lengths):
-        self.rules, self.splitter, self.split_key = rules, splitter, tuple(split_key)
-        self.enabled = lengths is None and self._applies(columns)
+    def __init__(self, rules, router: SplitRouter, split_key, columns: Mapping[str, np.ndarray], lengths):
+        self.rules, self.router, self.split_key = rules, router, tuple(split_key)
+        self.splitter = router.hashing  # None with given splits
+        self.enabled = lengths is None and self.splitter is not None and self._applies(columns)
 
     def _applies(self, columns) -> bool:
         for rule in self.rules.features:
@@ -398,7 +407,7 @@ class _FastRoute:
     def route(self, chunk, slices) -> tuple[list, Iterator]:
         """``([(split, columns for encode_examples, n), ...], route_chunk of the other rows)``."""
         if not self.enabled:
-            return [], route_chunk(chunk, self.rules, self.splitter, self.split_key, arrays=True)
+            return [], route_chunk(chunk, self.rules, self.router, self.split_key, arrays=True)
         name, first_row, columns = chunk
         n = rows_in_chunk(chunk)
         ok = np.ones(n, dtype=bool)
@@ -441,7 +450,7 @@ class _FastRoute:
         def others():
             for i in rest:
                 yield from route_chunk((name, first_row + i, {c: [v[i]] for c, v in columns.items()}),
-                                       self.rules, self.splitter, self.split_key, arrays=True)
+                                       self.rules, self.router, self.split_key, arrays=True)
 
         return fast, others()
 
@@ -489,10 +498,11 @@ class _ShardWriters:
         self._files: dict[str, list] = {}
         self._pending: dict[str, list[list]] = {}
         self._pending_bytes: dict[str, list[int]] = {}
-        total = sum(num_shards[split] for split in config.split.fractions)
+        names = config.split_names()
+        total = sum(num_shards[split] for split in names)
         self._flush_bytes = max(_MIN_FLUSH_BYTES, min(_FLUSH_BYTES, _BUFFERS_BYTES // total))
         try:
-            for split in config.split.fractions:
+            for split in names:
                 n = num_shards[split]
                 paths = [fs.join(staging, *shard_file(split, config.name, i, n, self._compression).split("/"))
                          for i in range(n)]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from tfstream.pipelines.config import MAX_SHARDS, JobConfig
 
@@ -49,7 +49,8 @@ def shard_count(estimated_bytes: float, target_shard_mb: int, fraction: float) -
     return max(default_num_shards(fraction), min(MAX_SHARDS, by_size))
 
 
-def plan_shards(config: JobConfig, measure: Callable[[], Optional[Any]]) -> dict[str, dict[str, Any]]:
+def plan_shards(config: JobConfig, measure: Callable[[], Optional[Any]],
+                shares: Optional[Mapping[str, float]] = None) -> dict[str, dict[str, Any]]:
     """Each split's shard count, and how it was chosen: split → ``{"num_shards": n,
     "source": ..., ...}`` (the rest is the manifest's ``shard_sizing`` entry).
 
@@ -57,6 +58,8 @@ def plan_shards(config: JobConfig, measure: Callable[[], Optional[Any]]) -> dict
         config: the job config.
         measure: returns the source's `source_size.SourceSize` (or None when it cannot
             tell); called only when some split is not named in ``output.num_shards``.
+        shares: each split's expected share of the rows (`SplitPlan.shares`); by
+            default the config's own (a hash split's fraction).
 
     ``source`` is ``config`` (``output.num_shards`` names the split), ``estimate`` (the
     estimate asked for more shards than the default), or ``default`` (it did not, or
@@ -65,7 +68,8 @@ def plan_shards(config: JobConfig, measure: Callable[[], Optional[Any]]) -> dict
     records) and ``rows_exact`` (whether the source's row count is exact, or estimated
     from its size).
     """
-    fractions, configured = config.split.fractions, config.output.num_shards
+    fractions = dict(shares) if shares is not None else config.split_plan().shares()
+    configured = config.output.num_shards
     planned = [split for split in fractions if split not in configured]
     if not planned and "target_shard_mb" in config.output.model_fields_set:
         _log.warning("output.target_shard_mb is ignored: output.num_shards names every split; remove it, or "

@@ -441,7 +441,7 @@ def test_the_vectorized_route_writes_what_the_row_by_row_route_writes(make_job, 
     data["label"] = label
     job = config_from_dict(data)
     fast = write_arrays(job, {"X": X, "y": y}, str(tmp_path / "fast"), chunk_rows=700)
-    assert arrays_module._FastRoute(job.row_rules(), None, (), {"X": X, "y": y}, None).enabled
+    assert arrays_module._FastRoute(job.row_rules(), job.split_plan().router(), (), {"X": X, "y": y}, None).enabled
     monkeypatch.setattr(arrays_module._FastRoute, "_applies", lambda self, columns: False)
     slow = write_arrays(job, {"X": X, "y": y}, str(tmp_path / "slow"), chunk_rows=700)
     a, b = _contents(tmp_path / "fast"), _contents(tmp_path / "slow")
@@ -500,7 +500,7 @@ def test_records_that_share_a_hash_are_ordered_by_their_bytes_by_both_writers(ma
     rng = np.random.default_rng(1)
     X, y = rng.random((500, 10), dtype=np.float32), rng.integers(0, 2, 500)
     np.savez(tmp_path / "toy.npz", X=X, y=y)
-    beam = preprocess(make_job("seed_dense.yaml", source={"path": str(tmp_path / "toy.npz")}),
+    preprocess(make_job("seed_dense.yaml", source={"path": str(tmp_path / "toy.npz")}),
                       output_dir=str(tmp_path / "beam"))
     ours = write_arrays(make_job("seed_dense.yaml", source=PLACEHOLDER), {"X": X, "y": y}, str(tmp_path / "arrays"))
     shards = lambda root: {k: v for k, v in _contents(root).items() if "tfrecord" in k}

@@ -282,7 +282,8 @@ def test_tfds_source_errors(tfds_dir, tmp_path):
     ({"format": "csv", "path": "x.csv", "data_dir": "/d"}, r"^source.data_dir: only a tfds source has one; remove it, "
                                                            r"or name the dataset in `source.tfds`$"),
     ({"path": "x.csv"}, r"^source.format: missing required key \(csv, parquet or npz; or `tfds: <name>`"),
-    ({"format": "csv"}, r"^source.path: missing required key \(a file, a glob or pkg:<package>/<file>; or `tfds"),
+    ({"format": "csv"}, r"^source.path: missing required key \(a file, a glob or pkg:<package>/<file>; or `splits: "
+                        r"\{train: <glob>, eval: <glob>\}` for splits given per file; or `tfds"),
 ])
 def test_bad_tfds_source_configs(source, message):
     job = {"name": "x", "source": source, "features": [{"name": "a", "type": "float"}],
