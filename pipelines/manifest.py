@@ -128,10 +128,12 @@ class ShardSizing:
 
 @dataclasses.dataclass(frozen=True)
 class Histogram:
-    """Equal-width bins: ``len(edges) == len(counts) + 1``."""
+    """Equal-width bins: ``len(edges) == len(counts) + 1``. ``count_error``: the most any
+    count can be off (0: exact; None: not recorded, manifests before it was)."""
 
     edges: tuple[float, ...]
     counts: tuple[int, ...]
+    count_error: Optional[int] = None
 
 
 Number = Union[float, tuple[Optional[float], ...], None]  # a scalar's, or a vector's per component
@@ -147,7 +149,8 @@ class NumericStatistics:
 
     ``mean``, ``variance``, ``min`` and ``max`` are numbers for a scalar and tuples (one
     per component) for a vector; ``quantiles`` the deciles 0%, 10%, ..., 100% (per
-    component for a vector); ``histogram`` (scalars only) 20 equal-width bins. ``impute``
+    component for a vector), each off in rank by at most ``quantiles_rank_error`` rows
+    (0: exact; None: not recorded); ``histogram`` (scalars only) 20 equal-width bins. ``impute``
     is ``"mean"`` when preprocessing imputed missing or non-finite values with the
     training mean (training split only): the model does the same at serving time.
     """
@@ -163,6 +166,7 @@ class NumericStatistics:
     histogram: Optional[Histogram] = None
     impute: Optional[str] = None
     kind: str = "numeric"
+    quantiles_rank_error: Optional[int] = None
 
     @property
     def is_vector(self) -> bool:
@@ -252,8 +256,8 @@ def _numeric(data: Mapping[str, Any]) -> NumericStatistics:
         mean=_number(data.get("mean")), variance=_number(data.get("variance")), min=_number(data.get("min")),
         max=_number(data.get("max")),
         quantiles=None if quantiles is None else tuple(tuple(q) if isinstance(q, list) else q for q in quantiles),
-        histogram=Histogram(tuple(hist["edges"]), tuple(hist["counts"])) if hist else None,
-        impute=data.get("impute"))
+        histogram=Histogram(tuple(hist["edges"]), tuple(hist["counts"]), hist.get("count_error")) if hist else None,
+        impute=data.get("impute"), quantiles_rank_error=data.get("quantiles_rank_error"))
 
 
 def _length(data: Mapping[str, Any]) -> LengthStatistics:

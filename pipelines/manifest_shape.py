@@ -24,7 +24,8 @@ from typing import Any, Mapping, Optional
 # JSON type → how a message names it.
 _NAMES = {dict: "a mapping (JSON object)", list: "a list (JSON array)", str: "a string", int: "an integer",
           float: "a number", bool: "true or false"}
-_STAT_INTS = ("count", "missing", "non_finite", "num_unique", "oov_buckets", "steps", "truncated")
+_STAT_INTS = ("count", "missing", "non_finite", "num_unique", "oov_buckets", "steps", "truncated",
+              "quantiles_rank_error")
 _STAT_NUMBERS = ("mean", "variance", "min", "max")
 
 
@@ -100,6 +101,7 @@ def _statistics(data: Mapping[str, Any], path: str) -> None:
     if hist is not None and "edges" in hist:  # a numeric histogram (a length's maps length → count)
         _items(hist, "edges", f"{path}.histogram", float, is_list=True, required=True)
         _items(hist, "counts", f"{path}.histogram", int, is_list=True, required=True)
+        _get(hist, "count_error", f"{path}.histogram", int)
     length = _get(data, "length", path, dict)
     if length is not None:
         for key in ("count", "min", "max"):

@@ -15,7 +15,7 @@ from tfstream.pipelines.manifest import quarantine_records
 from tfstream.pipelines.shards import read_records
 from tfstream.pipelines.write.arrays import write_arrays
 from tfstream.pipelines.write.beam_pipeline import PreprocessError, preprocess
-from tfstream.pipelines.write.sharding import default_num_shards
+from tfstream.pipelines.write.shard_plan import default_num_shards
 from tfstream.pipelines.write.sources import SourceError, resolve_source_paths, resolve_split_files
 from tfstream.transforms.codecs import decode_example
 from tfstream.transforms.split import Splitter
