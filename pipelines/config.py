@@ -33,9 +33,11 @@ from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, model
 
 from tfstream.pipelines.config_errors import ConfigError
 from tfstream.pipelines.config_errors import check as _check, cut as _cut, show as _show
+from tfstream.pipelines.config_splits import CarveConfig, SplitConfig  # noqa: F401 - public here too
+from tfstream.pipelines.config_splits import SplitPlan, check_split_name, plan_splits
 from tfstream.pipelines.config_types import (FLOAT32_MAX, MAX_CLASSES, MAX_EMBEDDING_DIM, MAX_LAYERS,
-                                             MAX_RECORD_VALUES, MAX_SEQUENCE_STEPS, MAX_STEP_VALUES, MAX_UNITS,
-                                             MAX_VECTOR_VALUES)
+                                             MAX_RECORD_VALUES, MAX_SEQUENCE_STEPS, MAX_SHARD_MB, MAX_SHARDS,
+                                             MAX_STEP_VALUES, MAX_UNITS, MAX_VECTOR_VALUES)
 from tfstream.pipelines.config_types import Float as _Float, FrozenMapping as _Mapping, Int as _Int, Items as _Items
 from tfstream.pipelines.config_types import Section as _Section, validate as _validate, within as _within
 from tfstream.pipelines.config_types import replace  # noqa: F401 - public here: `config.replace`
@@ -56,10 +58,15 @@ class SourceConfig(_Section):
 
     _key_path = "source"
     format: Optional[Literal["csv", "parquet", "npz"]] = Field(
-        None, description="csv (plain, .gz, .bz2 or .zip), parquet or npz; required with `path`.")
+        None, description="csv (plain, .gz, .bz2 or .zip), parquet or npz; required with `path` or `splits`.")
     path: Optional[StrictStr] = Field(
         None, description="A file, a glob, a remote path (`gs://…`), or `pkg:<package>/<file>` for data that ships "
-                          "inside an installed package (found without importing it); required unless `tfds`.")
+                          "inside an installed package (found without importing it); required unless `splits` or "
+                          "`tfds`.")
+    splits: Optional[_Mapping[Union[StrictStr, _Items[StrictStr]]]] = Field(
+        None, description="Instead of `path`, splits given per file: split name → a file, a glob or a list of them "
+                          "(as `path`), e.g. {train: \"data/*_TRAIN.csv\", eval: \"data/*_TEST.csv\"}; each file's "
+                          "rows go to its split (no hash split: see `split.carve`).")
     na_values: _Items[StrictStr] = Field(DEFAULT_NA_VALUES, description="Cell values read as missing.")
     delimiter: StrictStr = Field(",", description="csv only: the field delimiter, one character.")
     lengths_key: Optional[StrictStr] = Field(None, description="npz only: the array of sequence lengths, when "
@@ -76,6 +83,8 @@ class SourceConfig(_Section):
     def _rules(self) -> SourceConfig:
         if self.tfds is not None:
             _check(self.path is None, "source: give `path` (files) or `tfds` (a prepared TFDS dataset), not both")
+            _check(self.splits is None, "source.splits: a tfds source has its own splits; read one with `tfds_split`, "
+                                        "or remove `splits`")
             _check(self.format is None, f"source.format: a tfds source has no format; remove `format: {self.format}`")
             _check(_TFDS_RE.fullmatch(self.tfds) is not None,
                    f"source.tfds: expected a TFDS dataset name, optionally with a config and a version "
@@ -90,13 +99,26 @@ class SourceConfig(_Section):
                        f"source.{key}: only a tfds source has one; remove it, or name the dataset in `source.tfds`")
             _check(self.format is not None,
                    "source.format: missing required key (csv, parquet or npz; or `tfds: <name>` for a TFDS dataset)")
-            _check(self.path is not None,
+            _check(self.path is None or self.splits is None,
+                   "source: give `path` (every file, split by split.fractions) or `splits` (the files of each "
+                   "split), not both")
+            _check(self.path is not None or self.splits is not None,
                    "source.path: missing required key (a file, a glob or pkg:<package>/<file>; "
+                   "or `splits: {train: <glob>, eval: <glob>}` for splits given per file; "
                    "or `tfds: <name>` for a TFDS dataset)")
+            for name, patterns in (self.splits or {}).items():
+                check_split_name("source.splits", name)
+                _check(bool(patterns) and all(patterns),
+                       f"source.splits.{_cut(name, 80)}: expected a file, a glob or a list of them, got "
+                       f"{_show(patterns if isinstance(patterns, str) else list(patterns))}")
         _check(len(self.delimiter) == 1, f"source.delimiter: expected one character, got {_show(self.delimiter)}")
         if self.format != "npz":
             _check(self.lengths_key is None, "source.lengths_key: only an npz source has one; remove it")
         return self
+
+    def split_patterns(self) -> dict[str, tuple[str, ...]]:
+        """``splits`` with every value a tuple of files or globs ({} without it)."""
+        return {name: (p,) if isinstance(p, str) else tuple(p) for name, p in (self.splits or {}).items()}
 
     def tfds_parts(self) -> tuple[str, Optional[str], Optional[str]]:
         """``(name, config or None, version or None)`` of the ``tfds`` source.
@@ -301,39 +323,22 @@ class LabelConfig(_Section):
                          raw_classes=self.classes, on_missing=self.on_missing)
 
 
-class SplitConfig(_Section):
-    """A deterministic split, by a stable hash of each row's ``key``."""
-
-    _key_path = "split"
-    fractions: _Mapping[_Float] = Field(
-        {"train": 0.8, "eval": 0.2}, description="Split name → fraction of the rows, adding up to 1; names are "
-                                                 "lower-case letters, digits and _ (not quarantine or all).")
-    key: _Items[StrictStr] = Field((), description="The columns hashed (empty: the file name and row number; "
-                                   "for arrays, the row number alone, so an .npz and `write_arrays` split alike).")
-    salt: StrictStr = Field("tfstream", description="Mixed into the hash: another salt, another split.")
-
-    @model_validator(mode="after")
-    def _rules(self) -> SplitConfig:
-        _check(len(self.fractions) >= 1, "split.fractions: name at least one split")
-        for name, frac in self.fractions.items():
-            _check(re.fullmatch(r"[a-z][a-z0-9_]*", name) is not None,
-                   f"split.fractions: split name {_show(name)} must be lower-case letters, digits and _")
-            # a split is a folder beside quarantine/; TFDS reads "all" as every split
-            _check(name not in ("quarantine", "all"),
-                   f"split.fractions: {_show(name)} is a reserved name; rename the split")
-            _check(0 < frac <= 1, f"split.fractions.{_cut(name, 80)}: expected a fraction in (0, 1], got {_show(frac)}")
-        total = sum(self.fractions.values())
-        _check(abs(total - 1) < 1e-6, f"split.fractions: the fractions add up to {total:g}, not 1")
-        return self
-
-
 class OutputConfig(_Section):
     """Where and how the dataset is written."""
 
     _key_path = "output"
     dir: Optional[StrictStr] = Field(None, description="The dataset directory (default: `runs/<name>/dataset`).")
     num_shards: _Mapping[_Int] = Field(
-        {}, description="Split name → shard count (1..10000); a split not named gets round(8 × fraction), at least 1.")
+        {}, description="Split name → shard count (1..10000); a split not named gets one from `target_shard_mb`, "
+                        "never fewer than round(8 × its share of the rows), at least 1: a hash split's share is its "
+                        "fraction; a split given per file, its files' share of the source's bytes; given by a column, "
+                        "an equal share of the given splits; a carved split, its fraction of its given split's share.")
+    target_shard_mb: _Int = Field(
+        128, description="A split not in `num_shards` gets ceil(its records' estimated MiB / this) shards (1..4096), "
+                         "at least round(8 × its share), at most 10000; records estimated uncompressed, from the "
+                         "source's rows (exact for npz, Parquet, TFDS and arrays, from the size for CSV) and its first "
+                         "1,000 rows encoded. 128 (tensorflow-datasets keeps shards within 64 MiB..1 GiB): a 50 GiB "
+                         "split gets 400 shards, each small enough for `write_arrays` to sort in memory.")
     compression: Literal["none", "gzip"] = Field("none", description="The shards' compression.")
     snapshot_retention_hours: _Float = Field(
         6.0, description="A replaced snapshot is kept this long (0..8760 hours) for readers still training on it; "
@@ -342,7 +347,10 @@ class OutputConfig(_Section):
     @model_validator(mode="after")
     def _rules(self) -> OutputConfig:
         for name, n in self.num_shards.items():
-            _within(f"output.num_shards.{_cut(name, 80)}", n, 1, 10000, "a shard is a file, written by one worker")
+            _within(f"output.num_shards.{_cut(name, 80)}", n, 1, MAX_SHARDS, "a shard is a file, written by one worker")
+        _within("output.target_shard_mb", self.target_shard_mb, 1, MAX_SHARD_MB,
+                "one worker writes a whole shard, and `write_arrays` sorts one in memory; larger shards only make "
+                "fewer files to read in parallel")
         _within("output.snapshot_retention_hours", self.snapshot_retention_hours, 0, 8760,
                 "a replaced snapshot is kept at most a year")
         return self
@@ -352,7 +360,8 @@ class ModelConfig(_Section):
     """The reference model, built by `training.models`."""
 
     _key_path = "model"
-    type: Literal["dense", "lstm"] = Field(description="dense for tabular data, lstm for sequences.")
+    type: Literal["dense", "lstm"] = Field(
+        description="dense for tabular data, lstm for sequences. A config without `model:` only preprocesses.")
     hidden_units: _Items[_Int] = Field((64, 32), description="Dense layers' units, 1..65,536 each, at most 100 "
                                                              "layers (lstm: after the LSTM layers).")
     dropout: _Float = Field(0.0, description="Dropout after each layer (0 <= dropout < 1).")
@@ -389,7 +398,8 @@ class TrainConfig(_Section):
     train_split: StrictStr = Field("train", description="The split trained on.")
     validation_split: Optional[StrictStr] = Field(None, description="Drives early stopping and the best "
                                                                     "checkpoint (none: the training loss does).")
-    eval_split: StrictStr = Field("eval", description="Evaluated once, at the end, and reported.")
+    eval_split: StrictStr = Field("eval", description="Evaluated once, at the end, and reported (metrics.json "
+                                                      "names it); not the validation split.")
     seed: _Int = Field(0, description="Keras's random seed (0..4294967295: it seeds NumPy too).")
     dir: Optional[StrictStr] = Field(None, description="The model directory (default: `runs/<name>/model`).")
     min_improvement: _Float = Field(
@@ -399,6 +409,12 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _rules(self) -> TrainConfig:
+        _check(self.eval_split != self.validation_split,
+               f"train.eval_split: {_show(self.eval_split)} is also train.validation_split, which picks the best "
+               f"epoch and stops early, so its score would not be held out; validate on another split (carve one "
+               f"out of the training split: split.carve: {{split: {self.train_split}, into: {{{self.train_split}: "
+               f"0.9, validation: 0.1}}}}), or set train.validation_split: null (the training loss then drives early "
+               f"stopping)")
         _within("train.epochs", self.epochs, 1, 100_000, "an epoch is a pass over the training split")
         _check(0 < self.learning_rate < 10,
                f"train.learning_rate: expected 0 < lr < 10, got {_show(self.learning_rate)}")
@@ -454,7 +470,8 @@ class JobConfig(_Section):
     source: SourceConfig = Field(description="Where the raw rows come from.")
     features: _Items[FeatureConfig] = Field(description="The model inputs, at least one.")
     label: LabelConfig = Field(description="The training target.")
-    model: ModelConfig = Field(description="The model trained.")
+    model: Optional[ModelConfig] = Field(None, description="The model trained (a config without one only "
+                                                           "preprocesses: `tfstream train` and `run` need it).")
     split: SplitConfig = Field(default_factory=SplitConfig, description="How rows are split.")
     output: OutputConfig = Field(default_factory=OutputConfig, description="The dataset written.")
     reader: ReadOptions = Field(default_factory=ReadOptions, description="How the dataset is read (tf.data).")
@@ -470,14 +487,12 @@ class JobConfig(_Section):
         dup = sorted({n for n in names if names.count(n) > 1})
         _check(not dup,
                f"features: the names {_show(dup)} are used twice (the label is named {_show(self.label.name)})")
-        for split in (self.train.train_split, self.train.eval_split, self.train.validation_split):
-            _check(split is None or split in self.split.fractions,
-                   f"train: split {_show(split)} is not one of split.fractions {_show(sorted(self.split.fractions))}")
-        unknown = sorted(set(self.output.num_shards) - set(self.split.fractions))
-        _check(not unknown, f"output.num_shards: {_show(unknown)} are not splits; the splits are "
-                            f"{_show(sorted(self.split.fractions))} (split.fractions)")
+        plan = self.split_plan()
+        if self.split.fractions is None and plan.fractions is not None:  # the default hash split, written out
+            object.__setattr__(self, "split", self.split.model_copy(update={"fractions": plan.fractions}))
+        self._check_split_names(plan)
         has_seq = any(f.type == "sequence" for f in self.features)
-        if self.model.type == "lstm":
+        if self.model is not None and self.model.type == "lstm":
             _check(has_seq, "model.type: an lstm model needs a feature of type sequence")
         if self.source.format not in ("npz", None):
             _check(not has_seq, "features: sequence features are read from an npz or a tfds source only")
@@ -486,6 +501,57 @@ class JobConfig(_Section):
         except ValueError as e:
             raise ConfigError(f"features: {e}") from e
         return self
+
+    def _check_split_names(self, plan: SplitPlan) -> None:
+        """The train section and ``output.num_shards`` name final splits. Preprocessing
+        needs the training split (vocabularies, imputation); the validation and eval
+        splits are checked when the config trains (has a model) or sets them."""
+        names, t = plan.names, self.train
+        defaults = TrainConfig.model_fields
+        for key in ("train_split", "validation_split", "eval_split"):
+            split = getattr(t, key)
+            if split is None or split in names:
+                continue
+            if key != "train_split" and self.model is None and split == defaults[key].default:
+                continue
+            if plan.origin == "split.fractions":  # the wording since the hash split came
+                raise ConfigError(f"train: split {_show(split)} is not one of split.fractions {_show(sorted(names))}")
+            raise ConfigError(f"train.{key}: {_show(split)} is not one of the splits {_show(list(names))} "
+                              f"({plan.origin}{' and split.carve' if plan.carve else ''}); set train.{key} to one "
+                              f"of them")
+        unknown = sorted(set(self.output.num_shards) - set(names))
+        _check(not unknown, f"output.num_shards: {_show(unknown)} are not splits; the splits are "
+                            f"{_show(sorted(names))} ({plan.origin})")
+
+    def split_plan(self) -> SplitPlan:
+        """What the split settings come to: the final split names, where they come
+        from, their expected shares, the router (`config_splits.SplitPlan`).
+
+        Example:
+            >>> job = load_config({"name": "d", "source": {"format": "csv", "splits": {"train": "a.csv",
+            ...     "test": "b.csv"}}, "features": [{"name": "x", "type": "float"}],
+            ...     "label": {"column": "y", "task": "regression"}, "split": {"carve": {"split": "train",
+            ...     "into": {"train": 0.9, "validation": 0.1}}}})
+            >>> job.split_plan().names, job.model is None
+            (('train', 'validation', 'test'), True)
+        """
+        return plan_splits(self.source.split_patterns() if self.source.splits is not None else None, self.split)
+
+    def split_names(self) -> tuple[str, ...]:
+        """The dataset's split names, in order: ``split.fractions``'s, or the given
+        splits with the carved one replaced by its parts."""
+        return self.split_plan().names
+
+    def require_model(self) -> ModelConfig:
+        """The ``model:`` section, which training needs.
+
+        Raises:
+            ConfigError: the config has none, saying to add one.
+        """
+        if self.model is None:
+            raise ConfigError("model: missing; training needs a `model:` section, e.g. `model: {type: dense}` "
+                              "(lstm for sequences); without one the config only preprocesses")
+        return self.model
 
     def schema(self) -> Schema:
         """The schema of the records this job writes."""
@@ -508,9 +574,10 @@ class JobConfig(_Section):
         return [f.column or f.name for f in self.features if f.type == "sequence"]
 
     def source_columns(self) -> list[str]:
-        """Every source column the job reads (features, label and split key)."""
+        """Every source column the job reads (features, label, split key and split column)."""
         columns = self.row_rules().columns()
-        return columns + [k for k in self.split.key if k not in columns]
+        extra = [*self.split.key, *([self.split.column] if self.split.column else [])]
+        return columns + [k for k in dict.fromkeys(extra) if k not in columns]
 
     def to_json(self) -> dict[str, Any]:
         """The config as plain JSON data, as the dataset's manifest records it."""

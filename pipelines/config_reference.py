@@ -64,6 +64,9 @@ def _keys(model: type[BaseModel], section: str) -> Iterator[tuple[str, str, Fiel
 def _unwrap(tp: Any) -> Any:
     while get_origin(tp) is Annotated:
         tp = get_args(tp)[0]
+    args = [a for a in get_args(tp) if a is not type(None)]
+    if get_origin(tp) in (Union, types.UnionType) and len(args) == 1 and _is_model(_unwrap(args[0])):
+        return _unwrap(args[0])  # an optional section (`model`, `split.carve`): its keys
     return tp
 
 

@@ -67,6 +67,8 @@ MAX_CLASSES = 100_000
 MAX_UNITS = 65_536  # per layer
 MAX_LAYERS = 100
 MAX_EMBEDDING_DIM = 16_384
+MAX_SHARDS = 10_000  # per split: a shard is a file, written by one worker
+MAX_SHARD_MB = 4096  # output.target_shard_mb: a worker writes (write_arrays: sorts) a shard at a time
 FLOAT32_MAX = 3.4028234663852886e38
 
 _T = TypeVar("_T")

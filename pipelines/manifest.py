@@ -9,12 +9,13 @@ half-written or stale output directory is never read, and the files a loaded man
 names never change.
 
 `load_manifest` gives a `Manifest`: a typed, read-only view of the file. Its parts are
-frozen dataclasses (`Split`, `Shard`, `NumericStatistics`, `SequenceStatistics`,
-`CategoricalStatistics`, `LabelStatistics`, `SourceInfo`, `DriftReport`), so the rest
-of tfstream reads ``manifest.split("train").statistics("dep_delay").mean`` instead of
-string keys. The raw JSON stays available as `Manifest.data` (``tfstream inspect
---json``). Fields that older manifests (format 1) lack are None; format 2 (shards in
-``<dataset>/<split>/``, no snapshot) reads as before.
+frozen dataclasses (`Split`, `Shard`, `ShardSizing`, `NumericStatistics`,
+`SequenceStatistics`, `CategoricalStatistics`, `LabelStatistics`, `SourceInfo`,
+`DriftReport`), so the rest of tfstream reads
+``manifest.split("train").statistics("dep_delay").mean`` instead of string keys. The
+raw JSON stays available as `Manifest.data` (``tfstream inspect --json``). Fields that
+older manifests (format 1) lack are None; format 2 (shards in ``<dataset>/<split>/``, no
+snapshot) reads as before.
 """
 
 from __future__ import annotations
@@ -38,6 +39,23 @@ MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 _FIX_SHAPE = "restore the manifest.json that the run wrote, or re-run `tfstream preprocess`"
+
+
+def encoding_json(schema_json: dict[str, Any], compression: str) -> dict[str, Any]:
+    """The manifest's ``encoding``: how the shards store the records, for a reader that
+    holds only the files (`Schema.encoding`, plus the framing and the compression).
+
+    Example:
+        >>> schema = {"features": [{"name": "x", "kind": "numeric", "dtype": "float32"}],
+        ...           "label": {"name": "y", "task": "regression"}}
+        >>> e = encoding_json(schema, "gzip")
+        >>> e["file"], [k["key"] for k in e["keys"]], e["parse_spec"]["y"]
+        ('TFRecord, gzip-compressed (tf.data.TFRecordDataset(files, compression_type="GZIP"))', ['x', 'y'], \
+{'type': 'FixedLenFeature', 'shape': [], 'dtype': 'float32'})
+    """
+    file = ('TFRecord, gzip-compressed (tf.data.TFRecordDataset(files, compression_type="GZIP"))'
+            if compression == "gzip" else "TFRecord, uncompressed (tf.data.TFRecordDataset(files))")
+    return {"file": file, **Schema.from_json(schema_json).encoding()}
 
 
 class ManifestError(ValueError):
@@ -82,11 +100,41 @@ class Shard:
 
 
 @dataclasses.dataclass(frozen=True)
+class ShardSizing:
+    """How a split's shard count was chosen (``splits.<split>.shard_sizing``; manifests
+    written before shard counts followed the data have none).
+
+    Attributes:
+        source: ``config`` (``output.num_shards``), ``estimate`` (the source's size at
+            ``output.target_shard_mb`` a shard), or ``default`` (``round(8 × fraction)``:
+            the estimate asked for no more).
+        target_shard_mb: the target shard size (None when nothing was estimated).
+        estimated_rows: the split's rows, estimated (None when nothing was estimated).
+        estimated_bytes: its records' uncompressed size with their framing, estimated
+            (None when nothing was estimated, or no row of the sample was valid).
+        rows_exact: whether the source's row count was exact, or estimated from its size.
+    """
+
+    source: str
+    target_shard_mb: Optional[int] = None
+    estimated_rows: Optional[int] = None
+    estimated_bytes: Optional[int] = None
+    rows_exact: Optional[bool] = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "ShardSizing":
+        return cls(data["source"], data.get("target_shard_mb"), data.get("estimated_rows"),
+                   data.get("estimated_bytes"), data.get("rows_exact"))
+
+
+@dataclasses.dataclass(frozen=True)
 class Histogram:
-    """Equal-width bins: ``len(edges) == len(counts) + 1``."""
+    """Equal-width bins: ``len(edges) == len(counts) + 1``. ``count_error``: the most any
+    count can be off (0: exact; None: not recorded, manifests before it was)."""
 
     edges: tuple[float, ...]
     counts: tuple[int, ...]
+    count_error: Optional[int] = None
 
 
 Number = Union[float, tuple[Optional[float], ...], None]  # a scalar's, or a vector's per component
@@ -102,7 +150,8 @@ class NumericStatistics:
 
     ``mean``, ``variance``, ``min`` and ``max`` are numbers for a scalar and tuples (one
     per component) for a vector; ``quantiles`` the deciles 0%, 10%, ..., 100% (per
-    component for a vector); ``histogram`` (scalars only) 20 equal-width bins. ``impute``
+    component for a vector), each off in rank by at most ``quantiles_rank_error`` rows
+    (0: exact; None: not recorded); ``histogram`` (scalars only) 20 equal-width bins. ``impute``
     is ``"mean"`` when preprocessing imputed missing or non-finite values with the
     training mean (training split only): the model does the same at serving time.
     """
@@ -118,6 +167,7 @@ class NumericStatistics:
     histogram: Optional[Histogram] = None
     impute: Optional[str] = None
     kind: str = "numeric"
+    quantiles_rank_error: Optional[int] = None
 
     @property
     def is_vector(self) -> bool:
@@ -210,8 +260,8 @@ def _numeric(data: Mapping[str, Any]) -> NumericStatistics:
         mean=_number(data.get("mean")), variance=_number(data.get("variance")), min=_number(data.get("min")),
         max=_number(data.get("max")),
         quantiles=None if quantiles is None else tuple(tuple(q) if isinstance(q, list) else q for q in quantiles),
-        histogram=Histogram(tuple(hist["edges"]), tuple(hist["counts"])) if hist else None,
-        impute=data.get("impute"))
+        histogram=Histogram(tuple(hist["edges"]), tuple(hist["counts"]), hist.get("count_error")) if hist else None,
+        impute=data.get("impute"), quantiles_rank_error=data.get("quantiles_rank_error"))
 
 
 def _length(data: Mapping[str, Any]) -> LengthStatistics:
@@ -259,6 +309,7 @@ class Split:
     shards: tuple[Shard, ...]
     features: Mapping[str, FeatureStatistics]
     label: LabelStatistics
+    shard_sizing: Optional[ShardSizing] = None
 
     def statistics(self, feature: str) -> FeatureStatistics:
         """One feature's statistics over this split.
@@ -401,6 +452,13 @@ class Manifest:
         return self.data["compression"]
 
     @property
+    def encoding(self) -> dict[str, Any]:
+        """How the shards store the records (`encoding_json`): every key
+        of a record with its list type, dtype and shape, and the parse spec as data.
+        Derived from the schema for manifests written before it was recorded."""
+        return self.data.get("encoding") or encoding_json(self.data["schema"], self.compression)
+
+    @property
     def features(self) -> tuple[Feature, ...]:
         """The stored input features (`Schema.features`)."""
         return self.schema.features
@@ -456,7 +514,8 @@ class Manifest:
                 {f: _feature_statistics(kinds.get(f, st.get("kind", "numeric")), st) for f, st in features.items()}),
             label=LabelStatistics(class_counts=_frozen(label["class_counts"])) if "class_counts" in label
             else LabelStatistics(numbers=_numeric(label) if label else None,
-                                 transformed=_numeric(label["transformed"]) if label.get("transformed") else None))
+                                 transformed=_numeric(label["transformed"]) if label.get("transformed") else None),
+            shard_sizing=ShardSizing.from_json(data["shard_sizing"]) if data.get("shard_sizing") else None)
 
     def label_scaling(self, standardize: Optional[bool] = None) -> LabelScaling:
         """What the model learns of a regression label: ``label.transform``, then

@@ -23,8 +23,9 @@ from typing import Any, Mapping, Optional
 
 # JSON type → how a message names it.
 _NAMES = {dict: "a mapping (JSON object)", list: "a list (JSON array)", str: "a string", int: "an integer",
-          float: "a number"}
-_STAT_INTS = ("count", "missing", "non_finite", "num_unique", "oov_buckets", "steps", "truncated")
+          float: "a number", bool: "true or false"}
+_STAT_INTS = ("count", "missing", "non_finite", "num_unique", "oov_buckets", "steps", "truncated",
+              "quantiles_rank_error")
 _STAT_NUMBERS = ("mean", "variance", "min", "max")
 
 
@@ -45,7 +46,7 @@ def _echo(value: Any) -> str:
 
 def _is(value: Any, kind: type) -> bool:
     if isinstance(value, bool):  # JSON true/false are not numbers
-        return False
+        return kind is bool
     if kind is float:
         return isinstance(value, (int, float))
     return isinstance(value, kind)
@@ -100,6 +101,7 @@ def _statistics(data: Mapping[str, Any], path: str) -> None:
     if hist is not None and "edges" in hist:  # a numeric histogram (a length's maps length → count)
         _items(hist, "edges", f"{path}.histogram", float, is_list=True, required=True)
         _items(hist, "counts", f"{path}.histogram", int, is_list=True, required=True)
+        _get(hist, "count_error", f"{path}.histogram", int)
     length = _get(data, "length", path, dict)
     if length is not None:
         for key in ("count", "min", "max"):
@@ -138,6 +140,9 @@ def _split(data: Mapping[str, Any], path: str, written: bool) -> None:
     if num_examples is not None and (shards or written) and num_examples != records:
         raise _Bad(f"{path}.num_examples: {num_examples}, but its {len(shards)} shard(s) hold {records} records "
                    f"(the sum of their 'records')")
+    sizing = _get(data, "shard_sizing", path, dict)
+    if sizing is not None:  # since shard counts follow the data; older manifests have none
+        _shard_sizing(sizing, f"{path}.shard_sizing")
     stats = _get(data, "statistics", path, dict) or {}
     for p, feature in _items(stats, "features", f"{path}.statistics", dict):
         _statistics(feature, p)
@@ -150,6 +155,18 @@ def _split(data: Mapping[str, Any], path: str, written: bool) -> None:
             transformed = _get(label, "transformed", f"{path}.statistics.label", dict)
             if transformed is not None:
                 _statistics(transformed, f"{path}.statistics.label.transformed")
+
+
+SHARD_SIZING_SOURCES = ("config", "estimate", "default")
+
+
+def _shard_sizing(data: Mapping[str, Any], path: str) -> None:
+    how = _get(data, "source", path, str, required=True, what=" or ".join(SHARD_SIZING_SOURCES))
+    if how not in SHARD_SIZING_SOURCES:
+        raise _Bad(f"{path}.source: expected one of {list(SHARD_SIZING_SOURCES)}, got {_echo(how)}")
+    for key in ("target_shard_mb", "estimated_rows", "estimated_bytes"):
+        _get(data, key, path, int)
+    _get(data, "rows_exact", path, bool)
 
 
 def _schema(data: Mapping[str, Any]) -> None:
@@ -208,6 +225,11 @@ def _check(data: Any, written: bool) -> None:
             for key in ("feature", "kind"):
                 _get(finding, key, p, str, required=True)
     _get(data, "snapshot", "", dict)  # format 3; its content is the publisher's
+    encoding = _get(data, "encoding", "", dict)  # informative (readers use the schema); newer manifests
+    if encoding is not None:
+        for p, key in _items(encoding, "keys", "encoding", dict, is_list=True):
+            _get(key, "key", p, str, required=True)
+        _items(encoding, "parse_spec", "encoding", dict)
 
 
 def shape_problem(data: Any, *, written: bool = True) -> Optional[str]:

@@ -127,15 +127,31 @@ def take_records(buffer: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> t
     offsets = np.asarray(offsets, dtype=np.int64)
     rows = np.asarray(rows, dtype=np.int64)
     lengths = np.diff(offsets)
-    new = np.zeros(rows.size + 1, dtype=np.int64)
-    if not rows.size:
-        return np.empty(0, dtype=np.uint8), new
-    np.cumsum(lengths[rows], out=new[1:])
-    if (lengths == lengths[0]).all():  # one length: a reshape
+    if rows.size and (lengths == lengths[0]).all():  # one length: a reshape
         size = int(lengths[0])
+        new = np.arange(rows.size + 1, dtype=np.int64) * size
         return buffer[offsets[0]:offsets[-1]].reshape(lengths.size, size)[rows].reshape(-1), new
-    starts = np.repeat(offsets[rows] - new[:-1], lengths[rows])
-    return buffer[starts + np.arange(int(new[-1]))], new
+    return gather_records(buffer, offsets[:-1][rows], lengths[rows])
+
+
+def gather_records(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The records that start at ``starts`` in ``buffer`` with ``lengths`` bytes each,
+    in that order: ``(their buffer, their n + 1 offsets)``.
+
+    Example:
+        >>> buf, off = gather_records(np.frombuffer(b"abcdef", dtype=np.uint8), np.array([4, 0]), np.array([2, 1]))
+        >>> buf.tobytes(), off.tolist()
+        (b'efa', [0, 2, 3])
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    new = np.zeros(lengths.size + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new[1:])
+    if not lengths.size:
+        return np.empty(0, dtype=np.uint8), new
+    if (lengths == lengths[0]).all():  # one length: a grid of indices
+        return buffer[starts[:, None] + np.arange(int(lengths[0]))[None, :]].reshape(-1), new
+    return buffer[np.repeat(starts - new[:-1], lengths) + np.arange(int(new[-1]))], new
 
 
 def _mask(crc: np.ndarray) -> np.ndarray:

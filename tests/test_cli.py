@@ -146,8 +146,8 @@ def test_run_the_seed_lstm_config_end_to_end(tmp_path, capsys, monkeypatch):
     config = os.path.join(CONFIGS, "seed_lstm.yaml")
     assert main(["run", "--config", config, "--workdir", "runs/series", "--epochs", "1"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^series\s+lstm\s+\d+\s+\d+\s+1\s+log_loss\s+[\d.]+\s+0\.69\d*\s+(yes|no)\s+.*accuracy", out,
-                     re.M), out  # the training prior's log-loss: about log 2 on random labels
+    assert re.search(r"^series\s+lstm\s+\d+\s+eval\s+\d+\s+1\s+log_loss\s+[\d.]+\s+0\.69\d*\s+(yes|no)\s+.*accuracy",
+                     out, re.M), out  # the training prior's log-loss: about log 2 on random labels
     metrics = json.load(open("runs/series/model/metrics.json"))
     assert metrics["examples"]["train"] + metrics["examples"]["eval"] == 300
     assert main(["summary", "runs/series"]) == 0
@@ -215,7 +215,7 @@ def test_run_preprocesses_in_a_child_process_with_the_same_dataset(tmp_path, cap
     assert main(["preprocess", "--config", config, "--output", str(tmp_path / "alone")]) == 0
     assert main(["run", "--config", config, "--workdir", str(tmp_path / "run"), "--epochs", "1"]) == 0
     captured = capsys.readouterr()
-    assert re.search(r"^toy\s+dense\s+[\d,]+\s+[\d,]+\s+1\s+", captured.out, re.M), captured.out
+    assert re.search(r"^toy\s+dense\s+[\d,]+\s+eval\s+[\d,]+\s+1\s+", captured.out, re.M), captured.out
     assert re.search(r"tfstream: peak RSS: preprocess \d+ MB, train \d+ MB", captured.err), captured.err
 
     def shards(root):
@@ -273,3 +273,94 @@ def test_a_bad_source_is_reported_before_tensorflow_or_beam_is_imported(tmp_path
     assert proc.returncode == 2, proc.stderr
     assert f"tfstream {command}: error: " in proc.stderr and str(path) in proc.stderr, proc.stderr
     assert "HEAVY=\n" in proc.stderr, proc.stderr  # neither TensorFlow nor Beam (nor Keras) was imported
+
+
+_SEED_EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "training", "seed_examples.md")
+
+
+def test_doctor_on_the_seeds_examples(capsys):
+    assert main(["doctor", _SEED_EXAMPLES]) == 1  # a finding at warning level
+    out = capsys.readouterr().out
+    assert out.startswith(f"{_SEED_EXAMPLES}: 5 findings (2 warnings, 3 infos)\n")
+    assert re.search(r"seed_examples\.md:30 +warning +batch_size=1,000 is large for a Dense model", out)
+    assert main(["doctor", _SEED_EXAMPLES, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["exit_status"] == 1 and report["counts"] == {"error": 0, "warning": 2, "info": 3}
+    assert [(f["line"], f["code"]) for f in report["findings"]][:2] == [(30, "batch-size"), (30, "fit-arrays")]
+
+
+def test_doctor_exit_statuses(tmp_path, capsys):
+    clean = tmp_path / "train.py"
+    clean.write_text("import tfstream as tfs\nmodel.fit(tfs.read('d', 'train', batch_size=64))\n", encoding="utf-8")
+    assert main(["doctor", str(clean)]) == 0
+    assert capsys.readouterr().out.startswith(f"{clean}: 0 findings")
+    bad = tmp_path / "bad.py"
+    bad.write_text("model.fit(\n", encoding="utf-8")
+    assert main(["doctor", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tfstream doctor: error: {bad}:1: not valid Python: syntax error:") and "Traceback" not in err
+    for argv in (["doctor"], ["doctor", str(clean), "--config", "c.yaml"], ["doctor", "c.yaml"],
+                 ["doctor", str(clean), "--dataset", "d"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+    assert "tfstream doctor --config c.yaml" in capsys.readouterr().err
+    assert main(["doctor", "--config", os.path.join(CONFIGS, "digits_lstm.yaml")]) == 0
+    assert "the config is checked alone" in capsys.readouterr().out
+    assert main(["doctor", "--config", str(tmp_path / "none.yaml")]) == 2
+
+
+def test_doctor_imports_no_tensorflow():
+    proc = subprocess.run([sys.executable, "-c", _PROBE, "doctor", _SEED_EXAMPLES], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1 and "HEAVY=\n" in proc.stderr, proc.stderr
+
+
+def test_a_config_without_a_model_checks_and_train_says_to_add_one(tmp_path, capsys):
+    """A config only used to preprocess needs no `model:` section (the issue's third
+    failure); `train` and `run` on it stop at once, in one line, saying to add one."""
+    data = _shipped("seed_dense.yaml")
+    del data["model"]
+    data["source"]["path"] = str(tmp_path / "toy.npz")
+    config = _write_config(tmp_path / "prep.yaml", data)
+    assert main(["config", "check", config]) == 0
+    assert yaml.safe_load(capsys.readouterr().out.split("\n", 1)[1])["model"] is None
+    for command in (["train", "--config", config], ["run", "--config", config, "--workdir", str(tmp_path / "run")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err == (f"tfstream {command[0]}: error: {config}: model: missing; training needs a `model:` section, "
+                       f"e.g. `model: {{type: dense}}` (lstm for sequences); without one the config only "
+                       f"preprocesses\n")
+    assert not os.path.exists(tmp_path / "run")  # refused before preprocessing
+
+
+@pytest.mark.slow
+def test_given_splits_from_preprocess_to_summary(tmp_path, capsys):
+    """The issue's job, end to end: a preprocessing config without a model gives train and
+    test by a column, with validation carved out of train; training scores the split named
+    test, metrics.json names it, and `summary` shows its count, named."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    np.savez(tmp_path / "toy.npz", X=rng.random((1200, 10), dtype=np.float32), y=rng.integers(0, 2, 1200),
+             fold=np.array(["train", "train", "train", "test"] * 300))
+    data = _shipped("seed_dense.yaml")
+    model = data.pop("model")
+    data["source"]["path"] = str(tmp_path / "toy.npz")
+    data["split"] = {"column": "fold", "values": ["train", "test"],
+                     "carve": {"split": "train", "into": {"train": 0.9, "validation": 0.1}}}
+    prep = _write_config(tmp_path / "prep.yaml", data)
+    assert main(["preprocess", "--config", prep, "--output", str(tmp_path / "run" / "dataset")]) == 0
+    data.update(model=model, train={"epochs": 1, "validation_split": "validation", "eval_split": "test"})
+    job = _write_config(tmp_path / "job.yaml", data)
+    assert main(["train", "--config", job, "--dataset", str(tmp_path / "run" / "dataset"),
+                 "--model-dir", str(tmp_path / "run" / "model")]) == 0
+    metrics = json.load(open(tmp_path / "run" / "model" / "metrics.json"))
+    assert (metrics["eval_split"], metrics["validation_split"], metrics["train_split"]) == \
+        ("test", "validation", "train")
+    assert metrics["examples"]["test"] == 300 and set(metrics["examples"]) == {"train", "validation", "test"}
+    capsys.readouterr()
+    assert main(["summary", str(tmp_path / "run")]) == 0
+    header, _, row = capsys.readouterr().out.splitlines()[:3]
+    assert header.split()[:6] == ["run", "model", "train", "eval", "split", "eval"]
+    assert row.split()[:5] == ["run", "dense", f"{metrics['examples']['train']:,}", "test", "300"]

@@ -16,6 +16,28 @@ def _section_code(title: str) -> str:
     return "\n".join(blocks)
 
 
+def _subsection_code(title: str) -> str:
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    section = re.split(r"\n#{1,4} ", text.split(f"#### {title}", 1)[1], maxsplit=1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert blocks, f"no python block under '{title}'"
+    return "\n".join(blocks)
+
+
+@pytest.mark.slow
+def test_given_splits_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    os.symlink(os.path.join(ROOT, "configs"), tmp_path / "configs")
+    scope: dict = {}
+    code = _subsection_code("Given splits: train and test files, a split column")
+    exec(compile(code, "README.md", "exec"), scope)
+    manifest = scope["manifest"]
+    assert (manifest.split_names, manifest.num_examples("test")) == (["train", "validation", "test"], 2000)
+    assert manifest.num_examples("train") + manifest.num_examples("validation") == 8000
+    assert 600 < manifest.num_examples("validation") < 1000
+    assert "(['train', 'validation', 'test'], 2000)" in code  # what the block says it gives
+
+
 @pytest.mark.slow
 def test_seed_examples_rewritten_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -40,7 +62,7 @@ def test_readme_commands_exist():
         assert os.path.exists(os.path.join(ROOT, "configs", name)), name
 
 
-@pytest.mark.parametrize("name", ["seed_dense.yaml", "seed_lstm.yaml", "flights_dense.yaml", "digits_lstm.yaml"])
+@pytest.mark.parametrize("name", sorted(os.listdir(os.path.join(ROOT, "configs"))))
 def test_every_shipped_config_loads(name):
     from tfstream.pipelines.config import load_config
 

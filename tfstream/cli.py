@@ -9,6 +9,7 @@
     tfstream verify     DATASET_DIR [--split SPLIT] [--json]
     tfstream summary    RUN_DIR [RUN_DIR ...]
     tfstream config     schema | check CONFIG
+    tfstream doctor     SCRIPT.py | FILE.md | --config C [--dataset DIR]  [--json]
     tfstream bench      [--scale smoke|full] [--only B1,B3] [--workdir DIR] [--out DIR]
 
 Beam options after ``--`` (or any option the command does not know) go to Beam's
@@ -17,7 +18,8 @@ Beam options after ``--`` (or any option the command does not know) go to Beam's
 problem with the input (config, source, dataset), 3 for shard files that do not match
 their manifest (missing, resized, corrupt, truncated: `verify`, `inspect`'s size check,
 `train`), 75 (EX_TEMPFAIL) when another run is writing the same dataset (``--wait``
-waits for it instead), 1 for anything else; ``-v`` (or ``--debug``) shows TensorFlow's
+waits for it instead), 1 for anything else (`doctor`: for a finding at warning level or
+above); ``-v`` (or ``--debug``) shows TensorFlow's
 and Beam's own logs and the traceback of an error.
 """
 
@@ -140,6 +142,15 @@ def _parser() -> argparse.ArgumentParser:
                                                 "with every default filled in")
     check.add_argument("config", help="job config (YAML)")
 
+    p = sub.add_parser("doctor", help="point at the known causes of out-of-memory errors and slow input, with "
+                                      "the line and the fix: in a training script (read, never run), in the "
+                                      "```python blocks of a markdown file, or in a job config and its dataset")
+    p.add_argument("path", nargs="?", help="a training script (.py), or a text file whose ```python blocks are read")
+    p.add_argument("--config", help="a job config (YAML): its reader settings against the model, the dataset and "
+                                    "the memory planner")
+    p.add_argument("--dataset", help="with --config: the dataset (default: output.dir, then runs/<name>/dataset)")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
+
     # Its options are `python -m benchmarks`' own (`tfstream bench --help` shows them): passed on as they are.
     sub.add_parser("bench", add_help=False, help="run the benchmarks from a source checkout (python -m benchmarks): "
                                                  "figures, results.json, plots")
@@ -222,7 +233,7 @@ def _preprocess(config, output: Optional[str], beam_args: Sequence[str], previou
     for split in manifest.splits.values():
         _log.info("  %-10s %9s records in %d shard(s)", split.name, f"{split.num_examples:,}", len(split.shards))
         if split.num_examples == 0:
-            _log.warning("  split %r is empty: check split.fractions and the source", split.name)
+            _log.warning("  split %r is empty: check %s and the source", split.name, config.split_plan().origin)
     return manifest
 
 
@@ -254,6 +265,30 @@ def _config(args) -> None:
     config = load_config(args.config)
     print(f"# {args.config}: valid; every key, defaults filled in")
     print(yaml.safe_dump(config.to_json(), sort_keys=False, default_flow_style=None, width=100), end="")
+
+
+def _doctor(args) -> int:
+    """`tfstream doctor`: exit status 0 (no finding at warning level or above), 1, or 2
+    (a usage error: a file it cannot read or parse, a config that does not load)."""
+    from tfstream.training.doctor import exit_status, format_report
+    from tfstream.training.doctor_script import ScriptError, check_file
+
+    if (args.path is None) == (args.config is None) or (args.dataset and not args.config):
+        _parser().error("doctor: give a script or text file (tfstream doctor train.py), or --config C [--dataset D]")
+    if args.config:
+        from tfstream.training.doctor_config import check_config_file
+
+        report = check_config_file(args.config, args.dataset)
+    elif args.path.endswith((".yaml", ".yml")):
+        _parser().error(f"doctor: {args.path} looks like a job config: tfstream doctor --config {args.path}")
+    else:
+        try:
+            report = check_file(args.path)
+        except ScriptError as e:
+            print(f"tfstream doctor: error: {e}", file=sys.stderr)
+            return 2
+    print(json.dumps(report.to_json(), indent=1) if args.json else format_report(report))
+    return exit_status(report)
 
 
 def _verify(dataset: str, split: Optional[str], as_json: bool) -> int:
@@ -301,8 +336,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from tfstream.pipelines.config import load_config
 
     try:
-        if args.command in ("preprocess", "run"):
+        if args.command in ("preprocess", "train", "run"):
             config = _with_epochs(load_config(args.config), getattr(args, "epochs", None))
+        if args.command in ("train", "run"):
+            _require_model(config, args.config)  # before anything runs
+        if args.command in ("preprocess", "run"):
             _check_sources_early(config)  # before TensorFlow or Beam is imported
             beam_args = _beam_args(args, unknown, beam_args)
         if not args.verbose and args.command in ("train", "run"):  # preprocessing does not import TensorFlow
@@ -329,6 +367,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 for path in paths:
                     print(f"  {path}", file=out)
             return _check_shard_sizes(manifest)
+        elif args.command == "doctor":
+            return _doctor(args)
         elif args.command == "verify":
             return _verify(args.dataset, args.split, args.json)
         elif args.command == "gc":
@@ -344,13 +384,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         elif args.command == "preprocess":
             _preprocess(config, args.output, beam_args, args.previous, args)
         elif args.command == "train":
-            config = _with_epochs(load_config(args.config), args.epochs)
             _train(config, args.dataset, args.model_dir, args.restart)
         else:
             return _run(config, args, beam_args)
     except Exception as e:  # noqa: BLE001 - one clear line, the traceback only with -v
         return _error_exit(args.command, args.verbose, e)
     return 0
+
+
+def _require_model(config, path: str) -> None:
+    """`tfstream train` and `run` need the config's ``model:`` section: a config
+    without one only preprocesses."""
+    from tfstream.pipelines.config import ConfigError
+
+    try:
+        config.require_model()
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 def _beam_args(args, unknown: Sequence[str], beam_args: list[str]) -> list[str]:
@@ -407,10 +457,10 @@ def _check_sources_early(config) -> None:
     without TensorFlow or Beam: a missing or unreadable source is reported in about a
     second, not after the 10 s their imports take. Remote (``gs://``) and TFDS sources
     are checked by `preprocess` itself, on Beam's file systems."""
-    from tfstream.pipelines.write.sources import SourceError, check_source, resolve_source_paths
+    from tfstream.pipelines.write.sources import SourceError, check_source, resolve_source_paths, source_patterns
 
     source = config.source
-    if getattr(source, "tfds", None) is not None or "://" in (source.path or ""):
+    if getattr(source, "tfds", None) is not None or any("://" in p for p in source_patterns(source)):
         return
     paths = resolve_source_paths(source)
     for path in paths:

@@ -19,10 +19,11 @@ Example:
     {'metric': 'log_loss', 'model': 0.25, 'baseline': 0.55, 'against': 'train_prior', 'margin': 0.01, 'beats': True}
     >>> headline(m), also(m)
     (('log_loss', 0.25, 0.55), 'accuracy 0.9 (0.76), macro-F1 0.8 (0.43)')
-    >>> table = format_summary([("flights", {**m, "model": "dense", "examples": {"train": 800, "eval": 100},
-    ...     "epochs_run": 4, "beats_baseline": True, "train_examples_per_second": 51234.5})], terminal=False)
-    >>> table.splitlines()[2].split()[:10]
-    ['flights', 'dense', '800', '100', '4', 'log_loss', '0.25', '0.55', 'yes', '51,234']
+    >>> table = format_summary([("flights", {**m, "model": "dense", "examples": {"train": 800, "test": 100},
+    ...     "eval_split": "test", "epochs_run": 4, "beats_baseline": True, "train_examples_per_second": 51234.5})],
+    ...     terminal=False)
+    >>> table.splitlines()[2].split()[:11]
+    ['flights', 'dense', '800', 'test', '100', '4', 'log_loss', '0.25', '0.55', 'yes', '51,234']
 """
 
 from __future__ import annotations
@@ -86,12 +87,16 @@ def also(metrics: Mapping[str, Any]) -> str:
 
 def format_summary(runs: Sequence[tuple[str, Mapping[str, Any]]], *, terminal: Optional[bool] = None) -> str:
     """One row per run's metrics.json: the proper score next to the best trivial
-    baseline's, and the other figures (`also`)."""
+    baseline's, and the other figures (`also`), with the scored split named and counted
+    (``eval_split``; ``eval`` in metrics written before it was recorded), and the
+    training split counted, whatever their names."""
     rows = []
     for name, m in runs:
         metric, value, base = headline(m)
-        rows.append([name, m["model"], m["examples"].get("train"), m["examples"].get("eval"), m["epochs_run"],
-                     metric, value, base, m.get("beats_baseline"), m.get("train_examples_per_second"), also(m)])
+        scored = m.get("eval_split") or "eval"
+        rows.append([name, m["model"], m["examples"].get(m.get("train_split") or "train"), scored,
+                     m["examples"].get(scored), m["epochs_run"], metric, value, base, m.get("beats_baseline"),
+                     m.get("train_examples_per_second"), also(m)])
     return render_table(
-        ["run", "model", "train", "eval", "epochs", "metric", "eval value", "baseline", "beats", "train ex/s",
-         "also (baseline)"], rows, terminal=terminal)
+        ["run", "model", "train", "eval split", "eval", "epochs", "metric", "eval value", "baseline", "beats",
+         "train ex/s", "also (baseline)"], rows, terminal=terminal)

@@ -229,7 +229,7 @@ def build_model(manifest: Manifest, config: JobConfig, *, split: Optional[str] =
         >>> model.name, model.output_shape
         ('tfstream_dense', (None, 1))
     """
-    m = config.model
+    m = config.require_model()
     statistics = manifest.split(split or config.train.train_split).features
     if m.type == "dense":
         model = build_dense(manifest.schema, statistics, hidden_units=m.hidden_units, dropout=m.dropout,

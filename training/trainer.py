@@ -229,13 +229,15 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, None] = None, mode
     other records is refused (``restart=True`` starts afresh).
 
     Returns:
-        The content of ``metrics.json``.
+        The content of ``metrics.json``; ``eval_split`` names the split scored.
 
     Raises:
+        ConfigError: the config has no ``model:`` section.
         IntegrityError: a shard does not match the manifest (`training.integrity`): found
             before the first epoch for the validation and eval splits, named by its file
             when it breaks a read during training.
     """
+    config.require_model()
     if isinstance(dataset, Manifest):
         dataset_dir = dataset.root
     else:
@@ -245,10 +247,15 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, None] = None, mode
     model_dir = os.path.abspath(model_dir)
     t = config.train
     manifest = dataset if isinstance(dataset, Manifest) else load_manifest(dataset_dir)
+    origin = config.split_plan().origin
     for role, split in (("train on", t.train_split), ("validate on", t.validation_split), ("evaluate on", t.eval_split)):
         if split is not None and manifest.num_examples(split) == 0:
-            raise TrainError(f"{dataset_dir}: the {split!r} split is empty, nothing to {role}; give it a larger "
-                             f"share in split.fractions (or more data) and re-run `tfstream preprocess`")
+            more = "a larger share in split.fractions" if origin == "split.fractions" else f"rows ({origin})"
+            raise TrainError(f"{dataset_dir}: the {split!r} split is empty, nothing to {role}; give it {more} (or "
+                             f"more data) and re-run `tfstream preprocess`")
+    if t.eval_split == t.train_split:
+        _log.warning("train.eval_split is the training split %r: its score is not held out; name a split the model "
+                     "does not train on", t.eval_split)
     if manifest.schema != config.schema():
         raise TrainError(
             f"{dataset_dir}: the dataset's schema differs from the config's; re-run `tfstream preprocess` "
@@ -334,12 +341,15 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
     metrics = {
         "job": config.name,
         "task": config.label.task,
-        "model": config.model.type,
+        "model": config.require_model().type,
         "dataset_dir": os.path.abspath(dataset_dir),
         "dataset": identity,
         "model_dir": model_dir,
         "export_dir": export_dir,
         "examples": {s: manifest.num_examples(s) for s in manifest.split_names},
+        "train_split": t.train_split,
+        "validation_split": t.validation_split,
+        "eval_split": t.eval_split,  # the split scored: "eval" holds its metrics, whatever its name
         "epochs_run": epochs_run,
         "resumed_at_epoch": resumed_at,
         "best_epoch": int(monitored.index(min(monitored))) + 1 if monitored else epochs_run,

@@ -33,6 +33,8 @@ from tfstream.transforms.label_scaling import TRANSFORMS
 
 KINDS = ("numeric", "categorical", "sequence")
 DTYPES = ("float32", "int64", "string")
+# The `tf.train.Feature` list that holds each dtype.
+_LISTS = {"float32": "float_list", "int64": "int64_list", "string": "bytes_list"}
 TASKS = ("binary", "multiclass", "regression")
 
 LENGTH_SUFFIX = "_length"
@@ -202,27 +204,50 @@ class Schema:
         return tuple(f for f in self.features if f.kind == "sequence")
 
     def parse_spec(self) -> dict[str, Any]:
-        """The feature spec for `tf.io.parse_example` on a batch of serialized records.
+        """The feature spec for `tf.io.parse_example` on a batch of serialized records
+        (`parse_spec_from_json` of `encoding`'s ``parse_spec``).
 
         Sequence features parse to `tf.RaggedTensor` of shape ``[batch, (time), dim]``;
         everything else to dense tensors of shape ``[batch, *shape]``.
         """
-        import tensorflow as tf  # imported here: schema is also used where TF is not needed
+        return parse_spec_from_json(self.encoding()["parse_spec"])
 
+    def encoding(self) -> dict[str, Any]:
+        """How a record stores this schema, as JSON data (the manifest's ``encoding``):
+        every key of a record with its list type, dtype and shape per record, and the
+        parse spec, for readers that are not tfstream (`parse_spec_from_json` turns it
+        into TensorFlow's).
+
+        Example:
+            >>> s = Schema((Feature("s", "sequence", "float32", (13,)),), Label("y", "binary", ("a", "b")))
+            >>> [(k["key"], k["list"], k["shape"]) for k in s.encoding()["keys"]]
+            [('s', 'float_list', [None, 13]), ('s_length', 'int64_list', []), ('y', 'int64_list', [])]
+            >>> s.encoding()["parse_spec"]["s"]
+            {'type': 'RaggedFeature', 'dtype': 'float32', 'value_key': 's', 'partitions': [{'uniform_row_length': 13}]}
+        """
+        keys: list[dict[str, Any]] = []
         spec: dict[str, Any] = {}
         for f in self.features:
-            dtype = tf.dtypes.as_dtype(f.dtype)
             if f.kind == "sequence":
-                spec[f.name] = tf.io.RaggedFeature(
-                    dtype=dtype,
-                    value_key=f.name,
-                    partitions=(tf.io.RaggedFeature.UniformRowLength(f.size),),
-                )
-                spec[length_key(f.name)] = tf.io.FixedLenFeature([], tf.int64)
+                keys.append({"key": f.name, "list": _LISTS[f.dtype], "dtype": f.dtype, "shape": [None, f.size],
+                             "values": f"{length_key(f.name)} * {f.size}, step after step",
+                             "what": f"feature {f.name!r}: a sequence of steps of {f.size} values"})
+                keys.append({"key": length_key(f.name), "list": "int64_list", "dtype": "int64", "shape": [],
+                             "values": 1, "what": f"the number of steps of {f.name!r}"})
+                spec[f.name] = {"type": "RaggedFeature", "dtype": f.dtype, "value_key": f.name,
+                                "partitions": [{"uniform_row_length": f.size}]}
+                spec[length_key(f.name)] = {"type": "FixedLenFeature", "shape": [], "dtype": "int64"}
             else:
-                spec[f.name] = tf.io.FixedLenFeature(list(f.shape), dtype)
-        spec[self.label.name] = tf.io.FixedLenFeature([], tf.dtypes.as_dtype(self.label.dtype))
-        return spec
+                keys.append({"key": f.name, "list": _LISTS[f.dtype], "dtype": f.dtype, "shape": list(f.shape),
+                             "values": f.size, "what": f"feature {f.name!r} ({f.kind})"
+                             + (": UTF-8 text" if f.dtype == "string" else "")})
+                spec[f.name] = {"type": "FixedLenFeature", "shape": list(f.shape), "dtype": f.dtype}
+        label = self.label
+        what = "the class index into the manifest's schema.label.classes" if label.num_classes else "the target"
+        keys.append({"key": label.name, "list": _LISTS[label.dtype], "dtype": label.dtype, "shape": [], "values": 1,
+                     "what": f"label {label.name!r} ({label.task}): {what}"})
+        spec[label.name] = {"type": "FixedLenFeature", "shape": [], "dtype": label.dtype}
+        return {"record": "tf.train.Example", "keys": keys, "parse_spec": spec}
 
     def to_json(self) -> dict[str, Any]:
         return {"features": [f.to_json() for f in self.features], "label": self.label.to_json()}
@@ -230,6 +255,29 @@ class Schema:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Schema":
         return cls(tuple(Feature.from_json(f) for f in data["features"]), Label.from_json(data["label"]))
+
+
+def parse_spec_from_json(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A parse spec given as data (`Schema.encoding`'s ``parse_spec``, as the manifest
+    holds it) → the spec for `tf.io.parse_example`.
+
+    Example:
+        >>> s = Schema((Feature("x", "numeric", "float32", (2,)),), Label("y", "regression"))
+        >>> parse_spec_from_json(s.encoding()["parse_spec"])["x"]
+        FixedLenFeature(shape=[2], dtype=tf.float32, default_value=None)
+    """
+    import tensorflow as tf  # imported here: schema is also used where TF is not needed
+
+    out: dict[str, Any] = {}
+    for key, entry in spec.items():
+        dtype = tf.dtypes.as_dtype(entry["dtype"])
+        if entry["type"] == "RaggedFeature":
+            partitions = tuple(tf.io.RaggedFeature.UniformRowLength(p["uniform_row_length"])
+                               for p in entry["partitions"])
+            out[key] = tf.io.RaggedFeature(dtype=dtype, value_key=entry["value_key"], partitions=partitions)
+        else:
+            out[key] = tf.io.FixedLenFeature(list(entry["shape"]), dtype)
+    return out
 
 
 def format_parse_spec(schema: Schema) -> str:
@@ -244,15 +292,13 @@ def format_parse_spec(schema: Schema) -> str:
         }
     """
     lines = ["{"]
-    for f in schema.features:
-        if f.kind == "sequence":
-            lines.append(
-                f'    "{f.name}": tf.io.RaggedFeature(tf.{f.dtype}, value_key="{f.name}", '
-                f"partitions=[tf.io.RaggedFeature.UniformRowLength({f.size})]),"
-            )
-            lines.append(f'    "{length_key(f.name)}": tf.io.FixedLenFeature([], tf.int64),')
+    for key, entry in schema.encoding()["parse_spec"].items():
+        if entry["type"] == "RaggedFeature":
+            partitions = ", ".join(f"tf.io.RaggedFeature.UniformRowLength({p['uniform_row_length']})"
+                                   for p in entry["partitions"])
+            lines.append(f'    "{key}": tf.io.RaggedFeature(tf.{entry["dtype"]}, value_key="{entry["value_key"]}", '
+                         f"partitions=[{partitions}]),")
         else:
-            lines.append(f'    "{f.name}": tf.io.FixedLenFeature({list(f.shape)}, tf.{f.dtype}),')
-    lines.append(f'    "{schema.label.name}": tf.io.FixedLenFeature([], tf.{schema.label.dtype}),')
+            lines.append(f'    "{key}": tf.io.FixedLenFeature({entry["shape"]}, tf.{entry["dtype"]}),')
     lines.append("}")
     return "\n".join(lines)

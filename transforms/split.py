@@ -1,9 +1,13 @@
-"""Deterministic train/eval split by a stable hash.
+"""Which split a row goes to: by a stable hash of its key, or as the source gives it.
 
 The hash is MD5 of the salt and the key, not Python's `hash()`, which differs between
 processes: the same row lands in the same split on every run, on every worker, on every
 runner. `Splitter.assign_numbers` computes the same MD5 for many integer keys at once
 (NumPy, one 64-byte block per key), for the array writers' row numbers.
+
+`SplitRouter` is what the writers call per row: a hash split (`Splitter`), or splits
+given by the source (a row's file, or the value of a column), one of which may be
+carved into several by the hash.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
-from typing import Any, Iterable, Mapping
+import math
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -61,6 +66,117 @@ class Splitter:
             fractions = md5_first64(_decimal_messages(prefix, part)).astype(np.float64) / 2.0**64
             out[start:start + part.size] = np.searchsorted(np.asarray(self._bounds), fractions, side="right")
         return np.minimum(out, len(self.names) - 1)
+
+
+def split_text(value: Any) -> Optional[str]:
+    """A split column's value as the text that ``split.values`` maps: a string as it is,
+    bytes decoded (UTF-8), a whole number without a decimal point (``2``, ``2.0`` and
+    ``np.int64(2)`` all read ``"2"``), anything else as `str` gives it; None for a
+    missing value (None, NaN).
+
+    Example:
+        >>> [split_text(v) for v in ("test", b"train", 2.0, np.int64(3), 0.5, None, float("nan"))]
+        ['test', 'train', '2', '3', '0.5', None, None]
+    """
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0 and not isinstance(value, (str, bytes)):
+        value = value.item()  # a NumPy scalar
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return str(int(value)) if value.is_integer() else str(value)
+    return str(value)
+
+
+class SplitRouter:
+    """Which split a row goes to, in one of three ways:
+
+    * by hash (``fractions``): `Splitter.assign` of the row's key;
+    * given by the source file (``given`` names, and ``files``: each file's split);
+    * given by a ``column``: the row's value as text (`split_text`), mapped by
+      ``values`` (text → given split); a value that maps to no split gives none, and
+      the writers reject the row.
+
+    With given splits, ``carve = (split, fractions)`` hash-splits the rows of one given
+    split by their key, as ``fractions`` would split every row. The final split names
+    (`names`) are the given ones with the carved split replaced, in place, by its parts.
+
+    Example:
+        >>> r = SplitRouter(given=["train", "test"], column="fold",
+        ...                 values={"1": "train", "2": "train", "3": "test"},
+        ...                 carve=("train", {"train": 0.9, "validation": 0.1}))
+        >>> r.names
+        ('train', 'validation', 'test')
+        >>> r.value_split(3), r.value_split("4")
+        ('test', None)
+        >>> r.assign("test", ["f.csv", 7]), r.assign("train", ["f.csv", 7]) in ("train", "validation")
+        ('test', True)
+    """
+
+    def __init__(self, fractions: Optional[Mapping[str, float]] = None, salt: str = "tfstream", *,
+                 given: Sequence[str] = (), files: Optional[Mapping[str, str]] = None, column: Optional[str] = None,
+                 values: Optional[Mapping[str, str]] = None,
+                 carve: Optional[tuple[str, Mapping[str, float]]] = None):
+        if (fractions is None) == (not given):
+            raise ValueError("SplitRouter: give either hash fractions or the given split names")
+        self.salt = salt
+        self.given = tuple(given)
+        self.column = column
+        self.values = dict(values or {})
+        self.files = dict(files or {})
+        self.carved = carve[0] if carve else None
+        self._args = {"fractions": fractions, "salt": salt, "given": given, "column": column, "values": values,
+                      "carve": carve}
+        if fractions is not None:
+            self.hashing: Optional[Splitter] = Splitter(fractions, salt)  # every row, by hash
+            self.names = tuple(fractions)
+            self._carve = None
+        else:
+            self.hashing = None
+            self._carve = Splitter(carve[1], salt) if carve else None
+            self.names = tuple(n for g in self.given for n in (carve[1] if g == self.carved else (g,)))
+
+    def with_files(self, files: Mapping[str, str]) -> "SplitRouter":
+        """The same router, with each source file's given split (path → split)."""
+        return SplitRouter(**self._args, files=files)
+
+    def file_split(self, name: str) -> Optional[str]:
+        """The split given to a source file (``name``: a path, or ``path!member`` for a
+        member of a zip file); None when splits are not given per file."""
+        if not self.files:
+            return None
+        path = name
+        while path not in self.files and "!" in path:
+            path = path.rpartition("!")[0]
+        if path not in self.files:
+            raise ValueError(f"{name}: not one of the source files whose split is given (source.splits)")
+        return self.files[path]
+
+    def value_split(self, value: Any) -> Optional[str]:
+        """The split that a ``column`` value gives (None: none)."""
+        text = split_text(value)
+        return None if text is None else self.values.get(text)
+
+    def unknown_value(self, value: Any) -> str:
+        """Why a ``column`` value gives no split, for the quarantine."""
+        text = split_text(value)
+        known = sorted(self.values)
+        listed = ", ".join(repr(k) for k in known[:10]) + (f" and {len(known) - 10} more" if len(known) > 10 else "")
+        what = "missing" if text is None else f"{text[:80]!r}{'...' if len(text) > 80 else ''}"
+        return f"column {self.column!r}: {what} names no split; the split values are {listed} (split.values)"
+
+    def assign(self, given: Optional[str], key: Iterable[Any]) -> str:
+        """The row's split: ``given`` (its file's or its column's), carved by the hash of
+        ``key`` when it is the carved split; with no given splits, the hash of ``key``."""
+        if self.hashing is not None:
+            return self.hashing.assign(key)
+        if given == self.carved:
+            return self._carve.assign(key)
+        return given
+
 
 
 # Keys hashed at once by `assign_numbers` (measured: 16k rows a block ran 1.4x faster

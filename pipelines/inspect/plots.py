@@ -86,7 +86,8 @@ def _numeric(ax, name: str, split: str, st: NumericStatistics) -> Optional[str]:
     ax.bar(edges[:-1], counts, width=[b - a for a, b in zip(edges, edges[1:])], align="edge", edgecolor="white")
     ax.set_title(f"{name}: {st.count or sum(counts):,} values ({split!r} split)")
     ax.set_xlabel(name)
-    ax.set_ylabel("examples")
+    error = st.histogram.count_error
+    ax.set_ylabel("examples" if error is None else "examples (exact)" if error == 0 else f"examples (each ±{error:,})")
     return "histogram"
 
 

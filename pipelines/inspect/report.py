@@ -73,8 +73,12 @@ def _stat_summary(stats) -> str:
 def _numeric_row(name: str, stats: NumericStatistics) -> list[Any]:
     m = _moments(stats) if stats.count else {}
     # missing and non_finite are absent from older manifests: shown as "-", not as 0.
+    error = stats.quantiles_rank_error
+    p50 = m.get("p50")
+    if p50 is not None and error:  # approximate: say by how many rows the median's rank can be off
+        p50 = f"{p50:.4g} (±{error:,} rows)"
     return [name, stats.count, stats.missing, stats.non_finite, m.get("mean"), m.get("std"), m.get("min"),
-            m.get("p50"), m.get("max")]
+            p50, m.get("max")]
 
 
 def _numeric_section(manifest: Manifest, split: str, terminal: Optional[bool]) -> list[str]:
@@ -92,6 +96,8 @@ def _numeric_section(manifest: Manifest, split: str, terminal: Optional[bool]) -
         return []
     note = [" (a vector feature name[k] is summarized over all the values of its k components)"] \
         if any(f.kind == "numeric" and f.shape for f in manifest.features) else []
+    note += [" (p50 is exact where no bound is shown: the feature has at most 1,024 distinct values; "
+             "else its rank is off by at most the rows shown)"]
     return ["", f"numeric features ({split!r} split)",
             render_table(["feature", "count", "missing", "non-finite", "mean", "std", "min", "p50", "max"], rows,
                          terminal=terminal)] + note

@@ -122,6 +122,25 @@ def machine_memory() -> Optional[int]:
     return total
 
 
+def memory_cache_warning(manifest: Manifest, split: str, *, machine_bytes: Optional[int] = None) -> Optional[str]:
+    """The warning for ``cache: memory`` on a split whose records take over a quarter of
+    this machine's memory (`machine_memory`; or ``machine_bytes``), else None. `read`
+    logs it; `tfstream doctor --config` reports it.
+
+    Example:
+        >>> memory_cache_warning(load_manifest(dataset_dir), "train", machine_bytes=1 << 20)  # doctest: +ELLIPSIS
+        "cache='memory' on split 'train' holds ... MB of records, over a quarter of this machine's 1 MB of memory; ..."
+    """
+    total = machine_memory() if machine_bytes is None else machine_bytes
+    if total is None:
+        return None
+    size = manifest.split(split).record_bytes
+    if size <= total // 4:
+        return None
+    return (f"cache='memory' on split {split!r} holds {size / 2**20:.0f} MB of records, over a quarter of this "
+            f"machine's {total / 2**20:.0f} MB of memory; use a file cache (cache='/path/prefix') or no cache")
+
+
 def parallel_shards(manifest: Manifest, split: str, cycle_length: int) -> int:
     """``cycle_length`` as `read` runs it: at most the split's shard count. More
     interleave slots than shards read the same blocks in the same order (each slot holds

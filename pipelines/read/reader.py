@@ -28,7 +28,7 @@ import tensorflow as tf
 from tfstream.pipelines.config import ReadOptions
 from tfstream.pipelines.manifest import Manifest, load_manifest
 from tfstream.pipelines.read.bucketing import DEFAULT_NUM_BUCKETS, bucket_by_length, bucket_plan
-from tfstream.pipelines.read.memory import machine_memory, parallel_shards, shuffle_buffer_held
+from tfstream.pipelines.read.memory import memory_cache_warning, parallel_shards, shuffle_buffer_held
 from tfstream.pipelines.read.stages import (
     BLOCK_SIZE,
     PaddingCounter,
@@ -46,19 +46,6 @@ from tfstream.transforms.label_scaling import LabelScaling
 from tfstream.transforms.schema import length_key
 
 _log = logging.getLogger(__name__)
-
-
-def _warn_on_memory_cache(manifest: Manifest, split: str) -> None:
-    total = machine_memory()
-    if total is None:
-        return
-    size = manifest.split(split).record_bytes
-    if size > total // 4:
-        _log.warning(
-            "cache='memory' on split %r holds %.0f MB of records, over a quarter of this machine's "
-            "%.0f MB of memory; use a file cache (cache='/path/prefix') or no cache",
-            split, size / 2**20, total / 2**20,
-        )
 
 
 def read(
@@ -147,8 +134,8 @@ def read(
         # layout, so the layout is part of its name.
         layout = f"blocks{BLOCK_SIZE}" if shuffle else "records"
         cache = f"{cache}.{split}.{manifest.split(split).digest[:16]}.{layout}"
-    elif cache == "memory":
-        _warn_on_memory_cache(manifest, split)
+    elif cache == "memory" and (warning := memory_cache_warning(manifest, split)):
+        _log.warning("%s", warning)
     # Unshuffled reads keep the stored order (predictions line up with records); seeded
     # reads are reproducible; otherwise tf.data may reorder for speed.
     deterministic = True if (options.seed is not None or not shuffle) else None

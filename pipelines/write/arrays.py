@@ -16,9 +16,10 @@ Beam graph.
 * Each row is validated and routed to its split or to the quarantine by
   `rows.route_chunk`, the function the Beam pipeline maps over its chunks.
   The split key is the ``split.key`` columns, else the row number alone, as for an
-  .npz through the Beam pipeline: the same arrays land in the same splits either way.
-  Rows whose values need no conversion are validated, split (`Splitter.assign_numbers`)
-  and counted a chunk at a time with NumPy (`_FastRoute`).
+  .npz through the Beam pipeline: the same arrays land in the same splits either way;
+  ``split.column`` gives each row's split, as it does there. With a hash split, rows
+  whose values need no conversion are validated, split (`Splitter.assign_numbers`) and
+  counted a chunk at a time with NumPy (`_FastRoute`).
 * Statistics are `DatasetStats` accumulators, one per split; vocabularies are token
   counts of the training split ranked by `transforms.vocabulary.top_tokens`. When a feature
   imputes, a first pass computes them (the imputed value is the training mean), and a
@@ -39,7 +40,9 @@ Memory: two chunks (one whose statistics a worker thread adds while the next is
 written), a buffer per shard (1 MiB; less with more than 64 shards), the statistics
 accumulators (bounded), the vocabulary counts (one entry per distinct token of the
 training split, as in Beam's keyed count), and, at the end, two shards' records while
-they are sorted and written (keep shards to a few hundred MB: output.num_shards).
+they are sorted and written (two threads): ``output.target_shard_mb`` keeps shards near
+128 MiB (the shard counts are planned as `preprocess` plans them for an .npz of the
+arrays: `shard_plan`, `source_size.measure_arrays`).
 """
 
 from __future__ import annotations
@@ -57,18 +60,20 @@ from typing import Any, Iterator, Mapping, Optional
 import numpy as np
 
 from tfstream.pipelines import fs
-from tfstream.pipelines.config import JobConfig
+from tfstream.pipelines.config import ConfigError, JobConfig
 from tfstream.pipelines.manifest import Manifest, write_manifest
-from tfstream.pipelines.shards import shard_file, take_records
+from tfstream.pipelines.shards import gather_records, shard_file, take_records
 from tfstream.pipelines.write import sources
 from tfstream.pipelines.write.manifest_builder import manifest_json, manifest_settings
 from tfstream.pipelines.write.publish import QUARANTINE_DIR, QUARANTINE_FILE
 from tfstream.pipelines.write.rows import QUARANTINED, first_example, quarantine_key, route_chunk, rows_in_chunk
 from tfstream.pipelines.write.run import PreprocessError, finish_run, resolve_dataset_dir, writing
-from tfstream.pipelines.write.sharding import FRAME_RECORDS, num_shards_of, record_hashes, write_shard
+from tfstream.pipelines.write.shard_plan import plan_shards, shard_sizing
+from tfstream.pipelines.write.sharding import FRAME_RECORDS, record_hashes, write_shard
+from tfstream.pipelines.write.source_size import measure_arrays
 from tfstream.transforms.analyzers import DatasetStats
 from tfstream.transforms.example_encoder import encode_examples_buffer, rows_to_columns
-from tfstream.transforms.split import Splitter
+from tfstream.transforms.split import SplitRouter
 from tfstream.transforms.validation import ImputationError, impute_row, imputation_values
 from tfstream.transforms.vocabulary import top_tokens
 
@@ -117,7 +122,9 @@ def write_arrays(
     ``na_values`` (for string arrays); ``format`` and ``path`` are not read (the
     section is required by `JobConfig`): write ``source: {format: npz, path: <arrays>}``,
     which also allows sequence features and ``lengths_key``. A config of another source
-    format works too, with a warning that its files are not read.
+    format works too, with a warning that its files are not read; ``source.splits``
+    (splits given per file) is refused: give the splits in an array named by
+    ``split.column``.
 
     Arrays may be ``np.memmap`` (``np.load(path, mmap_mode="r")``) or any array: only
     ``chunk_rows`` rows are read at a time, and the pages of a memory-mapped array are
@@ -166,6 +173,10 @@ def write_arrays(
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows: expected >= 1, got {chunk_rows}")
+    if config.source.splits is not None:
+        raise ConfigError("source.splits: write_arrays takes its rows from the arrays given, not from files, so no "
+                          "file can give a split; give each row's split in an array (split.column, with "
+                          "split.values), or write the files with preprocess")
     _warn_about_source(config)
     columns, lengths = _select(config, arrays)
     sequence_columns = config.sequence_columns()
@@ -175,7 +186,8 @@ def write_arrays(
     n = lengths.shape[0] if lengths is not None else next(iter(columns.values())).shape[0]
     with writing(config, dataset_dir, previous=previous, wait=wait, force=force) as staging:
         _log.info("write_arrays %r: %d rows, %d at a time -> %s", config.name, n, chunk_rows, dataset_dir)
-        run = _Run(config, columns, lengths, staging, chunk_rows)
+        plan = plan_shards(config, lambda: measure_arrays(config, columns, lengths))
+        run = _Run(config, columns, lengths, staging, chunk_rows, plan)
         write_manifest(staging, run.write())
         return finish_run(config, staging, dataset_dir, previous)
 
@@ -211,17 +223,17 @@ class _Run:
     """One `write_arrays` run: the passes over the arrays, and what they accumulate."""
 
     def __init__(self, config: JobConfig, columns: dict[str, np.ndarray], lengths: Optional[np.ndarray],
-                 staging: str, chunk_rows: int):
-        self.config = config
+                 staging: str, chunk_rows: int, plan: dict[str, dict[str, Any]]):
+        self.config, self.plan = config, plan
         self.columns, self.lengths = columns, lengths
         self.staging, self.chunk_rows = staging, chunk_rows
         self.schema = config.schema()
         self.rules = config.row_rules()
-        self.splitter = Splitter(dict(config.split.fractions), config.split.salt)
+        self.router = config.split_plan().router()
         self.split_key = tuple(config.split.key)
         self.train_split = config.train.train_split
         self.stats = DatasetStats(self.schema)
-        self.accumulators = {split: self.stats.create_accumulator() for split in config.split.fractions}
+        self.accumulators = {split: self.stats.create_accumulator() for split in self.router.names}
         self.vocabulary_sizes = config.vocabulary_sizes()
         self.token_counts: dict[str, collections.Counter] = {n: collections.Counter() for n in self.vocabulary_sizes}
         self.quarantined: collections.Counter = collections.Counter()
@@ -229,7 +241,7 @@ class _Run:
         self.rows_read = 0
         self.fingerprint = _Fingerprint(columns, lengths, config.source.lengths_key)
         self.mappings = _mappings([*columns.values(), *([lengths] if lengths is not None else [])])
-        self._fast = _FastRoute(self.rules, self.splitter, self.split_key, columns, lengths)
+        self._fast = _FastRoute(self.rules, self.router, self.split_key, columns, lengths)
 
     def _chunks(self, what: str) -> Iterator[tuple[tuple[str, int, dict[str, Any]], dict[str, Any]]]:
         total = self.lengths.shape[0] if self.lengths is not None else next(iter(self.columns.values())).shape[0]
@@ -255,7 +267,7 @@ class _Run:
         quarantine = FileSystems.create(quarantine_file)
         shards = None
         try:
-            shards = _ShardWriters(self.config, self.staging)
+            shards = _ShardWriters(self.config, self.staging, {s: p["num_shards"] for s, p in self.plan.items()})
             if imputed:  # the training means first, then the records
                 self._collect(quarantine, None)
                 try:
@@ -292,6 +304,7 @@ class _Run:
             quarantine_files=[quarantine_file],
             dataset_dir=self.staging,
             rows_read=self.rows_read,
+            shard_sizing=shard_sizing(self.plan),
         )
 
     def _collect(self, quarantine, shards: Optional["_ShardWriters"]) -> None:
@@ -365,12 +378,14 @@ class _FastRoute:
     range: rows that `convert_row` rejects, drops, or notes for imputation) goes through
     `route_chunk` as before, so the quarantine, its order and its messages are unchanged.
     The split is `Splitter.assign` of the same key, row by row. A taken row's record is
-    `encode_examples` of the same values, so the shards are byte-identical.
+    `encode_examples` of the same values, so the shards are byte-identical. With splits
+    given (``split.column``), every row takes `route_chunk`.
     """
 
-    def __init__(self, rules, splitter: Splitter, split_key, columns: Mapping[str, np.ndarray], lengths):
-        self.rules, self.splitter, self.split_key = rules, splitter, tuple(split_key)
-        self.enabled = lengths is None and self._applies(columns)
+    def __init__(self, rules, router: SplitRouter, split_key, columns: Mapping[str, np.ndarray], lengths):
+        self.rules, self.router, self.split_key = rules, router, tuple(split_key)
+        self.splitter = router.hashing  # None with given splits
+        self.enabled = lengths is None and self.splitter is not None and self._applies(columns)
 
     def _applies(self, columns) -> bool:
         for rule in self.rules.features:
@@ -392,7 +407,7 @@ class _FastRoute:
     def route(self, chunk, slices) -> tuple[list, Iterator]:
         """``([(split, columns for encode_examples, n), ...], route_chunk of the other rows)``."""
         if not self.enabled:
-            return [], route_chunk(chunk, self.rules, self.splitter, self.split_key, arrays=True)
+            return [], route_chunk(chunk, self.rules, self.router, self.split_key, arrays=True)
         name, first_row, columns = chunk
         n = rows_in_chunk(chunk)
         ok = np.ones(n, dtype=bool)
@@ -437,7 +452,7 @@ class _FastRoute:
         def others():
             for i in rest:
                 yield from route_chunk((name, first_row + i, {c: [v[i]] for c, v in columns.items()}),
-                                       self.rules, self.splitter, self.split_key, arrays=True)
+                                       self.rules, self.router, self.split_key, arrays=True)
 
         return fast, others()
 
@@ -474,7 +489,7 @@ class _ShardWriters:
     Memory: the buffers, then two shards' records at a time (written in two threads).
     """
 
-    def __init__(self, config: JobConfig, staging: str):
+    def __init__(self, config: JobConfig, staging: str, num_shards: Mapping[str, int]):
         from apache_beam.io.filesystems import FileSystems
 
         self._compression, self._root = config.output.compression, staging
@@ -485,11 +500,12 @@ class _ShardWriters:
         self._files: dict[str, list] = {}
         self._pending: dict[str, list[list]] = {}
         self._pending_bytes: dict[str, list[int]] = {}
-        total = sum(num_shards_of(config, split) for split in config.split.fractions)
+        names = config.split_names()
+        total = sum(num_shards[split] for split in names)
         self._flush_bytes = max(_MIN_FLUSH_BYTES, min(_FLUSH_BYTES, _BUFFERS_BYTES // total))
         try:
-            for split in config.split.fractions:
-                n = num_shards_of(config, split)
+            for split in names:
+                n = num_shards[split]
                 paths = [fs.join(staging, *shard_file(split, config.name, i, n, self._compression).split("/"))
                          for i in range(n)]
                 self._temps[split], self._files[split] = [], []
@@ -503,7 +519,8 @@ class _ShardWriters:
         except OSError as e:
             self._close_files()
             raise OSError(f"{staging}: cannot open {len(self._paths) + 1} shard files at once ({e}); lower "
-                          f"output.num_shards, or raise the open-file limit (ulimit -n)") from e
+                          f"output.num_shards (or raise output.target_shard_mb), or raise the open-file limit "
+                          f"(ulimit -n)") from e
 
     def write_encoded(self, split: str, buffer: np.ndarray, offsets: np.ndarray) -> None:
         """Add a batch of records (one buffer and ``n + 1`` offsets, as
@@ -578,41 +595,37 @@ class _ShardWriters:
 
         with FileSystems.open(temp, compression_type="uncompressed") as f:
             raw = np.frombuffer(f.read(), dtype=np.uint8)
-        hashes, lengths, parts, at = [], [], [], 0
+        hashes, lengths, starts, at = [], [], [], 0
         while at < raw.size:  # the blocks: count, hashes, lengths, records
             count = int(raw[at:at + 8].view("<u8")[0])
             h = raw[at + 8:at + 8 + 8 * count].view("<u8")
             n = raw[at + 8 + 8 * count:at + 8 + 16 * count].view("<u8").astype(np.int64)
             at += 8 + 16 * count
-            size = int(n.sum())
-            hashes.append(h), lengths.append(n), parts.append(raw[at:at + size])
-            at += size
+            hashes.append(h), lengths.append(n), starts.append(at + np.cumsum(n) - n)
+            at += int(n.sum())
         hashes = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
         lengths = np.concatenate(lengths) if lengths else np.empty(0, dtype=np.int64)
-        data = np.concatenate(parts) if parts else np.empty(0, dtype=np.uint8)
-        del raw, parts
-        offsets = np.zeros(lengths.size + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        order = _sort_order(hashes, data, offsets)
-        batches = (take_records(data, offsets, order[i:i + FRAME_RECORDS])
-                   for i in range(0, order.size, FRAME_RECORDS))
+        starts = np.concatenate(starts) if starts else np.empty(0, dtype=np.int64)
+        order = _sort_order(hashes, raw, starts, lengths)
+        batches = (gather_records(raw, starts[rows], lengths[rows])
+                   for rows in (order[i:i + FRAME_RECORDS] for i in range(0, order.size, FRAME_RECORDS)))
         return write_shard(path, batches, self._compression, root=self._root)
 
 
-def _sort_order(hashes: np.ndarray, data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def _sort_order(hashes: np.ndarray, data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The order of records sorted by ``(hash, record bytes)``: by hash, and the rare
-    records that share one by their bytes."""
+    records that share one by their bytes (record ``r`` is ``data[starts[r]:][:lengths[r]]``)."""
     order = np.argsort(hashes, kind="stable")
     ranked = hashes[order]
     tied = np.flatnonzero(ranked[1:] == ranked[:-1])
     if tied.size:
-        starts = tied[np.r_[True, tied[1:] != tied[:-1] + 1]]
-        for first in starts.tolist():
+        firsts = tied[np.r_[True, tied[1:] != tied[:-1] + 1]]
+        for first in firsts.tolist():
             last = first + 1
             while last + 1 < ranked.size and ranked[last + 1] == ranked[first]:
                 last += 1
             group = order[first:last + 1].tolist()
-            group.sort(key=lambda r: data[offsets[r]:offsets[r + 1]].tobytes())
+            group.sort(key=lambda r: data[starts[r]:starts[r] + lengths[r]].tobytes())
             order[first:last + 1] = group
     return order
 

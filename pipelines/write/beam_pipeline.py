@@ -1,6 +1,9 @@
 """The Beam pipeline: a raw source → a tfstream dataset, on any Apache Beam runner.
 
-    file names → reshuffle → read (chunks of rows) → validate + split (stable hash), per chunk:
+    first, on the driver: each split's shard count (`shard_plan`, from the source's
+        size measured by `source_size`: headers, metadata and its first rows)
+    file names → reshuffle → read (chunks of rows) → validate + split (stable hash, or as
+    the source gives it: per file, per column), per chunk:
         one element per split and chunk (a list of typed rows), not one per row
         rows that break a rule, and rows a rule drops → quarantine/*.jsonl, counted
         per split: full-pass statistics (a lifted CombineFn over batches of rows)
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import apache_beam as beam
 
@@ -47,18 +50,13 @@ from tfstream.pipelines.write.manifest_builder import manifest_json, manifest_se
 from tfstream.pipelines.write.publish import QUARANTINE_DIR, QUARANTINE_FILE
 from tfstream.pipelines.write.rows import QUARANTINED, READ, first_example, quarantine_key, route_chunk, rows_in_chunk
 from tfstream.pipelines.write.run import PreprocessError, finish_run, resolve_dataset_dir, writing
-from tfstream.pipelines.write.sharding import (
-    RunSpiller,
-    encode_batch,
-    merge_runs,
-    num_shards_of,
-    record_batches,
-    write_shard,
-)
+from tfstream.pipelines.write.shard_plan import plan_shards, shard_sizing
+from tfstream.pipelines.write.sharding import RunSpiller, encode_batch, merge_runs, record_batches, write_shard
+from tfstream.pipelines.write.source_size import measure_source
 from tfstream.pipelines.write.sources import resolve_source_paths
 from tfstream.transforms.analyzers import DatasetStats
 from tfstream.transforms.schema import Schema
-from tfstream.transforms.split import Splitter
+from tfstream.transforms.split import SplitRouter
 from tfstream.transforms.validation import ImputationError, RowRules, impute_row, imputation_values
 from tfstream.transforms.vocabulary import TopTokens, by_feature, largest_k, token_counts, trimmed
 
@@ -101,16 +99,16 @@ class _ConvertChunk(beam.DoFn):
     consumers would receive the other tags' values too.
     """
 
-    def __init__(self, rules: RowRules, splitter: Splitter, split_key: Sequence[str], arrays: bool = False):
+    def __init__(self, rules: RowRules, router: SplitRouter, split_key: Sequence[str], arrays: bool = False):
         self._rules = rules
-        self._splitter = splitter
+        self._router = router
         self._split_key = tuple(split_key)
         self._arrays = arrays
 
     def process(self, chunk):
         yield READ, rows_in_chunk(chunk)
         batches: dict[str, list[dict[str, Any]]] = {}
-        for tag, value in route_chunk(chunk, self._rules, self._splitter, self._split_key, arrays=self._arrays):
+        for tag, value in route_chunk(chunk, self._rules, self._router, self._split_key, arrays=self._arrays):
             batches.setdefault(tag, []).append(value)
         yield from batches.items()
 
@@ -350,6 +348,12 @@ def _write(manifest: dict[str, Any], dataset_dir: str) -> str:
     return write_manifest(dataset_dir, manifest)
 
 
+def _shares(config: JobConfig, fingerprint: dict[str, Any], files: Optional[Mapping[str, str]]) -> dict[str, float]:
+    """Each final split's expected share of the rows (`SplitPlan.shares`; per-file given
+    splits by their files' share of the source's bytes): it scales the default shard counts."""
+    return config.split_plan().shares(sources.byte_shares(fingerprint) if files else None)
+
+
 def build_pipeline(
     pipeline: beam.Pipeline,
     config: JobConfig,
@@ -357,34 +361,46 @@ def build_pipeline(
     paths: Sequence[str],
     fingerprint: dict[str, Any],
     beam_options: Optional[dict[str, Any]] = None,
+    files: Optional[Mapping[str, str]] = None,
+    shard_plan: Optional[dict[str, dict[str, Any]]] = None,
 ) -> None:
-    """Add the whole preprocessing graph to ``pipeline`` (used by `preprocess` and tests)."""
+    """Add the whole preprocessing graph to ``pipeline`` (used by `preprocess` and tests).
+
+    ``files``: with ``source.splits``, each source file's given split (path → split,
+    `sources.resolve_split_files`); ``fingerprint`` then records them, and each split's
+    share of the source bytes sets its default shard count.
+    ``shard_plan``: each split's shard count (`shard_plan.plan_shards`), decided on the
+    driver; by default planned here from ``paths``.
+    """
+    if shard_plan is None:
+        shard_plan = plan_shards(config, lambda: measure_source(paths, config), _shares(config, fingerprint, files))
     schema = config.schema()
     rules = config.row_rules()
-    fractions = dict(config.split.fractions)
+    plan = config.split_plan()
+    names = plan.names
     train_split = config.train.train_split
     chunks = pipeline | "Read" >> ReadSource(paths, config.source, config.source_columns(), config.sequence_columns())
     routed = (
         chunks
-        | "Validate" >> beam.ParDo(_ConvertChunk(rules, Splitter(fractions, config.split.salt), config.split.key,
+        | "Validate" >> beam.ParDo(_ConvertChunk(rules, plan.router(files), config.split.key,
                                                  arrays=config.source.format == "npz"))
-        | "ByTag" >> _ByTag([READ, QUARANTINED, *fractions])
+        | "ByTag" >> _ByTag([READ, QUARANTINED, *names])
     )
 
     stats_of = {
         split: routed[split] | f"Stats[{split}]" >> beam.CombineGlobally(_Combine(DatasetStats(schema), batches=True))
-        for split in fractions
+        for split in names
     }
     imputed = config.imputed_features()
     if imputed:  # the training split's means, computed once, then a side input of every split's rows
         means = stats_of[train_split] | "ImputationValues" >> beam.Map(imputation_values, names=imputed)
     shard_descs, split_stats = [], []
-    for split in fractions:
+    for split in names:
         rows = routed[split]
         if imputed:  # with the training split's means, on every split: no leak from eval
             rows = rows | f"Impute[{split}]" >> beam.Map(
                 _impute_batch, values=beam.pvalue.AsSingleton(means), schema=schema)
-        n = num_shards_of(config, split)
+        n = shard_plan[split]["num_shards"]
         shard_descs.append(rows | f"Write[{split}]" >> WriteShards(
             split, schema, dataset_dir, config.name, n, config.output.compression))
         split_stats.append(stats_of[split] | f"TagStats[{split}]" >> beam.Map(_tagged, tag=split))
@@ -418,6 +434,7 @@ def build_pipeline(
             **manifest_settings(config, fingerprint, {"beam": beam_options or {}}),
             results=beam.pvalue.AsList(results),
             dataset_dir=dataset_dir,
+            shard_sizing=shard_sizing(shard_plan),
         )
         | "WriteManifest" >> beam.Map(_write, dataset_dir=dataset_dir)
     )
@@ -464,19 +481,23 @@ def preprocess(
         lock.DatasetBusyError: another run is writing the dataset (without ``wait``).
     """
     dataset_dir = resolve_dataset_dir(config, output_dir)
-    paths = resolve_source_paths(config.source)
+    files = sources.resolve_split_files(config.source) if config.source.splits is not None else None
+    paths = list(files) if files is not None else resolve_source_paths(config.source)
     options = pipeline_options(beam_args)  # --runner=DaskRunner resolved
     check_paths_for_runner(options, dataset_dir, paths)
     sources.check_source(paths, config.source, config.source_columns(), config.sequence_columns(),
                          rules=config.row_rules())
-    fingerprint = sources.fingerprint(paths)
+    fingerprint = sources.fingerprint(paths, files)
+    # Each split's shard count, from the source's size (a record's shard is its hash
+    # modulo the count): here, on the driver, so every worker and every rerun agree.
+    plan = plan_shards(config, lambda: measure_source(paths, config), _shares(config, fingerprint, files))
     with writing(config, dataset_dir, sources=paths, previous=previous, wait=wait, force=force) as staging:
         _log.info("preprocess %r: %d source file(s) -> %s, with Apache Beam's %s", config.name, len(paths),
                   dataset_dir, options.get_all_options()["runner"] or "DirectRunner")
         try:
             with closing_dask_client(options), beam.Pipeline(options=options) as pipeline:
                 build_pipeline(pipeline, config, staging, paths, fingerprint,
-                               options.get_all_options(drop_default=True))
+                               options.get_all_options(drop_default=True), files, shard_plan=plan)
         except Exception as e:  # noqa: BLE001 - re-raised with the cause that names the row
             cause = root_cause(e)
             if cause is not e or isinstance(cause, ImputationError):  # Beam appends the step's name

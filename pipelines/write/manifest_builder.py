@@ -14,7 +14,7 @@ import importlib.metadata
 from typing import Any
 
 from tfstream.pipelines.config import JobConfig
-from tfstream.pipelines.manifest import FORMAT_VERSION
+from tfstream.pipelines.manifest import FORMAT_VERSION, encoding_json
 
 
 def manifest_settings(config: JobConfig, fingerprint: dict[str, Any], writer: dict[str, Any]) -> dict[str, Any]:
@@ -26,11 +26,13 @@ def manifest_settings(config: JobConfig, fingerprint: dict[str, Any], writer: di
         writer: what wrote the dataset and how, recorded under ``options`` next to the
             config: ``{"beam": {options}}`` for `preprocess`.
     """
+    plan = config.split_plan()
     return {
         "name": config.name,
         "schema_json": config.schema().to_json(),
         "compression": config.output.compression,
-        "fractions": dict(config.split.fractions),
+        "fractions": {name: plan.nominal_fraction(name) for name in plan.names},
+        "given": {name: plan.given_split(name) for name in plan.names} if plan.given else {},
         "fingerprint": fingerprint,
         "options": {"config": config.to_json(), **writer},
         "versions": _versions(),
@@ -39,11 +41,15 @@ def manifest_settings(config: JobConfig, fingerprint: dict[str, Any], writer: di
     }
 
 
-def manifest_json(*, name, schema_json, compression, fractions, fingerprint, options, versions, shards, stats,
-                  vocabularies, train_split, feature_policies, quarantined, examples, quarantine_files,
-                  dataset_dir, rows_read) -> dict[str, Any]:
+def manifest_json(*, name, schema_json, compression, fractions, given, fingerprint, options, versions, shards,
+                  stats, vocabularies, train_split, feature_policies, quarantined, examples, quarantine_files,
+                  dataset_dir, rows_read, shard_sizing=None) -> dict[str, Any]:
     """The manifest of a run, from everything it computed (see `manifest_settings` for
     the arguments that come from the config).
+
+    Each split records its ``fraction``: the hash split's, a carved split's fraction of
+    its given split, null for a split given by the source; with given splits, also
+    ``given_split``, the given split it comes from.
 
     Args:
         shards: ``(split, shard description)`` pairs (`sharding.describe_shard`).
@@ -55,6 +61,8 @@ def manifest_json(*, name, schema_json, compression, fractions, fingerprint, opt
         quarantine_files: the quarantine files' paths.
         dataset_dir: the folder the run writes into (paths are made relative to it).
         rows_read: the number of rows read.
+        shard_sizing: split → how its shard count was chosen
+            (`shard_plan.shard_sizing`), recorded as the split's ``shard_sizing``.
     """
     splits = {}
     for split in fractions:
@@ -67,9 +75,11 @@ def manifest_json(*, name, schema_json, compression, fractions, fingerprint, opt
                 split_stats["features"][feature].update(vocab)
         splits[split] = {
             "fraction": fractions[split],
+            **({"given_split": given[split]} if given else {}),
             "num_examples": sum(d["records"] for d in split_shards),
             "num_bytes": sum(d["bytes"] for d in split_shards),
             "num_shards": len(split_shards),
+            **({"shard_sizing": shard_sizing[split]} if shard_sizing and split in shard_sizing else {}),
             "shards": split_shards,
             "statistics": split_stats,
         }
@@ -84,6 +94,7 @@ def manifest_json(*, name, schema_json, compression, fractions, fingerprint, opt
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "compression": compression,
         "schema": schema_json,
+        "encoding": encoding_json(schema_json, compression),
         "splits": splits,
         "source": {
             "fingerprint": fingerprint,

@@ -2,10 +2,11 @@
 split, or to the quarantine.
 
 `route_chunk` validates every row of a chunk (`transforms.validation.convert_row`),
-assigns a good row to a split by the stable hash of its key (`transforms.split`), and
-turns a rejected or dropped row into a quarantine record that says where the row is,
-what happened to it and why. The Beam pipeline (`beam_pipeline`) maps it over its
-chunks; `arrays.write_arrays` calls it in one process: both route a row the same way.
+assigns a good row to a split (`transforms.split.SplitRouter`: by the stable hash of
+its key, or as its file or a column gives it), and turns a rejected or dropped row into
+a quarantine record that says where the row is, what happened to it and why. The Beam
+pipeline (`beam_pipeline`) maps it over its chunks; `arrays.write_arrays` calls it in
+one process: both route a row the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import os
 from typing import Any, Iterator, Sequence
 
-from tfstream.transforms.split import Splitter
+from tfstream.transforms.split import SplitRouter
 from tfstream.transforms.validation import RowError, RowRules, convert_row
 
 # Tags of the non-split outputs of a chunk (a split name never starts with "_"): its
@@ -61,21 +62,23 @@ def rows_in_chunk(chunk: tuple[str, int, dict[str, Any]]) -> int:
     return len(next(iter(columns.values()))) if columns else 0
 
 
-def route_chunk(chunk: tuple[str, int, dict[str, Any]], rules: RowRules, splitter: Splitter,
+def route_chunk(chunk: tuple[str, int, dict[str, Any]], rules: RowRules, router: SplitRouter,
                 split_key: Sequence[str], *, arrays: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:
     """Validate every row of a chunk and route it: to its split, or to the quarantine,
-    rejected (it breaks a rule) or dropped (a rule says drop).
+    rejected (it breaks a rule, or its split column names no split: ``unknown_split``)
+    or dropped (a rule says drop).
 
-    The split key is the ``split_key`` columns' values, or, without key columns, the
-    row's number alone for arrays (an npz file, or `write_arrays`'s arrays: the same
-    arrays land in the same splits whichever writes them), and the file's base name and
-    the row number for a table (so a row keeps its split when the file moves).
+    The split key (hashed for a hash split, and to carve a given split) is the
+    ``split_key`` columns' values, or, without key columns, the row's number alone for
+    arrays (an npz file, or `write_arrays`'s arrays: the same arrays land in the same
+    splits whichever writes them), and the file's base name and the row number for a
+    table (so a row keeps its split when the file moves).
 
     Args:
         chunk: ``(file, first row number, {column: values})`` as `sources.read_chunks`
             yields it.
         rules: the job's row rules.
-        splitter: the job's splitter.
+        router: the job's split router (`JobConfig.split_plan().router(...)`).
         split_key: the split key columns (may be empty).
         arrays: whether the chunk comes from arrays (see the split key above).
 
@@ -88,8 +91,15 @@ def route_chunk(chunk: tuple[str, int, dict[str, Any]], rules: RowRules, splitte
         >>> rules = RowRules((FeatureRule(Feature("x", "numeric", "float32"), ("x",)),),
         ...                  LabelRule(Label("y", "regression"), "y"))
         >>> [(tag, out.get("message", out)) for tag, out in
-        ...  route_chunk(("f.csv", 1, {"x": ["1", "?"], "y": ["2", "3"]}), rules, Splitter({"train": 1.0}), ())]
+        ...  route_chunk(("f.csv", 1, {"x": ["1", "?"], "y": ["2", "3"]}), rules, SplitRouter({"train": 1.0}), ())]
         [('train', {'x': 1.0, 'y': 2.0}), ('_quarantine', "f.csv: row 2: column 'x': expected a number, got '?'")]
+        >>> by_fold = SplitRouter(given=["train", "test"], column="fold", values={"1": "train", "2": "test"})
+        >>> (split, row), (_, bad) = route_chunk(
+        ...     ("f.csv", 1, {"x": ["1", "2"], "y": ["2", "3"], "fold": ["2", "5"]}), rules, by_fold, ())
+        >>> split, bad["reason"], bad["column"]
+        ('test', 'unknown_split', 'fold')
+        >>> print(bad["message"])
+        f.csv: row 2: column 'fold': '5' names no split; the split values are '1', '2' (split.values)
     """
     name, first_row, columns = chunk
     if isinstance(columns, BadLines):
@@ -102,9 +112,18 @@ def route_chunk(chunk: tuple[str, int, dict[str, Any]], rules: RowRules, splitte
     keys = list(columns)
     split_key = tuple(split_key)
     base = os.path.basename(name)
+    given = router.file_split(name)  # None unless splits are given per file
+    split_column = router.column
     for i in range(rows_in_chunk(chunk)):
         raw = {c: columns[c][i] for c in keys}
         row_number = first_row + i
+        if split_column is not None:  # splits given per row
+            given = router.value_split(raw[split_column])
+            if given is None:
+                yield QUARANTINED, quarantine_record(
+                    name, row_number, "rejected", "unknown_split", split_column,
+                    f"{name}: row {row_number}: {router.unknown_value(raw[split_column])}", raw)
+                continue
         try:
             row, dropped = convert_row(raw, rules)
         except RowError as e:
@@ -119,7 +138,7 @@ def route_chunk(chunk: tuple[str, int, dict[str, Any]], rules: RowRules, splitte
                 f"in column {column!r}", raw)
             continue
         key = [raw[c] for c in split_key] if split_key else [row_number] if arrays else [base, row_number]
-        yield splitter.assign(key), row
+        yield router.assign(given, key), row
 
 
 def quarantine_key(record: dict[str, Any]) -> tuple[str, str]:

@@ -185,6 +185,8 @@ def writing(config: JobConfig, dataset_dir: str, *, sources: Sequence[str] = (),
         raise FileNotFoundError(f"previous manifest {previous!r}: none there that this tfstream reads; give a "
                                 f"manifest.json or a dataset directory written by `tfstream preprocess`")
     check_output_dir(dataset_dir, sources, force=force, label=config.label.name)
+    for warning in config.split_plan().unused(config.split):
+        _log.warning("%s", warning)
     with locked(dataset_dir, wait=wait):
         fs.makedirs(dataset_dir)
         publish.adopt_legacy(dataset_dir)
@@ -247,7 +249,7 @@ def unlearnable_classes(config: JobConfig, data: dict[str, Any]) -> list[str]:
                                              index, name)))
         out.append(f"label {label.name!r}: class {name!r} (index {index}) has no row in the training split "
                    f"{config.train.train_split!r}{f' but {elsewhere}' if elsewhere else ''}; the model cannot learn "
-                   f"it: check the source, the class list, or split.fractions")
+                   f"it: check the source, the class list, or {config.split_plan().origin}")
     return out
 
 

@@ -2,8 +2,8 @@
 themselves, and their description for the manifest.
 
 Like tensorflow-datasets, records are shuffled at write time: a record's keyed hash
-(`record_hashes`, keyed by the dataset's name) picks its shard (``hash % num_shards``), and
-every shard is stored sorted by that hash. So every shard is a random sample of the
+(`record_hashes`, keyed by the dataset's name) picks its shard (``hash % num_shards``;
+the count: `shard_plan`), and every shard is stored sorted by that hash. So every shard is a random sample of the
 source, in a random order, even when the source is sorted (by date, by class), and a
 rerun writes the same shards, byte for byte, on any runner and with either writer
 (`beam_pipeline.WriteShards`, `arrays.write_arrays`). `describe_shard` counts a written
@@ -25,7 +25,6 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from tfstream.pipelines import fs
-from tfstream.pipelines.config import JobConfig
 from tfstream.pipelines.shards import frame_records
 from tfstream.transforms.example_encoder import encode_examples_buffer, rows_to_columns
 from tfstream.transforms.schema import Schema
@@ -33,16 +32,6 @@ from tfstream.transforms.schema import Schema
 # Records are framed into a buffer and written to the shard file when it is this full:
 # few, large writes (few calls into zlib for gzip shards).
 WRITE_BUFFER_BYTES = 1 << 20
-
-
-def default_num_shards(fraction: float) -> int:
-    """Shards for a split when the config names none: 8 for the whole dataset, pro rata."""
-    return max(1, round(8 * fraction))
-
-
-def num_shards_of(config: JobConfig, split: str) -> int:
-    """The number of shards a split is written in: ``output.num_shards``, else the default."""
-    return config.output.num_shards.get(split, default_num_shards(config.split.fractions[split]))
 
 
 def record_hashes(buffer: np.ndarray, offsets: np.ndarray, key: bytes) -> np.ndarray:

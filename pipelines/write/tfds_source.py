@@ -111,6 +111,13 @@ def tfds_shard_paths(source) -> list[str]:
     return paths
 
 
+def tfds_num_examples(source) -> int:
+    """The examples of a tfds source's split(s), as its ``dataset_info.json`` counts them."""
+    info = _tfds_builder(_tfds_builder_dir(source)).info
+    wanted = [source.tfds_split] if source.tfds_split else list(info.splits.keys())
+    return sum(int(info.splits[split].num_examples) for split in wanted)
+
+
 def _tfds_builder_dir_of(shard: str) -> str:
     """The dataset folder of a shard: the nearest folder above it with a dataset_info.json
     (a TFDS template may put shards in sub-folders, as tfstream's own datasets do)."""

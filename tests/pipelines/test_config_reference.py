@@ -22,16 +22,20 @@ def test_one_row_per_key_of_every_section():
     keys = [(section.strip("`"), key.strip("`")) for section, key, *_ in rows]
     assert len(keys) == len(set(keys))
     sections = {"source": config.SourceConfig, "features[]": config.FeatureConfig, "label": config.LabelConfig,
-                "model": config.ModelConfig, "split": config.SplitConfig, "output": config.OutputConfig,
+                "model": config.ModelConfig, "split": config.SplitConfig, "split.carve": config.CarveConfig,
+                "output": config.OutputConfig,
                 "reader": config.ReadOptions, "train": config.TrainConfig, "validation.drift": config.DriftConfig}
     for section, model in sections.items():
-        assert [k for s, k in keys if s == section] == list(model.model_fields), section
+        fields = [k for k, f in model.model_fields.items() if k != "carve"]  # a section: its own rows
+        assert [k for s, k in keys if s == section] == fields, section
     assert [k for s, k in keys if s == "validation"] == ["max_bad_fraction"]
-    assert keys[0] == ("(top level)", "name") and len(keys) == 2 + sum(len(m.model_fields) for m in sections.values())
+    assert keys[0] == ("(top level)", "name") and len(keys) == 1 + sum(len(m.model_fields) for m in sections.values())
     assert all(row[4] for row in rows), "every key has a description"
     assert "| `reader` | `batch_size` | integer | `256` | Records per batch" in table
     assert '| `features[]` | `on_nan` | `error`, `drop`, `impute` | `"error"` |' in table
-    assert '| `split` | `fractions` | mapping of string → number | `{"train": 0.8, "eval": 0.2}` |' in table
+    assert '| `split` | `fractions` | mapping of string → number | `null` | Split name → fraction of the rows, adding ' \
+           'up to 1 (default, when no split is given: {train: 0.8, eval: 0.2})' in table
+    assert '| `source` | `splits` | mapping of string → string or list of strings | `null` |' in table
 
 
 def test_write_rewrites_only_the_block(tmp_path, capsys):

@@ -118,10 +118,10 @@ def test_summary_reads_old_and_new_metrics():
     assert also(new_regression) == "MAE 137.2 (569.7), R² 0.9408"
     rows = format_summary([("a", old_binary), ("b", old_regression), ("c", bare), ("d", new_regression)],
                           terminal=False).splitlines()
-    assert rows[0].split()[:10] == ["run", "model", "train", "eval", "epochs", "metric", "eval", "value", "baseline",
-                                    "beats"]
-    assert rows[2].split() == ["a", "dense", "800", "100", "2", "accuracy", "0.9", "0.76", "yes", "1,234"]
-    assert rows[3].split() == ["b", "dense", "800", "100", "2", "mse", "12.5", "40", "yes", "1,234"]
-    assert rows[4].split() == ["c", "lstm", "-", "-", "1", "accuracy", "-", "-", "-", "-"]
-    assert rows[5].split() == ["d", "dense", "800", "100", "2", "rmse", "175", "740.5", "yes", "1,234", "MAE", "137.2",
-                               "(569.7),", "R²", "0.9408"]
+    assert rows[0].split()[:11] == ["run", "model", "train", "eval", "split", "eval", "epochs", "metric", "eval",
+                                    "value", "baseline"]
+    assert rows[2].split() == ["a", "dense", "800", "eval", "100", "2", "accuracy", "0.9", "0.76", "yes", "1,234"]
+    assert rows[3].split() == ["b", "dense", "800", "eval", "100", "2", "mse", "12.5", "40", "yes", "1,234"]
+    assert rows[4].split() == ["c", "lstm", "-", "eval", "-", "1", "accuracy", "-", "-", "-", "-"]
+    assert rows[5].split() == ["d", "dense", "800", "eval", "100", "2", "rmse", "175", "740.5", "yes", "1,234", "MAE",
+                               "137.2", "(569.7),", "R²", "0.9408"]

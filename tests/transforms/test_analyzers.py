@@ -140,3 +140,60 @@ def test_a_transformed_label_has_the_moments_of_its_transform_in_any_merge_order
     plain = DatasetStats(Schema(schema.features, Label("price", "regression")))
     assert "transformed" not in plain.extract_output(plain.add_inputs(plain.create_accumulator(),
                                                                       [{"x": 0.0, "price": 1.0}]))["label"]
+
+
+def test_histograms_are_exact_for_few_distinct_values_and_bounded_otherwise():
+    """Issue 13, point 8: a month bin read 21,120 against an exact 21,099. Few distinct
+    values are now counted exactly; otherwise every count lies within its stated bound."""
+    import numpy as np
+
+    from tfstream.transforms.analyzers import QuantileSketch
+
+    rng = np.random.default_rng(3)
+    months = rng.integers(1, 13, 300_000).astype(np.float64)
+    parts = [QuantileSketch(), QuantileSketch()]
+    for i, chunk in enumerate(np.array_split(months, 80)):
+        parts[i % 2].add(chunk)
+    parts[0].merge(parts[1])
+    s = parts[0]
+    assert s.exact and s.count == months.size
+    edges, counts = s.histogram(1.0, 12.0)
+    assert counts == np.histogram(months, bins=20, range=(1.0, 12.0))[0].tolist()
+    ordered = np.sort(months)
+    for q in (0.1, 0.5, 0.9):
+        assert s.quantiles([q])[0] == ordered[min(int(np.ceil(q * months.size)) - 1, months.size - 1)]
+
+    values = rng.normal(size=200_000) ** 3
+    s = QuantileSketch()
+    for chunk in np.array_split(values, 50):
+        s.add(chunk)
+    assert not s.exact and s.rank_error > 0
+    lo, hi = float(values.min()), float(values.max())
+    _, counts = s.histogram(lo, hi)
+    true = np.histogram(values, bins=20, range=(lo, hi))[0]
+    assert np.abs(np.asarray(counts) - true).max() <= 2 * s.rank_error
+    ordered = np.sort(values)
+    for q in (0.1, 0.25, 0.5, 0.75, 0.9):
+        estimate = s.quantiles([q])[0]
+        rank = np.searchsorted(ordered, estimate, side="right")
+        assert abs(rank - q * values.size) <= s.rank_error + 1, q
+
+
+def test_the_statistics_say_how_far_off_each_figure_can_be():
+    import numpy as np
+
+    from tfstream.transforms.analyzers import DatasetStats
+    from tfstream.transforms.schema import Feature, Label, Schema
+
+    schema = Schema((Feature("month", "numeric", "int64"), Feature("x", "numeric", "float32")),
+                    Label("y", "regression"))
+    stats = DatasetStats(schema)
+    acc = stats.create_accumulator()
+    rng = np.random.default_rng(0)
+    stats.add_inputs(acc, [{"month": int(m), "x": float(x), "y": float(x)}
+                           for m, x in zip(rng.integers(1, 13, 20_000), rng.random(20_000))])
+    out = stats.extract_output(acc)
+    month, x = out["features"]["month"], out["features"]["x"]
+    assert month["histogram"]["count_error"] == 0 and month["quantiles_rank_error"] == 0
+    assert x["histogram"]["count_error"] > 0 and x["quantiles_rank_error"] > 0
+    assert x["histogram"]["count_error"] == 2 * x["quantiles_rank_error"]

@@ -441,7 +441,7 @@ def test_the_vectorized_route_writes_what_the_row_by_row_route_writes(make_job, 
     data["label"] = label
     job = config_from_dict(data)
     fast = write_arrays(job, {"X": X, "y": y}, str(tmp_path / "fast"), chunk_rows=700)
-    assert arrays_module._FastRoute(job.row_rules(), None, (), {"X": X, "y": y}, None).enabled
+    assert arrays_module._FastRoute(job.row_rules(), job.split_plan().router(), (), {"X": X, "y": y}, None).enabled
     monkeypatch.setattr(arrays_module._FastRoute, "_applies", lambda self, columns: False)
     slow = write_arrays(job, {"X": X, "y": y}, str(tmp_path / "slow"), chunk_rows=700)
     a, b = _contents(tmp_path / "fast"), _contents(tmp_path / "slow")
@@ -454,16 +454,21 @@ def test_the_vectorized_route_writes_what_the_row_by_row_route_writes(make_job, 
         {k: v for k, v in slow.data.items() if k not in ("splits", "created", "snapshot", "run")}.keys()
 
 
-@pytest.mark.parametrize("compression", ["none", "gzip"])
-def test_the_same_arrays_land_in_the_same_splits_from_an_npz_and_from_write_arrays(make_job, tmp_path, compression):
+@pytest.mark.parametrize("compression,width", [("none", 10), ("gzip", 10), ("none", 1000)])
+def test_the_same_arrays_land_in_the_same_splits_from_an_npz_and_from_write_arrays(make_job, tmp_path, compression,
+                                                                                   width):
     """Without split key columns an array row is keyed by its row number alone: the seed's
     arrays give the same shards, byte for byte, through `preprocess` of an .npz (Beam)
-    and through `write_arrays` (the issue's example: 8,026 against 8,008 train rows)."""
+    and through `write_arrays` (the issue's example: 8,026 against 8,008 train rows).
+    With rows of 1000 values (12 MB of records) at ``target_shard_mb: 1``, both plan the
+    same shard counts from the data, more than round(8 x fraction)."""
     rng = np.random.default_rng(0)
-    X, y = rng.random((3000, 10), dtype=np.float32), rng.integers(0, 2, 3000)
+    X, y = rng.random((3000, width), dtype=np.float32), rng.integers(0, 2, 3000)
     X[5, 2] = np.nan  # one rejected row, quarantined the same way by both
     np.savez(tmp_path / "toy.npz", X=X, y=y)
-    overrides = dict(output={"compression": compression}, validation={"max_bad_fraction": 0.01})
+    overrides = dict(output={"compression": compression, **({"target_shard_mb": 1} if width > 10 else {})},
+                     validation={"max_bad_fraction": 0.01},
+                     features=[{"name": "x", "type": "float", "column": "X", "shape": [width]}])
     beam = preprocess(make_job("seed_dense.yaml", source={"path": str(tmp_path / "toy.npz")}, **overrides),
                       output_dir=str(tmp_path / "beam"))
     ours = write_arrays(make_job("seed_dense.yaml", source=PLACEHOLDER, **overrides), {"X": X, "y": y},
@@ -472,3 +477,38 @@ def test_the_same_arrays_land_in_the_same_splits_from_an_npz_and_from_write_arra
     assert shards(tmp_path / "beam") == shards(tmp_path / "arrays")
     assert {s: ours.num_examples(s) for s in ours.split_names} == {s: beam.num_examples(s) for s in beam.split_names}
     assert sum(ours.num_examples(s) for s in ours.split_names) == 2999
+    sizing = lambda m: {s: (m.data["splits"][s]["num_shards"], m.data["splits"][s]["shard_sizing"])
+                        for s in m.split_names}
+    counts = sizing(ours)
+    assert counts == sizing(beam)
+    if width > 10:
+        assert {s: n for s, (n, _) in counts.items()} == {"train": 10, "eval": 3}  # round(8 x fraction): 6 and 2
+        assert {sizing["source"] for _, sizing in counts.values()} == {"estimate"}
+
+
+def test_records_that_share_a_hash_are_ordered_by_their_bytes_by_both_writers(make_job, tmp_path, monkeypatch):
+    """A 64-bit hash can collide: both writers then order the records by their bytes, so
+    the shards stay byte-identical (forced here: every record gets one of two hashes)."""
+    import tfstream.pipelines.write.arrays as arrays_module
+    import tfstream.pipelines.write.sharding as sharding
+
+    def few_hashes(buffer, offsets, key):
+        return (np.arange(len(offsets) - 1) % 2).astype(np.uint64) * np.uint64(3)
+
+    monkeypatch.setattr(sharding, "record_hashes", few_hashes)
+    monkeypatch.setattr(arrays_module, "record_hashes", few_hashes)
+    rng = np.random.default_rng(1)
+    X, y = rng.random((500, 10), dtype=np.float32), rng.integers(0, 2, 500)
+    np.savez(tmp_path / "toy.npz", X=X, y=y)
+    preprocess(make_job("seed_dense.yaml", source={"path": str(tmp_path / "toy.npz")}),
+                      output_dir=str(tmp_path / "beam"))
+    ours = write_arrays(make_job("seed_dense.yaml", source=PLACEHOLDER), {"X": X, "y": y}, str(tmp_path / "arrays"))
+    shards = lambda root: {k: v for k, v in _contents(root).items() if "tfrecord" in k}
+    assert shards(tmp_path / "beam") == shards(tmp_path / "arrays")
+    filled = 0
+    for path in ours.shard_paths("train"):  # a shard holds one hash (shard = hash % n): ties only
+        with open(path, "rb") as f:
+            records = list(read_records(f, path))
+        assert records == sorted(records)
+        filled += bool(records)
+    assert filled == 2

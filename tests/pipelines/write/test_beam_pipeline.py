@@ -49,7 +49,7 @@ def test_convert_routes_drops_and_counts(flights_job):
     no_arr = dict(good, arr_delay="NA", flight="7")
     chunk = ("f.csv", 1, {c: [good[c], no_dep[c], no_arr[c]] for c in columns})
     splitter = Splitter(dict(flights_job.split.fractions), flights_job.split.salt)
-    fn = _ConvertChunk(flights_job.row_rules(), splitter, flights_job.split.key)
+    fn = _ConvertChunk(flights_job.row_rules(), flights_job.split_plan().router(), flights_job.split.key)
     expected_split = splitter.assign([good[k] for k in flights_job.split.key])
     with BeamTestPipeline() as p:
         routed = (p | beam.Create([chunk])

@@ -222,6 +222,24 @@ def test_preprocess_reads_a_prepared_tfds_dataset(tfds_dir, tmp_path):
     assert m.data["source"]["rows_read"] == 4
 
 
+def test_a_tfds_source_is_measured_from_its_split_sizes(tfds_dir, tmp_path):
+    """Its rows from dataset_info.json, its records' size from the first shard's rows."""
+    from tfstream.pipelines.write.source_size import measure_source
+
+    for split, rows in ((None, 16), ("test", 4)):
+        job = _tfds_job(tfds_dir, **({"tfds_split": split} if split else {}))
+        size = measure_source(resolve_source_paths(job.source), job)
+        assert (size.rows, size.rows_exact) == (rows, True)
+    job = config_from_dict({**job.to_json(), "output": {"num_shards": {"train": 1}}})  # eval's count is planned
+    m = preprocess(job, output_dir=str(tmp_path / "out"))
+    written = sum(s["record_bytes"] + 16 * s["records"] for split in m.split_names
+                  for s in m.data["splits"][split]["shards"])
+    assert size.record_bytes == written / 4  # the 4 test rows, all sampled
+    assert m.data["splits"]["eval"]["shard_sizing"] == {
+        "source": "default", "target_shard_mb": 128, "estimated_rows": 2, "estimated_bytes": written // 2,
+        "rows_exact": True}
+
+
 def test_tfds_sequences_and_versions(tfds_dir):
     source = SourceConfig(tfds="tiny_table:1.0.0", data_dir=tfds_dir, tfds_split="train")
     paths = resolve_source_paths(source)
@@ -264,7 +282,8 @@ def test_tfds_source_errors(tfds_dir, tmp_path):
     ({"format": "csv", "path": "x.csv", "data_dir": "/d"}, r"^source.data_dir: only a tfds source has one; remove it, "
                                                            r"or name the dataset in `source.tfds`$"),
     ({"path": "x.csv"}, r"^source.format: missing required key \(csv, parquet or npz; or `tfds: <name>`"),
-    ({"format": "csv"}, r"^source.path: missing required key \(a file, a glob or pkg:<package>/<file>; or `tfds"),
+    ({"format": "csv"}, r"^source.path: missing required key \(a file, a glob or pkg:<package>/<file>; or `splits: "
+                        r"\{train: <glob>, eval: <glob>\}` for splits given per file; or `tfds"),
 ])
 def test_bad_tfds_source_configs(source, message):
     job = {"name": "x", "source": source, "features": [{"name": "a", "type": "float"}],
