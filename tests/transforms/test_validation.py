@@ -213,9 +213,9 @@ def test_a_label_outside_the_transforms_domain_is_rejected():
     label = LabelRule(Label("price", "regression", transform="log1p"), "price")
     assert convert_row({"x": "1", "price": "-0.5"}, _rules(num("x"), label=label)) == ({"x": 1.0, "price": -0.5}, None)
     for raw in ("-1", "-3.5", -1.0):
-        with pytest.raises(RowError, match=rf"^column 'price': label -?[\d.]+ is outside label.transform log1p's "
-                                           rf"domain \(log1p\(y\) needs y > -1\); fix or remove such rows, or set "
-                                           rf"`label.transform: none`$") as e:
+        with pytest.raises(RowError, match=r"^column 'price': label -?[\d.]+ is outside label.transform log1p's "
+                                           r"domain \(log1p\(y\) needs y > -1\); fix or remove such rows, or set "
+                                           r"`label.transform: none`$") as e:
             convert_row({"x": "1", "price": raw}, _rules(num("x"), label=label))
         assert e.value.reason == "out_of_domain" and e.value.column == "price"
     untransformed = LabelRule(Label("price", "regression"), "price")
