@@ -9,8 +9,10 @@ One module per benchmark, each with ``run(scale, workdir) -> dict``:
     B3 b3_streaming     throughput and peak RSS: arrays in memory, PyDataset, tfstream
     B4 b4_memory        peak RSS of `tfstream train` on N and 10·N rows, vs arrays
     B5 b5_padding       bucketed vs plain padded sequences: efficiency, epoch time, shapes
-    B6 b6_preprocess    preprocess rows/s ÷ a single-process Python loop
+    B6 b6_preprocess    preprocess rows/s (DirectRunner, DaskRunner) ÷ a single-process Python loop
     B7 b7_first_batch   time to the first batch, TensorFlow's import excluded
+    B8 b8_preprocess_scaling  peak RSS and rows/s of `tfstream preprocess` on N and 10·N rows
+    B10 b10_write_arrays  write_arrays rows/s ÷ a hand-written TFRecordWriter loop
 
 ``smoke`` runs every benchmark on tiny data in seconds (the test suite does); ``full``
 uses the issue's sizes. Shared helpers: `common` (repetitions, figures, processes and

@@ -22,6 +22,7 @@ BENCHMARKS = {
     "B5": "b5_padding",
     "B6": "b6_preprocess",
     "B7": "b7_first_batch",
+    "B8": "b8_preprocess_scaling",
     "B10": "b10_write_arrays",
 }
 
