@@ -24,7 +24,7 @@ import numpy as np
 
 from benchmarks import data
 from benchmarks.common import alternate, figure, import_tensorflow_quietly, median, pick, reps, result
-from benchmarks.common import rows_per_second
+from benchmarks.common import records_written, rows_per_second
 
 TARGET = 5.0
 
@@ -61,8 +61,8 @@ def run(scale: str, workdir: str) -> dict:
 
     variants = {
         "loop": lambda: timed("loop", lambda out: tfrecord_loop(X, y, os.path.join(out, "records.tfrecord"))),
-        "write_arrays": lambda: timed("write_arrays", lambda out: sum(
-            write_arrays(config, {"X": X, "y": y}, out).num_examples(s) for s in config.split.fractions)),
+        "write_arrays": lambda: timed("write_arrays", lambda out: records_written(
+            write_arrays(config, {"X": X, "y": y}, out))),
     }
     raw = alternate(variants, reps(scale, smoke=1))
     ratios = [w / loop for w, loop in zip(raw["write_arrays"], raw["loop"])]

@@ -39,7 +39,7 @@ import os
 
 from benchmarks import data
 from benchmarks.common import alternate, figure, import_tensorflow_quietly, median, pick, reps, result
-from benchmarks.common import rows_per_second
+from benchmarks.common import records_written, rows_per_second
 
 TARGETS = {"beam_in_memory": 2.0, "beam_dask": 1.5}
 DASK_WORKERS = 2
@@ -116,9 +116,8 @@ def run(scale: str, workdir: str) -> dict:
     beam_quiet = ["--default_sdk_harness_log_level=WARNING"]
 
     def beam(name: str, beam_args: list[str]):
-        return lambda: timed(name, lambda out: sum(
-            preprocess(config, output_dir=out, beam_args=beam_args + beam_quiet).num_examples(s)
-            for s in config.split.fractions))
+        return lambda: timed(name, lambda out: records_written(
+            preprocess(config, output_dir=out, beam_args=beam_args + beam_quiet)))
 
     with dask_cluster() as address:
         variants = {

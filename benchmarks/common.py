@@ -109,6 +109,11 @@ class Timer:
 # --------------------------------------------------------------------------- processes
 
 
+def records_written(manifest) -> int:
+    """Every split's record count of one written dataset (each writer is called once)."""
+    return sum(manifest.num_examples(split) for split in manifest.split_names)
+
+
 def rows_per_second(scratch: str, rows: int, written: dict) -> Callable[[str, Callable[[str], Any]], float]:
     """``timed(name, fn)``: run ``fn(out)`` in a fresh folder under ``scratch`` (removed
     after), keep its result in ``written[name]`` (to check that every variant wrote the

@@ -104,3 +104,16 @@ def test_a_skipped_benchmark_says_why(monkeypatch, tmp_path):
     monkeypatch.setattr("benchmarks.b7_first_batch.run", missing)
     r = suite.run_one("B7", "smoke", str(tmp_path))
     assert r["status"] == "skipped" and "write_arrays" in r["reason"]
+
+
+def test_a_timed_write_calls_the_writer_once_per_repetition(monkeypatch, tmp_path):
+    """B6 and B10 once timed ``sum(writer(...).num_examples(s) for s in splits)``: the
+    writer ran once per split, understating them 3× and 2×."""
+    import tfstream.pipelines.write.arrays as arrays
+    from benchmarks import b10_write_arrays
+
+    calls = []
+    real = arrays.write_arrays
+    monkeypatch.setattr(arrays, "write_arrays", lambda *a, **k: calls.append(1) or real(*a, **k))
+    out = b10_write_arrays.run("smoke", str(tmp_path))
+    assert len(calls) == len(out["raw"]["rows_per_second"]["write_arrays"]) == 1
