@@ -149,8 +149,9 @@ def gather_records(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) 
     np.cumsum(lengths, out=new[1:])
     if not lengths.size:
         return np.empty(0, dtype=np.uint8), new
-    if (lengths == lengths[0]).all():  # one length: a grid of indices
-        return buffer[starts[:, None] + np.arange(int(lengths[0]))[None, :]].reshape(-1), new
+    if (lengths == lengths[0]).all() and lengths[0]:  # one length: rows of a sliding view (no copy of it)
+        windows = np.lib.stride_tricks.sliding_window_view(buffer, int(lengths[0]))
+        return windows[starts].reshape(-1), new
     return buffer[np.repeat(starts - new[:-1], lengths) + np.arange(int(new[-1]))], new
 
 

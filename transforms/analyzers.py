@@ -190,7 +190,8 @@ class QuantileSketch:
         while i < len(self.levels):
             level = self.levels[i]
             if len(level) > self.k:
-                level = np.sort(level)
+                # stable: a merge sort, fast on the sorted runs `_Accumulator._add` feeds it
+                level = np.sort(level, kind="stable")
                 keep = level[-1:] if len(level) % 2 else level[:0]
                 pairs = level[: len(level) - len(keep)]
                 up = pairs[self.flip :: 2]
@@ -300,8 +301,10 @@ class _Accumulator:
         moments = self.numeric[name]
         arr = np.asarray(values, dtype=np.float64).reshape(-1, moments.mean.shape[0])
         moments.add(arr)
-        for i, sketch in enumerate(self.sketches[name]):
-            sketch.add(arr[:, i])
+        # each component sorted at once (the sketches sort their levels: the same values)
+        columns = np.sort(arr.T, axis=1) if arr.shape[0] > 1 else arr.T
+        for sketch, column in zip(self.sketches[name], columns):
+            sketch.add(column)
         if self.transformed is not None and name == self.label.name:
             with np.errstate(invalid="ignore", divide="ignore"):  # (validation keeps labels in the domain)
                 self.transformed.add(forward(arr, self.label.transform))

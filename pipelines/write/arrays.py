@@ -415,8 +415,11 @@ class _FastRoute:
         for rule in self.rules.features:
             arr = np.asarray(slices[rule.columns[0]])
             if rule.feature.dtype == "float32":
-                with np.errstate(invalid="ignore"):
-                    fine = np.abs(arr.astype(np.float64, copy=False)) <= _FLOAT32_MAX  # False for NaN, inf
+                if arr.dtype == np.float32:  # within float32's range unless inf: finite is enough
+                    fine = np.isfinite(arr)
+                else:
+                    with np.errstate(invalid="ignore"):
+                        fine = np.abs(arr.astype(np.float64, copy=False)) <= _FLOAT32_MAX  # False for NaN, inf
                 ok &= fine.all(axis=1) if fine.ndim == 2 else fine
             values[rule.feature.name] = arr
         label = self.rules.label
