@@ -69,7 +69,7 @@ from tfstream.pipelines.write.publish import QUARANTINE_DIR, QUARANTINE_FILE
 from tfstream.pipelines.write.rows import QUARANTINED, first_example, quarantine_key, route_chunk, rows_in_chunk
 from tfstream.pipelines.write.run import PreprocessError, finish_run, resolve_dataset_dir, writing
 from tfstream.pipelines.write.shard_plan import plan_shards, shard_sizing
-from tfstream.pipelines.write.sharding import FRAME_RECORDS, record_hashes, write_shard
+from tfstream.pipelines.write.sharding import FRAME_RECORDS, byte_batches, record_hashes, write_shard
 from tfstream.pipelines.write.source_size import measure_arrays
 from tfstream.transforms.analyzers import DatasetStats
 from tfstream.transforms.example_encoder import encode_examples_buffer, rows_to_columns
@@ -610,8 +610,11 @@ class _ShardWriters:
         lengths = np.concatenate(lengths) if lengths else np.empty(0, dtype=np.int64)
         starts = np.concatenate(starts) if starts else np.empty(0, dtype=np.int64)
         order = _sort_order(hashes, raw, starts, lengths)
-        batches = (gather_records(raw, starts[rows], lengths[rows])
-                   for rows in (order[i:i + FRAME_RECORDS] for i in range(0, order.size, FRAME_RECORDS)))
+        if lengths.size and (lengths == lengths[0]).all():  # rows of a sliding view: no index per byte
+            parts = (order[i:i + FRAME_RECORDS] for i in range(0, order.size, FRAME_RECORDS))
+        else:
+            parts = (order[part] for part in byte_batches(lengths[order]))
+        batches = (gather_records(raw, starts[rows], lengths[rows]) for rows in parts)
         return write_shard(path, batches, self._compression, root=self._root)
 
 

@@ -243,8 +243,11 @@ def merge_runs(paths: Iterable[str], *, fan_in: Optional[int] = None) -> Iterato
     return heapq.merge(*(read_run(p) for p in paths))
 
 
-# Records framed and written at once (`write_shard`, `record_batches`).
+# Records framed and written at once (`write_shard`, `record_batches`): at most this many,
+# and about this many bytes (framing a batch of records of different lengths indexes
+# every byte: 8 bytes of index a byte, so 1 MiB of records costs 8 MiB at most).
 FRAME_RECORDS = 65536
+FRAME_BYTES = 1 << 20
 
 
 def write_shard(path: str, batches: Iterable[tuple[np.ndarray, np.ndarray]], compression: str,
@@ -276,23 +279,44 @@ def write_shard(path: str, batches: Iterable[tuple[np.ndarray, np.ndarray]], com
     return shard_description(path, root, records, size, sha.hexdigest(), payload, largest)
 
 
-def record_batches(records: Iterable[bytes], size: int = FRAME_RECORDS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Records, one at a time → batches of ``size``, each as ``(one uint8 buffer, n + 1
-    offsets)``.
+def record_batches(records: Iterable[bytes], size: int = FRAME_RECORDS,
+                   max_bytes: int = FRAME_BYTES) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Records, one at a time → batches of at most ``size`` records and about
+    ``max_bytes`` bytes, each as ``(one uint8 buffer, n + 1 offsets)``.
 
     Example:
         >>> [(b.tobytes(), o.tolist()) for b, o in record_batches([b"ab", b"", b"c"], size=2)]
         [(b'ab', [0, 2, 2]), (b'c', [0, 1])]
     """
     batch: list[bytes] = []
+    held = 0
     for record in itertools.chain(records, [None]):
         if record is not None:
             batch.append(record)
-        if batch and (len(batch) == size or record is None):
+            held += len(record)
+        if batch and (len(batch) == size or held >= max_bytes or record is None):
             offsets = np.zeros(len(batch) + 1, dtype=np.int64)
             np.cumsum([len(r) for r in batch], out=offsets[1:])
             yield np.frombuffer(b"".join(batch), dtype=np.uint8), offsets
-            batch = []
+            batch, held = [], 0
+
+
+def byte_batches(lengths: np.ndarray, size: int = FRAME_RECORDS, max_bytes: int = FRAME_BYTES) -> Iterator[slice]:
+    """Consecutive slices of records of these ``lengths``: at most ``size`` records and
+    about ``max_bytes`` bytes each (at least one record).
+
+    Example:
+        >>> [(s.start, s.stop) for s in byte_batches(np.array([5, 5, 20, 1, 1]), size=10, max_bytes=10)]
+        [(0, 2), (2, 3), (3, 5)]
+    """
+    ends = np.cumsum(lengths)
+    start = 0
+    while start < len(lengths):
+        base = ends[start - 1] if start else 0
+        stop = int(np.searchsorted(ends, base + max_bytes, side="left")) + 1
+        stop = min(max(stop, start + 1), start + size, len(lengths))
+        yield slice(start, stop)
+        start = stop
 
 
 @contextlib.contextmanager
