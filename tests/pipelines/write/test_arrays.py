@@ -489,14 +489,14 @@ def test_the_same_arrays_land_in_the_same_splits_from_an_npz_and_from_write_arra
 def test_records_that_share_a_hash_are_ordered_by_their_bytes_by_both_writers(make_job, tmp_path, monkeypatch):
     """A 64-bit hash can collide: both writers then order the records by their bytes, so
     the shards stay byte-identical (forced here: every record gets one of two hashes)."""
-    import tfstream.pipelines.write.arrays as arrays_module
+    import tfstream.pipelines.write.array_shards as array_shards
     import tfstream.pipelines.write.sharding as sharding
 
     def few_hashes(buffer, offsets, key):
         return (np.arange(len(offsets) - 1) % 2).astype(np.uint64) * np.uint64(3)
 
     monkeypatch.setattr(sharding, "record_hashes", few_hashes)
-    monkeypatch.setattr(arrays_module, "record_hashes", few_hashes)
+    monkeypatch.setattr(array_shards, "record_hashes", few_hashes)
     rng = np.random.default_rng(1)
     X, y = rng.random((500, 10), dtype=np.float32), rng.integers(0, 2, 500)
     np.savez(tmp_path / "toy.npz", X=X, y=y)
