@@ -305,7 +305,9 @@ def test_doctor_exit_statuses(tmp_path, capsys):
             main(argv)
         assert e.value.code == 2
     assert "tfstream doctor --config c.yaml" in capsys.readouterr().err
-    assert main(["doctor", "--config", os.path.join(CONFIGS, "digits_lstm.yaml")]) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)  # no runs/digits/dataset here, even after `make demo` in the checkout
+        assert main(["doctor", "--config", os.path.join(CONFIGS, "digits_lstm.yaml")]) == 0
     assert "the config is checked alone" in capsys.readouterr().out
     assert main(["doctor", "--config", str(tmp_path / "none.yaml")]) == 2
 
