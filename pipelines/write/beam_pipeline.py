@@ -193,7 +193,7 @@ RUNS_DIR = ".runs"  # in a run's snapshot folder: sorted runs, removed before pu
 
 class _SpillRuns(beam.DoFn):
     """Batches of typed rows of one split → ``(shard, run file)``: each batch's records
-    encoded, hashed (`sharding.record_hash` picks its shard), sorted and spilled as one
+    encoded, hashed (`sharding.record_hashes`, a batch at once, picks its shard), sorted and spilled as one
     run per shard (`sharding.RunSpiller`). Records never cross a shuffle: only run file
     names do, so a worker holds one batch of records whatever the size of the data.
 
@@ -236,7 +236,7 @@ class WriteShards(beam.PTransform):
     Like tensorflow-datasets, the records are shuffled at write time, so every shard is a
     random sample of the source even when the source is sorted (by date, by class), and a
     bounded shuffle buffer on the read side mixes well: a record's keyed hash
-    (`sharding.record_hash`) picks its shard, and a shard's records are sorted by hash. Shard
+    (`sharding.record_hashes`) picks its shard, and a shard's records are sorted by hash. Shard
     contents and order are thus the same on every run and every runner.
 
     Memory: records never cross a shuffle. Each worker encodes and buffers records,
