@@ -17,7 +17,9 @@ Beam options after ``--`` (or any option the command does not know) go to Beam's
 --temp_location=gs://B/tmp --setup_file=./setup.py``. Exit status: 0 on success, 2 for a
 problem with the input (config, source, dataset), 3 for shard files that do not match
 their manifest (missing, resized, corrupt, truncated: `verify`, `inspect`'s size check,
-`train`), 75 (EX_TEMPFAIL) when another run is writing the same dataset (``--wait``
+`train`) and for model files that do not match their registry record
+(`training.registry.ChecksumError`), 75 (EX_TEMPFAIL) when another run is writing the same
+dataset or holds the same model registry (``--wait``
 waits for it instead), 1 for anything else (`doctor`: for a finding at warning level or
 above); ``-v`` (or ``--debug``) shows TensorFlow's
 and Beam's own logs and the traceback of an error.
@@ -429,13 +431,18 @@ def _error_exit(command: str, verbose: bool, e: Exception) -> int:
     generic error is raised again, for its traceback)."""
     from tfstream.pipelines.config import ConfigError
     from tfstream.pipelines.manifest import ManifestError
-    from tfstream.pipelines.write.lock import BUSY_EXIT_CODE, DatasetBusyError
+    from tfstream.pipelines.lock import BUSY_EXIT_CODE, BusyError
     from tfstream.pipelines.write.sources import SourceError
 
-    if isinstance(e, (ConfigError, SourceError, ManifestError, FileNotFoundError)):
+    known: tuple[type, ...] = (ConfigError, SourceError, ManifestError, FileNotFoundError)
+    if "tfstream.training.registry" in sys.modules:
+        known += (sys.modules["tfstream.training.registry"].RegistryError,)
+    if isinstance(e, known):
         print(f"tfstream {command}: error: {e}", file=sys.stderr)
-        return getattr(e, "exit_code", 2)  # 3: a shard that does not match (verify.IntegrityError)
-    if isinstance(e, DatasetBusyError):
+        # 3: a shard that does not match (verify.IntegrityError), a model file that does
+        # not (registry.ChecksumError)
+        return getattr(e, "exit_code", 2)
+    if isinstance(e, BusyError):  # a dataset's writer lock, a model registry's lock
         print(f"tfstream {command}: error: {e}", file=sys.stderr)
         return BUSY_EXIT_CODE
     from tfstream.pipelines.write.run import PreprocessError

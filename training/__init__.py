@@ -1,6 +1,7 @@
 """Reference Keras 3 trainers on tfstream datasets: models (`models`), training
-(`trainer`), the serving export (`export`), the evaluation pass (`evaluation`) and
-headline metrics (`metrics`).
+(`trainer`), the serving export (`export`), the evaluation pass (`evaluation`),
+headline metrics (`metrics`) and the model registry that retraining promotes into
+(`registry`: ``load_champion(models_dir)`` loads the promoted model, checksums checked).
 
 Names are imported on first use (PEP 562): `tfstream summary` reads metrics without
 paying for Keras. ``import tfstream.training.models`` registers tfstream's Keras layers
@@ -19,6 +20,7 @@ _EXPORTS = {
     "train": "trainer",
     "export_serving": "export",
     "load_serving": "export",
+    "load_champion": "registry",
 }
 
 __all__ = sorted(_EXPORTS)
