@@ -18,10 +18,13 @@ import pytest
 from tfstream.pipelines.config import config_from_dict
 from tfstream.pipelines.manifest import Manifest, ManifestError, load_manifest
 from tfstream.pipelines.manifest_shape import shape_problem
+from tfstream.pipelines.read.reader import read
+from tfstream.pipelines.snapshots import is_pinned, pins, snapshot_dir
 from tfstream.pipelines.window import _common_root, window_manifest
 from tfstream.pipelines.window_statistics import merge_split_statistics
 from tfstream.pipelines.write.arrays import write_arrays
 from tfstream.pipelines.write.beam_pipeline import preprocess
+from tfstream.training.trainer import train
 
 SPLITS = ("train", "validation", "eval")
 TOKENS = ["red", "green", "blue", "amber"]
@@ -166,6 +169,19 @@ def test_the_digest_changes_when_a_span_is_republished_with_other_records(tabula
     assert window_manifest([spans[0], again, spans[2]]).digest != before.digest
 
 
+def test_a_list_reads_every_record_of_every_span(tabular):
+    spans, _, _ = tabular
+    window = window_manifest(spans)
+    n = window.num_examples("train")
+    ds = read(spans, "train", batch_size=32, seed=2, raw_labels=True)
+    assert int(ds.cardinality()) == -(-n // 32)
+    got = np.concatenate([y.numpy() for _, y in ds])
+    each = np.concatenate([y.numpy() for s in spans for _, y in read(s, "train", shuffle=False, raw_labels=True)])
+    assert len(got) == n and sorted(got.tolist()) == sorted(each.tolist())
+    unshuffled = np.concatenate([y.numpy() for _, y in read(window, "train", shuffle=False, raw_labels=True)])
+    np.testing.assert_array_equal(unshuffled, each)  # the spans' shards, in the order given
+
+
 def test_held_out_splits_are_the_named_datasets_own(tabular):
     spans, _, _ = tabular
     newest = load_manifest(spans[-1])
@@ -193,6 +209,31 @@ def test_a_dataset_that_differs_is_named_with_what_differs(tabular, tmp_path):
         window_manifest([spans[0], spans[0]])
     with pytest.raises(TypeError, match=r"expected a list of datasets, got one"):
         window_manifest(spans[0])
+    with pytest.raises(ManifestError, match=rf"^{re.escape(other.root)}: features"):
+        read([spans[0], other.root], "train")
+
+
+def test_a_pinned_window_pins_every_spans_snapshot(tabular):
+    spans, _, _ = tabular
+    folders = [snapshot_dir(s, load_manifest(s).snapshot["id"]) for s in spans]
+    window = window_manifest(spans)
+    with pins(window):
+        assert all(is_pinned(f) for f in folders)
+    assert not any(is_pinned(f) for f in folders)
+    with pins(load_manifest(spans[0])):  # a dataset's own manifest: its one snapshot
+        assert [is_pinned(f) for f in folders] == [True, False, False]
+
+
+@pytest.mark.slow  # end to end: training
+def test_train_on_a_window(tabular, tmp_path):
+    spans, _, tmp = tabular
+    window = window_manifest(spans, held_out={"eval": spans[-1]})
+    metrics = train(_job(str(tmp / "span1.csv")), dataset=window, model_dir=str(tmp_path / "model"), verbose=0)
+    assert metrics["examples"]["eval"] == load_manifest(spans[-1]).num_examples("eval")
+    assert metrics["examples"]["train"] == window.num_examples("train")
+    assert metrics["dataset"]["digest"] == window.digest
+    assert [d["snapshot"] for d in metrics["dataset"]["window"]] == [d["snapshot"] for d in window.window]
+    assert "train_mean" in metrics["baseline"] and "train_median" not in metrics["baseline"]  # no merged deciles
 
 
 # --------------------------------------------------------------------------- sequences
