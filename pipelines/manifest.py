@@ -210,7 +210,10 @@ class CategoricalStatistics:
     """A categorical (string) feature over one split. Only the training split has a
     ``vocabulary`` (``(token, count)`` pairs, most frequent first, cut at ``vocab_size``),
     ``num_unique`` (distinct tokens seen) and ``oov_buckets`` (the out-of-vocabulary ids
-    the model gives the other tokens); other splits, and older manifests, have None."""
+    the model gives the other tokens); other splits, and older manifests, have None.
+    ``vocabulary_exact`` is False for a training window's vocabulary merged from spans
+    that cut theirs (`window_statistics`): its counts and ranks may be off, and
+    ``num_unique`` is a lower bound; True otherwise."""
 
     count: int
     missing: Optional[int] = None
@@ -218,6 +221,7 @@ class CategoricalStatistics:
     num_unique: Optional[int] = None
     oov_buckets: Optional[int] = None
     kind: str = "categorical"
+    vocabulary_exact: bool = True
 
     @property
     def tokens(self) -> list[str]:
@@ -279,7 +283,8 @@ def _feature_statistics(kind: str, data: Mapping[str, Any]) -> FeatureStatistics
         return CategoricalStatistics(
             count=int(data.get("count") or 0), missing=data.get("missing"),
             vocabulary=None if vocabulary is None else tuple((t, int(n)) for t, n in vocabulary),
-            num_unique=data.get("num_unique"), oov_buckets=data.get("oov_buckets"))
+            num_unique=data.get("num_unique"), oov_buckets=data.get("oov_buckets"),
+            vocabulary_exact=data.get("vocabulary_exact", True))
     if kind == "sequence":
         return SequenceStatistics(
             count=int(data.get("count") or 0), length=_length(data.get("length", {})), steps=data.get("steps"),
@@ -430,6 +435,14 @@ class Manifest:
         dataset written before snapshots (format 2)."""
         info = self.data.get("snapshot")
         return _frozen(info) if isinstance(info, Mapping) else None
+
+    @property
+    def window(self) -> Optional[tuple[Mapping[str, Any], ...]]:
+        """The datasets of a training window (`pipelines.window.window_manifest`), oldest
+        first: each one's ``dir``, ``snapshot`` id (None before snapshots) and
+        ``digest``; None for a dataset's own manifest."""
+        window = self.data.get("window")
+        return tuple(_frozen(d) for d in window["datasets"]) if isinstance(window, Mapping) else None
 
     @property
     def digest(self) -> str:

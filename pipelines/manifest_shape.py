@@ -97,6 +97,7 @@ def _statistics(data: Mapping[str, Any], path: str) -> None:
         _number_or_list(data, key, path)
     _get(data, "quantiles", path, list)
     _get(data, "kind", path, str)
+    _get(data, "vocabulary_exact", path, bool)  # a training window's (pipelines.window)
     hist = _get(data, "histogram", path, dict)
     if hist is not None and "edges" in hist:  # a numeric histogram (a length's maps length → count)
         _items(hist, "edges", f"{path}.histogram", float, is_list=True, required=True)
@@ -225,6 +226,12 @@ def _check(data: Any, written: bool) -> None:
             for key in ("feature", "kind"):
                 _get(finding, key, p, str, required=True)
     _get(data, "snapshot", "", dict)  # format 3; its content is the publisher's
+    window = _get(data, "window", "", dict)  # a training window's datasets (pipelines.window)
+    if window is not None:
+        for p, dataset in _items(window, "datasets", "window", dict, is_list=True, required=True):
+            for key in ("dir", "digest"):
+                _get(dataset, key, p, str, required=True)
+            _get(dataset, "snapshot", p, str)
     encoding = _get(data, "encoding", "", dict)  # informative (readers use the schema); newer manifests
     if encoding is not None:
         for p, key in _items(encoding, "keys", "encoding", dict, is_list=True):

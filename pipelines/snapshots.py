@@ -37,9 +37,12 @@ import errno
 import fcntl
 import os
 import uuid
-from typing import Any, Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional
 
 from tfstream.pipelines import fs
+
+if TYPE_CHECKING:
+    from tfstream.pipelines.manifest import Manifest
 
 SNAPSHOTS_DIR = "snapshots"
 LOCK_NAME = ".tfstream.lock"
@@ -94,6 +97,23 @@ def pin(dataset_dir: str, data: Mapping[str, Any]) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def pins(manifest: "Manifest") -> Iterator[None]:
+    """`pin` every snapshot a loaded manifest reads: each dataset's of a training window
+    (`Manifest.window`, see `pipelines.window`), else the manifest's own. Each is a
+    shared lock on a local snapshot folder (none for a remote or format-2 dataset), all
+    released when the block ends.
+    """
+    with contextlib.ExitStack() as stack:
+        if manifest.window is None:
+            stack.enter_context(pin(manifest.root, manifest.data))
+        else:
+            for dataset in manifest.window:
+                if dataset.get("snapshot"):
+                    stack.enter_context(pin(dataset["dir"], {"snapshot": {"id": dataset["snapshot"]}}))
+        yield
 
 
 def is_pinned(path: str) -> bool:

@@ -18,8 +18,9 @@ from tfstream.testing import ROOT, package_modules
 
 MODULES = package_modules()
 # Modules whose examples read a preprocessed dataset (or train on one).
-_NEED_DATA = ("tfstream.pipelines.manifest", "tfstream.pipelines.read", "tfstream.pipelines.inspect",
-              "tfstream.training", "tfstream.pipelines.write.arrays", "tfstream.pipelines.write.tfds_metadata")
+_NEED_DATA = ("tfstream.pipelines.manifest", "tfstream.pipelines.window", "tfstream.pipelines.read",
+              "tfstream.pipelines.inspect", "tfstream.training", "tfstream.pipelines.write.arrays",
+              "tfstream.pipelines.write.tfds_metadata")
 
 
 def _needs_data(module: str) -> bool:

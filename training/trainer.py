@@ -39,7 +39,8 @@ from tfstream.pipelines.manifest import Manifest, ManifestError, load_manifest
 from tfstream.pipelines.read.memory import MemoryBudgetError, MemoryEstimate, MiB, check_budget, estimate_input_memory
 from tfstream.pipelines.read.reader import read
 from tfstream.pipelines.read.stages import PaddingCounter
-from tfstream.pipelines.snapshots import pin
+from tfstream.pipelines.snapshots import pins
+from tfstream.pipelines.window import window_manifest
 from tfstream.training.export import export_serving
 from tfstream.training.integrity import check_before_training, shard_errors_named
 from tfstream.training.evaluation import evaluate
@@ -180,7 +181,8 @@ def _check_dataset_identity(checkpoints: str, manifest: Manifest, dataset_dir: s
     if not restart:
         was = (f"snapshot {recorded.get('snapshot')} (digest {str(recorded.get('digest'))[:12]})"
                if recorded else "a dataset it did not record")
-        now = manifest.snapshot["id"] if manifest.snapshot else "a format-2 dataset"
+        now = (manifest.snapshot["id"] if manifest.snapshot else
+               f"a window of {len(manifest.window)} datasets" if manifest.window else "a format-2 dataset")
         raise TrainError(
             f"{dataset_dir}: the interrupted run in {os.path.dirname(checkpoints)} trained on {was}, but the dataset "
             f"is now {now} (digest {manifest.digest[:12]}): it was republished. Resuming would mix two datasets. "
@@ -203,15 +205,17 @@ def _check_dataset_identity(checkpoints: str, manifest: Manifest, dataset_dir: s
 _BACKUP, _BEST, _LAST, _FITTED, _DATASET = "backup", "best.weights.h5", "last.weights.h5", "fitted.json", "dataset.json"
 
 
-def train(config: JobConfig, *, dataset: Union[str, Manifest, None] = None, model_dir: Optional[str] = None,
-          verbose: int = 2, callbacks: Sequence[keras.callbacks.Callback] = (), restart: bool = False
-          ) -> dict[str, Any]:
+def train(config: JobConfig, *, dataset: Union[str, Manifest, Sequence[Union[str, Manifest]], None] = None,
+          model_dir: Optional[str] = None, verbose: int = 2, callbacks: Sequence[keras.callbacks.Callback] = (),
+          restart: bool = False) -> dict[str, Any]:
     """Fit, evaluate, save and export the reference model of ``config``.
 
     Args:
         config: the job config (the same one that wrote the dataset).
         dataset: the dataset directory, or its loaded `Manifest` (the run reads exactly
-            the shards it names); defaults to ``output.dir``, then
+            the shards it names), or a list of them, trained on as one training window
+            (`window.window_manifest`; or pass a window's manifest, to hold out the
+            newest span's eval split); defaults to ``output.dir``, then
             ``runs/<name>/dataset``.
         model_dir: defaults to ``train.dir``, then ``runs/<name>/model``.
         verbose: Keras verbosity (0 silent, 2 one line per epoch).
@@ -220,7 +224,8 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, None] = None, mode
 
     The run reads one snapshot of the dataset, the one whose manifest it loaded, to the
     end: republishing the dataset meanwhile does not change what it reads, and the
-    snapshot is pinned (`snapshots.pin`) so that no run removes it.
+    snapshot is pinned (`snapshots.pins`: each span's, for a window) so that no run
+    removes it.
 
     An interrupted run resumes: run the same command again, and training continues after
     the last finished epoch (Keras `BackupAndRestore`), with the best validation loss so
@@ -238,6 +243,8 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, None] = None, mode
             when it breaks a read during training.
     """
     config.require_model()
+    if isinstance(dataset, (list, tuple)):
+        dataset = window_manifest(dataset)
     if isinstance(dataset, Manifest):
         dataset_dir = dataset.root
     else:
@@ -261,7 +268,7 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, None] = None, mode
             f"{dataset_dir}: the dataset's schema differs from the config's; re-run `tfstream preprocess` "
             f"with this config"
         )
-    with pin(manifest.root, manifest.data):
+    with pins(manifest):
         return _train(config, manifest, dataset_dir, model_dir, verbose, callbacks, restart)
 
 
@@ -279,6 +286,8 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
     os.makedirs(checkpoints, exist_ok=True)  # refused runs write nothing
     identity = {"digest": manifest.digest, "snapshot": manifest.snapshot["id"] if manifest.snapshot else None,
                 "dataset_dir": os.path.abspath(dataset_dir)}
+    if manifest.window is not None:  # each span's snapshot and digest
+        identity["window"] = [dict(d) for d in manifest.window]
     if not resuming:
         fs.write_json(os.path.join(checkpoints, _DATASET), identity)
     keras.utils.set_random_seed(t.seed)

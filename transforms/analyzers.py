@@ -78,6 +78,38 @@ class Moments:
     def merge(self, other: "Moments") -> None:
         self._merge(other.n, other.mean, other.m2, other.min, other.max)
 
+    @classmethod
+    def from_json(cls, stats: Mapping[str, Any], n: Any, size: int = 1) -> "Moments":
+        """Moments back from what `to_json` wrote (``mean``, ``variance``: population,
+        ``min``, ``max``; scalars, or lists of ``size`` components), given the number of
+        values behind each component (``n``: one number, or one per component), which
+        the JSON does not hold per component. Merging such moments (`merge`) gives the
+        moments of all their values: the statistics of two runs combine without their
+        rows.
+
+        Example:
+            >>> a, b = Moments(), Moments()
+            >>> a.add([1.0, 2.0]); b.add([3.0, 6.0])
+            >>> m = Moments.from_json(a.to_json(scalar=True), 2)
+            >>> m.merge(Moments.from_json(b.to_json(scalar=True), 2))
+            >>> m.to_json(scalar=True)["variance"] == float(np.var([1.0, 2.0, 3.0, 6.0]))
+            True
+        """
+        def values(key: str, missing: float) -> np.ndarray:
+            value = stats.get(key)
+            items = value if isinstance(value, list) else [value] * size
+            return np.array([missing if v is None else float(v) for v in items], dtype=np.float64)
+
+        out = cls(size)
+        mean = values("mean", np.nan)
+        seen = ~np.isnan(mean)  # a component never seen has null statistics, and no values
+        out.n = np.where(seen, np.broadcast_to(np.asarray(n, dtype=np.float64), (size,)), 0.0)
+        out.mean = np.where(seen, mean, 0.0)
+        out.m2 = np.where(seen, values("variance", 0.0), 0.0) * out.n
+        out.min = np.where(seen, values("min", np.inf), np.inf)
+        out.max = np.where(seen, values("max", -np.inf), -np.inf)
+        return out
+
     def _merge(self, n_b, mean_b, m2_b, min_b, max_b) -> None:
         n = self.n + n_b
         safe = np.maximum(n, 1)

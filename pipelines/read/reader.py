@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import tensorflow as tf
 
@@ -42,6 +42,7 @@ from tfstream.pipelines.read.stages import (
     shard_records,
     shuffle_blocks,
 )
+from tfstream.pipelines.window import window_manifest
 from tfstream.transforms.label_scaling import LabelScaling
 from tfstream.transforms.schema import length_key
 
@@ -49,7 +50,7 @@ _log = logging.getLogger(__name__)
 
 
 def read(
-    dataset: Union[str, Manifest],
+    dataset: Union[str, Manifest, Sequence[Union[str, Manifest]]],
     split: str,
     options: Optional[ReadOptions] = None,
     *,
@@ -65,7 +66,9 @@ def read(
 
     Args:
         dataset: the dataset directory, or its loaded `Manifest` (the reader reads
-            exactly the shards that manifest names).
+            exactly the shards that manifest names); or a list of them, read as one
+            training window (`window.window_manifest`: all their shards interleaved,
+            with their statistics merged).
         split: a split named in the manifest (``train``, ``eval``, ...).
         options: the read settings (`ReadOptions`, the config's ``reader:`` section);
             default `ReadOptions()`.
@@ -106,12 +109,16 @@ def read(
         number of batches, known from the manifest (so Keras knows the steps).
 
     Raises:
-        ManifestError: no manifest, an unknown split, a shard missing or resized.
+        ManifestError: no manifest, an unknown split, a shard missing or resized; in a
+            list, datasets of different schemas, compressions or splits.
         TypeError: an override that is not a `ReadOptions` field (with the closest one).
         ConfigError: an override out of range (``reader.batch_size: ...``).
     """
     options = ReadOptions.resolve(options, **overrides)
-    manifest = dataset if isinstance(dataset, Manifest) else load_manifest(dataset)
+    if isinstance(dataset, (list, tuple)):
+        manifest = window_manifest(dataset)
+    else:
+        manifest = dataset if isinstance(dataset, Manifest) else load_manifest(dataset)
     schema = manifest.schema
     n = manifest.num_examples(split)
     batch_size = options.batch_size
