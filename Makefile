@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tfstream-installed
 RUNS   ?= runs
 
-.PHONY: demo test install clean
+.PHONY: demo demo-retrain test install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,21 @@ demo: $(STAMP)
 		> $(RUNS)/flights_distance/inspect.txt
 	$(BIN)/tfstream inspect $(RUNS)/digits/dataset --plot $(RUNS)/digits/plots > $(RUNS)/digits/inspect.txt
 	@echo "dataset reports: $(RUNS)/{flights,flights_distance,digits}/inspect.txt (plots in $(RUNS)/*/plots/)"
+	$(MAKE) --no-print-directory demo-retrain
+
+# Scheduled retraining, as a scheduler would run it: the flights of 2013 partitioned into
+# 12 monthly spans, then one `tfstream retrain` per month, in order (--until: the months
+# after it have not arrived yet). Exit status 0 promoted, 10 kept the champion, 11 nothing
+# new; anything else stops the demo. configs/flights_retrain.yaml writes under runs/retrain.
+demo-retrain: $(STAMP)
+	$(BIN)/python -c "from tfstream.testing import flights_monthly_spans; flights_monthly_spans('runs/retrain/raw')"
+	@for month in 01 02 03 04 05 06 07 08 09 10 11 12; do \
+		$(BIN)/tfstream retrain --config configs/flights_retrain.yaml --until 2013-$$month > runs/retrain/2013-$$month.txt; \
+		status=$$?; echo "2013-$$month: exit status $$status"; \
+		case $$status in 0|10|11) ;; *) cat runs/retrain/2013-$$month.txt; exit $$status;; esac; \
+	done
+	$(BIN)/tfstream models runs --config configs/flights_retrain.yaml --plot runs/retrain/champion.png
+	$(BIN)/tfstream models list --config configs/flights_retrain.yaml
 
 # pytest exits 5 when it collects no test; make then fails, as it should.
 test: $(STAMP)

@@ -41,6 +41,7 @@ from tfstream.pipelines.config_types import (FLOAT32_MAX, MAX_CLASSES, MAX_EMBED
 from tfstream.pipelines.config_types import Float as _Float, FrozenMapping as _Mapping, Int as _Int, Items as _Items
 from tfstream.pipelines.config_types import Section as _Section, validate as _validate, within as _within
 from tfstream.pipelines.config_types import replace  # noqa: F401 - public here: `config.replace`
+from tfstream.pipelines.config_retrain import SPAN, RetrainConfig, span_parts
 from tfstream.pipelines.config_yaml import check_size, read_yaml
 from tfstream.pipelines.read_options import ReadOptions
 from tfstream.transforms.analyzers import MAX_VOCABULARY
@@ -477,6 +478,9 @@ class JobConfig(_Section):
     reader: ReadOptions = Field(default_factory=ReadOptions, description="How the dataset is read (tf.data).")
     train: TrainConfig = Field(default_factory=TrainConfig, description="How the model is trained.")
     validation: ValidationConfig = Field(default_factory=ValidationConfig, description="What a run tolerates.")
+    retrain: Optional[RetrainConfig] = Field(None, description="Scheduled retraining (`tfstream retrain`): spans "
+                                                               "marked by {span} in source.path, a training window, "
+                                                               "a gate and a model registry.")
 
     @model_validator(mode="after")
     def _rules(self) -> JobConfig:
@@ -491,6 +495,7 @@ class JobConfig(_Section):
         if self.split.fractions is None and plan.fractions is not None:  # the default hash split, written out
             object.__setattr__(self, "split", self.split.model_copy(update={"fractions": plan.fractions}))
         self._check_split_names(plan)
+        self._check_retrain()
         has_seq = any(f.type == "sequence" for f in self.features)
         if self.model is not None and self.model.type == "lstm":
             _check(has_seq, "model.type: an lstm model needs a feature of type sequence")
@@ -523,6 +528,19 @@ class JobConfig(_Section):
         _check(not unknown, f"output.num_shards: {_show(unknown)} are not splits; the splits are "
                             f"{_show(sorted(names))} ({plan.origin})")
 
+    def _check_retrain(self) -> None:
+        """A ``{span}`` in ``source.path`` marks spans, which only `tfstream retrain` reads."""
+        if self.retrain is None:
+            _check(SPAN not in (self.source.path or ""),
+                   f"source.path: {SPAN} marks spans, which `tfstream retrain` reads; add a retrain: section, or "
+                   f"name the files without {SPAN}")
+            return
+        span_parts(self.source.path)
+        _check(self.model is not None, "retrain: needs a model: section (the model it retrains)")
+        _check(self.source.splits is None and self.source.tfds is None,
+               "retrain: spans are read from source.path with {span}; remove source.splits / source.tfds")
+        self.retrain.gate_metric(self.label.task)
+
     def split_plan(self) -> SplitPlan:
         """What the split settings come to: the final split names, where they come
         from, their expected shares, the router (`config_splits.SplitPlan`).
@@ -548,10 +566,23 @@ class JobConfig(_Section):
         Raises:
             ConfigError: the config has none, saying to add one.
         """
-        if self.model is None:
-            raise ConfigError("model: missing; training needs a `model:` section, e.g. `model: {type: dense}` "
-                              "(lstm for sequences); without one the config only preprocesses")
-        return self.model
+        return self._required("model", "training needs a `model:` section, e.g. `model: {type: dense}` (lstm for "
+                                       "sequences); without one the config only preprocesses")
+
+    def require_retrain(self) -> RetrainConfig:
+        """The ``retrain:`` section, which `tfstream retrain` needs.
+
+        Raises:
+            ConfigError: the config has none, saying what to add.
+        """
+        return self._required("retrain", "`tfstream retrain` needs a `retrain:` section and {span} in source.path, "
+                                         "e.g. `source: {path: raw/span={span}/*.csv}` and `retrain: {window: 3}`")
+
+    def _required(self, key: str, advice: str) -> Any:
+        value = getattr(self, key)
+        if value is None:
+            raise ConfigError(f"{key}: missing; {advice}")
+        return value
 
     def schema(self) -> Schema:
         """The schema of the records this job writes."""

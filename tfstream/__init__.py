@@ -1,7 +1,7 @@
 """tfstream: raw data → Apache Beam → sharded TFRecords → tf.data → Keras ``fit``,
 without ever holding the whole dataset in memory.
 
-The public API is these ten names (``import tfstream as tfs``)::
+The public API is these eleven names (``import tfstream as tfs``)::
 
     tfs.load_config(path)                  a YAML job config (or a dict) → JobConfig
     tfs.preprocess(config, output_dir)     raw source → dataset, with Apache Beam
@@ -11,6 +11,7 @@ The public API is these ten names (``import tfstream as tfs``)::
     tfs.ReadOptions(...)                   the read settings (the config's `reader:`)
     tfs.build_model(manifest, config)      the reference Dense or LSTM model, compiled
     tfs.train(config, dataset=, model_dir=) fit, evaluate, save, export
+    tfs.retrain(config, until=)            scheduled retraining: spans → window → gate → champion
     tfs.Manifest, tfs.JobConfig            the types
 
 Names are imported on first use (PEP 562), so ``import tfstream`` is instant and
@@ -40,6 +41,7 @@ _EXPORTS = {
     "read": "tfstream.pipelines.read.reader",
     "build_model": "tfstream.training.models",
     "train": "tfstream.training.trainer",
+    "retrain": "tfstream.retraining",
 }
 
 __all__ = sorted(_EXPORTS)

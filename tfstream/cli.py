@@ -4,6 +4,8 @@
     tfstream train      --config C [--dataset DIR] [--model-dir DIR] [--epochs N] [--restart]
     tfstream run        --config C [--workdir DIR] [--previous MANIFEST] [--wait] [--force] [--restart]
                         [-- BEAM OPTIONS]
+    tfstream retrain    --config C [--until SPAN] [--wait [SECONDS]]
+    tfstream models     list|runs|show|rollback (--config C | REGISTRY_DIR) [--version N] [--json] [--plot PNG]
     tfstream inspect    DATASET_DIR [--json] [--split SPLIT] [--plot OUT_DIR]
     tfstream gc         DATASET_DIR [--retention-hours H] [--wait]
     tfstream verify     DATASET_DIR [--split SPLIT] [--json]
@@ -17,9 +19,10 @@ Beam options after ``--`` (or any option the command does not know) go to Beam's
 --temp_location=gs://B/tmp --setup_file=./setup.py``. Exit status: 0 on success, 2 for a
 problem with the input (config, source, dataset), 3 for shard files that do not match
 their manifest (missing, resized, corrupt, truncated: `verify`, `inspect`'s size check,
-`train`) and for model files that do not match their registry record
-(`training.registry.ChecksumError`), 75 (EX_TEMPFAIL) when another run is writing the same
-dataset or holds the same model registry (``--wait``
+`train`; model files that do not match their registry record,
+`training.registry.ChecksumError`), 10 and 11 for `retrain` keeping the champion and
+finding nothing new (see `cli_retrain`), 75 (EX_TEMPFAIL) when another run is writing the
+same dataset or holds the same model registry (``--wait``
 waits for it instead), 1 for anything else (`doctor`: for a finding at warning level or
 above); ``-v`` (or ``--debug``) shows TensorFlow's
 and Beam's own logs and the traceback of an error.
@@ -113,6 +116,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override train.epochs")
     _writer_options(p)
     _restart_option(p)
+
+    from tfstream.cli_retrain import add_parsers
+
+    add_parsers(sub)
 
     p = sub.add_parser("inspect", help="print a dataset's manifest as tables")
     p.add_argument("dataset", help="dataset directory")
@@ -338,15 +345,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from tfstream.pipelines.config import load_config
 
     try:
-        if args.command in ("preprocess", "train", "run"):
+        if args.command in ("preprocess", "train", "run", "retrain"):
             config = _with_epochs(load_config(args.config), getattr(args, "epochs", None))
-        if args.command in ("train", "run"):
+        if args.command in ("train", "run", "retrain"):
             _require_model(config, args.config)  # before anything runs
+        if args.command == "retrain":
+            config.require_retrain()
         if args.command in ("preprocess", "run"):
             _check_sources_early(config)  # before TensorFlow or Beam is imported
             beam_args = _beam_args(args, unknown, beam_args)
-        if not args.verbose and args.command in ("train", "run"):  # preprocessing does not import TensorFlow
-            import_tensorflow_quietly()
+        if not args.verbose and args.command in ("train", "run", "retrain"):
+            import_tensorflow_quietly()  # (preprocessing alone does not import TensorFlow)
         if args.command == "bench":
             return _bench(unknown)
         if args.command == "config":
@@ -371,6 +380,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _check_shard_sizes(manifest)
         elif args.command == "doctor":
             return _doctor(args)
+        elif args.command == "retrain":
+            from tfstream.cli_retrain import run_retrain
+
+            return run_retrain(config, args)
+        elif args.command == "models":
+            from tfstream.cli_retrain import run_models
+
+            return run_models(args)
         elif args.command == "verify":
             return _verify(args.dataset, args.split, args.json)
         elif args.command == "gc":
@@ -445,6 +462,9 @@ def _error_exit(command: str, verbose: bool, e: Exception) -> int:
     if isinstance(e, BusyError):  # a dataset's writer lock, a model registry's lock
         print(f"tfstream {command}: error: {e}", file=sys.stderr)
         return BUSY_EXIT_CODE
+    if isinstance(getattr(e, "exit_code", None), int):  # e.g. a model version's checksum (3)
+        print(f"tfstream {command}: error: {e}", file=sys.stderr)
+        return e.exit_code
     from tfstream.pipelines.write.run import PreprocessError
 
     if verbose:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import zipfile
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -96,3 +96,41 @@ def digits_slice(path: str, every: int = 5) -> str:
     keep = np.arange(0, len(lengths), every)
     np.savez(path, X=np.concatenate([X[offsets[i]:offsets[i + 1]] for i in keep]), lengths=lengths[keep], y=y[keep])
     return path
+
+
+def flights_monthly_spans(out_dir: str, every: int = 1, months: Sequence[int] = tuple(range(1, 13))) -> list[str]:
+    """The flights of 2013 partitioned into monthly spans, as data arrives for scheduled
+    retraining: ``<out_dir>/span=2013-MM/flights.csv`` (every ``every``-th flight of
+    each of ``months``). A span file that exists is left as it is (its modification time
+    too); a new one is written whole, then renamed.
+
+    Returns:
+        The span files, in month order.
+    """
+    import csv
+    import io
+
+    paths = {m: os.path.join(out_dir, f"span=2013-{m:02d}", "flights.csv") for m in months}
+    todo = {m for m, p in paths.items() if not os.path.exists(p)}
+    if todo:
+        outs, seen = {}, {m: 0 for m in todo}
+        with zipfile.ZipFile(package_file(*FLIGHTS_ZIP)) as z, z.open("flights.csv") as src:
+            header = src.readline()
+            month_col = next(csv.reader([header.decode("utf-8")])).index("month")
+            try:
+                for m in todo:
+                    os.makedirs(os.path.dirname(paths[m]), exist_ok=True)
+                    outs[m] = open(paths[m] + ".tmp", "wb")
+                    outs[m].write(header)
+                for line in src:
+                    m = int(next(csv.reader(io.StringIO(line.decode("utf-8"))))[month_col])
+                    if m in outs:
+                        if seen[m] % every == 0:
+                            outs[m].write(line)
+                        seen[m] += 1
+            finally:
+                for f in outs.values():
+                    f.close()
+        for m in todo:
+            os.replace(paths[m] + ".tmp", paths[m])
+    return [paths[m] for m in sorted(paths)]

@@ -165,7 +165,50 @@ class RegressionScores:
         return self._scores(self.sse, self.sae), baselines
 
 
-def evaluate(model, dataset, manifest, train_split: str, label_scaling=None) -> tuple[dict, dict]:
+def example_losses(labels, outputs, task: str) -> np.ndarray:
+    """Each example's proper score, lower is better: the log-loss of the true class
+    (probabilities clipped as above) for a classifier, the squared error in the label's
+    units for regression. Paired per example, two models' losses on the same eval split
+    say whether one is better beyond noise (`training.gate.paired_improvement`).
+
+    Args:
+        labels: ``[n]`` class indices, or labels in their units.
+        outputs: ``[n, k]`` class probabilities (``[n]`` or ``[n, 1]``: a binary
+            label's probability of the positive class), or ``[n]`` predictions.
+        task: ``binary``, ``multiclass`` or ``regression``.
+
+    Example:
+        >>> example_losses(np.array([1, 0]), np.array([0.9, 0.2]), "binary").round(4).tolist()
+        [0.1054, 0.2231]
+    """
+    y = np.asarray(labels).reshape(-1)
+    out = np.asarray(outputs, dtype=np.float64)
+    if task == "regression":
+        with np.errstate(over="ignore", invalid="ignore"):
+            return (y.astype(np.float64) - out.reshape(-1)) ** 2
+    if task == "binary" and (out.ndim == 1 or out.shape[-1] == 1):
+        p = out.reshape(-1)
+        out = np.stack([1 - p, p], axis=1)
+    picked = out[np.arange(y.size), y.astype(np.int64)]
+    return -np.log(np.clip(picked, EPSILON, 1 - EPSILON))
+
+
+def baseline_losses(labels, manifest, train_split: str) -> np.ndarray:
+    """Each example's proper score under the trivial baseline that `metrics.beats` judges
+    against: the training class prior, or the training mean (`example_losses`)."""
+    label = manifest.label
+    stats = manifest.split(train_split).label
+    y = np.asarray(labels).reshape(-1)
+    if label.task == "regression":
+        mean = stats.numbers.mean if stats.numbers is not None and stats.numbers.count else 0.0
+        return example_losses(y, np.full(y.shape, float(mean)), "regression")
+    counts = np.asarray([(stats.class_counts or {}).get(c, 0) for c in label.classes], dtype=np.float64)
+    prior = counts / counts.sum() if counts.sum() else np.full(len(counts), 1.0 / len(counts))
+    return example_losses(y, np.broadcast_to(prior, (y.size, prior.size)), label.task)
+
+
+def evaluate(model, dataset, manifest, train_split: str, label_scaling=None, *,
+             losses: Optional[list] = None) -> tuple[dict, dict]:
     """Score ``model`` on ``dataset`` (an eval split read with ``raw_labels=True``, in any
     order), with the trivial baselines from ``train_split``'s statistics.
 
@@ -176,6 +219,8 @@ def evaluate(model, dataset, manifest, train_split: str, label_scaling=None) -> 
         train_split: the split whose statistics make the baselines.
         label_scaling: the regression label's `LabelScaling`, inverted on the
             predictions (None: the model predicts the label's units).
+        losses: when given, each batch's ``(labels, example_losses)`` is appended to
+            it: the per-example proper scores of a paired comparison.
 
     Returns:
         ``(eval, baseline)`` for metrics.json: the model's scores (with the AUC for a
@@ -201,6 +246,9 @@ def evaluate(model, dataset, manifest, train_split: str, label_scaling=None) -> 
         auc = keras.metrics.AUC(name="auc")  # (200 thresholds, as Keras reports it during fit)
     for features, labels in dataset:
         out = np.asarray(model.predict_on_batch(features), dtype=np.float64)
+        if losses is not None:
+            units = label_scaling.invert(out) if label.task == "regression" and label_scaling is not None else out
+            losses.append((labels.numpy(), example_losses(labels.numpy(), units, label.task)))
         if label.task == "regression":
             out = out.reshape(-1)
             scores.update(labels.numpy(), label_scaling.invert(out) if label_scaling is not None else out)

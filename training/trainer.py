@@ -29,7 +29,7 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import keras
 
@@ -207,7 +207,7 @@ _BACKUP, _BEST, _LAST, _FITTED, _DATASET = "backup", "best.weights.h5", "last.we
 
 def train(config: JobConfig, *, dataset: Union[str, Manifest, Sequence[Union[str, Manifest]], None] = None,
           model_dir: Optional[str] = None, verbose: int = 2, callbacks: Sequence[keras.callbacks.Callback] = (),
-          restart: bool = False) -> dict[str, Any]:
+          restart: bool = False, warm_start: Optional[Callable[[keras.Model], Any]] = None) -> dict[str, Any]:
     """Fit, evaluate, save and export the reference model of ``config``.
 
     Args:
@@ -221,6 +221,9 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, Sequence[Union[str
         verbose: Keras verbosity (0 silent, 2 one line per epoch).
         callbacks: more Keras callbacks (TensorBoard, ...), run after tfstream's own.
         restart: discard an interrupted run in ``model_dir`` instead of resuming it.
+        warm_start: called with the new, compiled model before the first epoch of a
+            fresh run (not of a resumed one, whose weights come from its backup), e.g.
+            to copy a champion's weights (`training.warm_start`).
 
     The run reads one snapshot of the dataset, the one whose manifest it loaded, to the
     end: republishing the dataset meanwhile does not change what it reads, and the
@@ -269,11 +272,12 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, Sequence[Union[str
             f"with this config"
         )
     with pins(manifest):
-        return _train(config, manifest, dataset_dir, model_dir, verbose, callbacks, restart)
+        return _train(config, manifest, dataset_dir, model_dir, verbose, callbacks, restart, warm_start)
 
 
 def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: str, verbose: int,
-           callbacks: Sequence[keras.callbacks.Callback], restart: bool) -> dict[str, Any]:
+           callbacks: Sequence[keras.callbacks.Callback], restart: bool,
+           warm_start: Optional[Callable[[keras.Model], Any]] = None) -> dict[str, Any]:
     t = config.train
     checkpoints = os.path.join(model_dir, "checkpoints")
     resuming = _check_dataset_identity(checkpoints, manifest, dataset_dir, restart)  # cheap: first
@@ -293,6 +297,8 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
     keras.utils.set_random_seed(t.seed)
 
     model = build_model(manifest, config)
+    if warm_start is not None and not resuming:
+        warm_start(model)
     train_ds, val_ds, eval_ds, padding = _datasets(config, manifest, scaling)
     monitor = "val_loss" if val_ds is not None else "loss"
     best = os.path.join(checkpoints, _BEST)

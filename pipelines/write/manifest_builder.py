@@ -14,6 +14,7 @@ import importlib.metadata
 from typing import Any
 
 from tfstream.pipelines.config import JobConfig
+from tfstream.pipelines.config_retrain import dataset_fingerprint
 from tfstream.pipelines.manifest import FORMAT_VERSION, encoding_json
 
 
@@ -34,7 +35,7 @@ def manifest_settings(config: JobConfig, fingerprint: dict[str, Any], writer: di
         "fractions": {name: plan.nominal_fraction(name) for name in plan.names},
         "given": {name: plan.given_split(name) for name in plan.names} if plan.given else {},
         "fingerprint": fingerprint,
-        "options": {"config": config.to_json(), **writer},
+        "options": {"config": config.to_json(), "config_sha256": dataset_fingerprint(config), **writer},
         "versions": _versions(),
         "train_split": config.train.train_split,
         "feature_policies": _feature_policies(config),

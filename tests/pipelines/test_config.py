@@ -253,7 +253,7 @@ def test_to_json_is_plain_json(make_job):
 
     data = make_job("flights_dense.yaml").to_json()
     assert list(data) == ["name", "source", "features", "label", "model", "split", "output", "reader", "train",
-                          "validation"]
+                          "validation", "retrain"]
     assert json.loads(json.dumps(data)) == data
     assert data["model"]["hidden_units"] == [64, 32] and data["validation"]["drift"]["on_drift"] == "warn"
 
