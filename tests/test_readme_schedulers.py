@@ -86,7 +86,6 @@ def test_the_airflow_dag_renders_a_valid_command(monkeypatch):
     retry_delay), and the template rendered by Jinja as Airflow does."""
     jinja2 = pytest.importorskip("jinja2")
     import datetime
-    import inspect
 
     operators: list[dict] = []
 
@@ -122,7 +121,6 @@ def test_the_airflow_dag_renders_a_valid_command(monkeypatch):
         data_interval_start=datetime.datetime(2013, 3, 1, tzinfo=datetime.timezone.utc))
     args = _retrain_args(rendered)
     assert args[args.index("--until") + 1] == "2013-03"
-    assert "skip_on_exit_code" in inspect.signature(bash_operator).parameters
 
 
 def test_the_kubernetes_cronjob():

@@ -40,9 +40,9 @@ def _job(tmp_path, raw: str, **overrides) -> dict:
     retrain = {"datasets_dir": str(tmp_path / "datasets"), "models_dir": str(tmp_path / "models"), "window": 2,
                **overrides.pop("retrain", {})}
     train = {"epochs": 2, **overrides.pop("train", {})}
+    output = overrides.pop("output", {"num_shards": {"train": 1, "validation": 1, "eval": 1}})
     return job_dict("flights_retrain.yaml", source={"path": os.path.join(raw, "span={span}", "flights.csv")},
-                    retrain=retrain, train=train, output={"num_shards": {"train": 1, "validation": 1, "eval": 1}},
-                    **overrides)
+                    retrain=retrain, train=train, output=output, **overrides)
 
 
 def _config(tmp_path, raw: str, **overrides):
@@ -278,3 +278,56 @@ def test_models_cli_lists_shows_and_rolls_back(tmp_path, raw_spans):
     with pytest.raises(registry.ChecksumError):
         registry.load_champion(models)
     assert json.loads(open(os.path.join(models, "CHAMPION")).read())["version"] == 1
+
+
+def test_a_promoted_copy_that_fails_its_check_is_removed_and_not_promoted(tmp_path, raw_spans, monkeypatch):
+    import tfstream.retraining as retraining
+    from tfstream.training import registry
+
+    def broken(path, config, window):
+        raise retraining.VersionCheckError(f"{path}: the serving export and the model disagree")
+
+    monkeypatch.setattr(retraining, "_check_version", broken)
+    result = retraining.retrain(_config(tmp_path, raw_spans), until="2013-01", verbose=0)
+    assert result.exit_code == retraining.EXIT_KEPT
+    assert "failed its check, so it was removed" in result.record["reason"]
+    models = os.path.join(str(tmp_path / "models"), "flights_retrain")
+    assert registry.champion(models) is None and registry.versions(models) == []
+    assert not os.path.exists(os.path.join(models, "candidate"))
+    # decided: the same window is not trained again
+    assert retraining.retrain(_config(tmp_path, raw_spans), until="2013-01", verbose=0).exit_code == 11
+
+
+def test_a_champion_that_cannot_be_scored_is_never_replaced(tmp_path, raw_spans, monkeypatch):
+    import tfstream.retraining as retraining
+    from tfstream.training import registry
+
+    config = _config(tmp_path, raw_spans, retrain={"window": 1})
+    assert retraining.retrain(config, until="2013-01", verbose=0).exit_code == 0
+
+    def failing(gate, champion):
+        raise retraining.ChampionNotScored("ResourceExhaustedError: out of memory")
+
+    monkeypatch.setattr(retraining, "_score_champion", failing)
+    result = retraining.retrain(config, until="2013-02", verbose=0)
+    assert result.exit_code == retraining.EXIT_KEPT
+    assert "a failed evaluation never promotes" in result.record["reason"]
+    assert registry.champion(os.path.join(str(tmp_path / "models"), "flights_retrain")).number == 1
+
+
+def test_the_gate_split_is_train_eval_split_whatever_its_name(tmp_path, raw_spans):
+    from tfstream.retraining import retrain
+
+    config = _config(tmp_path, raw_spans, split={"key": ["year", "month", "day", "carrier", "flight", "origin"],
+                                                 "fractions": {"train": 0.8, "validation": 0.1, "test": 0.1}},
+                     output={"num_shards": {"train": 1, "validation": 1, "test": 1}},
+                     train={"epochs": 2, "eval_split": "test"})
+    first = retrain(config, until="2013-01", verbose=0)
+    assert first.exit_code == 0
+    second = retrain(config, until="2013-02", verbose=0)
+    gate = second.record["gate_split"]
+    assert gate["span"] == "2013-02" and gate["split"] == "test"
+    from tfstream.pipelines.manifest import load_manifest
+
+    february = load_manifest(os.path.join(str(tmp_path / "datasets"), "flights_retrain", "span=2013-02"))
+    assert gate["examples"] == february.num_examples("test")  # the newest span's alone

@@ -35,3 +35,10 @@ def test_a_span_in_a_file_name_and_odd_names(tmp_path, caplog):
 def test_a_pattern_without_its_placeholder_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"mark the span in the path with \{span\}"):
         find_spans(str(tmp_path / "*.csv"))
+
+
+def test_a_negated_glob_class(tmp_path):
+    for name in ("a1", "b1"):
+        _touch(tmp_path / f"span={name}" / "x.csv")
+    assert [s.name for s in find_spans(str(tmp_path / "span={span}" / "[!b]*.csv"))] == ["a1", "b1"]
+    assert [s.name for s in find_spans(str(tmp_path / "span=[!b]{span}" / "x.csv"))] == ["1"]

@@ -5,7 +5,7 @@
     tfstream run        --config C [--workdir DIR] [--previous MANIFEST] [--wait] [--force] [--restart]
                         [-- BEAM OPTIONS]
     tfstream retrain    --config C [--until SPAN] [--wait [SECONDS]]
-    tfstream models     list|runs|show|rollback (--config C | REGISTRY_DIR) [--version N] [--json] [--plot PNG]
+    tfstream models     list|runs|show|rollback (--config C | REGISTRY_DIR) [--version N] [--json] [--plot PNG] [--wait [S]]
     tfstream inspect    DATASET_DIR [--json] [--split SPLIT] [--plot OUT_DIR]
     tfstream gc         DATASET_DIR [--retention-hours H] [--wait]
     tfstream verify     DATASET_DIR [--split SPLIT] [--json]

@@ -2,6 +2,7 @@
 
     tfstream retrain --config C [--until SPAN] [--wait [SECONDS]]
     tfstream models  list|runs|show|rollback  (--config C | REGISTRY_DIR) [--version N] [--json] [--plot PNG]
+                     [--wait [SECONDS]]
 
 `retrain`'s exit status says what happened (`tfstream.retraining.EXIT_CODES`): 0 a new
 champion was promoted, 10 the champion was kept, 11 nothing new, 75 another run holds
@@ -39,6 +40,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--version", type=int, help="show / rollback: the version")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--plot", metavar="PNG", help="runs: also plot the champion's metric run by run into PNG")
+    p.add_argument("--wait", nargs="?", const=True, default=False, type=float, metavar="SECONDS",
+                   help="rollback: when a retrain run holds the registry's lock, wait for it (for at most SECONDS), "
+                        "instead of exiting at once with status 75")
 
 
 def _registry_dir(args) -> str:
@@ -100,7 +104,8 @@ def run_models(args) -> int:
         data = {**_version_json(version), "metrics": version.metrics()}
         print(json.dumps(data, indent=1))
         return 0
-    version = registry.rollback(directory, args.version)
+    with registry.lock(directory, wait=args.wait):
+        version = registry.rollback(directory, args.version)
     print(f"champion: version {version.number} ({version.path}); export: {version.export_dir}")
     return 0
 

@@ -43,6 +43,7 @@ from typing import Any, Optional, Union
 from tfstream.pipelines import fs
 from tfstream.pipelines.config import JobConfig
 from tfstream.pipelines.manifest import Manifest, ManifestError
+from tfstream.pipelines.snapshots import pins
 from tfstream.training import registry
 from tfstream.training.gate import decide, paired_improvement, z_for
 from tfstream.spans import describe, dumps, ensure_dataset, find_spans
@@ -140,9 +141,10 @@ def read_records(directory: str) -> list[dict[str, Any]]:
 
 def _training_key(config: JobConfig, window: Manifest) -> str:
     """What a decision is about: the window's records and the settings that make the
-    candidate (model, train, reader, label, retrain). The same key twice: nothing new."""
+    candidate (features, for their vocabulary sizes and out-of-vocabulary buckets;
+    model, train, reader, label, retrain). The same key twice: nothing new."""
     data = config.to_json()
-    settings = {k: data[k] for k in ("model", "train", "reader", "label", "retrain")}
+    settings = {k: data[k] for k in ("features", "model", "train", "reader", "label", "retrain")}
     content = json.dumps({"window": window.digest, "settings": settings}, sort_keys=True)
     return hashlib.sha256(content.encode("utf-8")).hexdigest()
 
@@ -189,22 +191,32 @@ def retrain(config: JobConfig, *, until: Optional[str] = None, wait: Union[bool,
         "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "until": until, "pid": os.getpid(), "durations": {}, "versions": _versions(),
     }
-    try:
-        with registry.lock(directory, wait=wait):
-            code = _run(config, directory, until, wait, verbose, record)
-    except Exception as e:  # noqa: BLE001 - recorded, then raised again for the caller
-        code = exit_status(e)
-        record.update(decision=EXIT_CODES.get(code, "failed"), reason=f"{type(e).__name__}: {e}"[:2000])
+    def finish(code: int, error: Optional[BaseException] = None) -> None:
+        if error is not None:
+            record.update(decision=EXIT_CODES.get(code, "failed"), reason=f"{type(error).__name__}: {error}"[:2000])
         record["exit_code"] = code
+        record.setdefault("decision", EXIT_CODES.get(code, "failed"))
         record["durations"]["total"] = round(time.perf_counter() - started, 2)
         record["finished_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         append_record(directory, record)
+
+    try:
+        hold = registry.lock(directory, wait=wait)
+        hold.__enter__()
+    except Exception as e:  # noqa: BLE001 - the lock is held (75): recorded, then raised again
+        finish(exit_status(e), e)
         raise
-    record["exit_code"] = code
-    record.setdefault("decision", EXIT_CODES[code])
-    record["durations"]["total"] = round(time.perf_counter() - started, 2)
-    record["finished_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    append_record(directory, record)
+    try:
+        # The record is written while the lock is held: a run that waited for this one
+        # sees its decision.
+        try:
+            code = _run(config, directory, until, wait, verbose, record)
+        except Exception as e:  # noqa: BLE001 - recorded, then raised again for the caller
+            finish(exit_status(e), e)
+            raise
+        finish(code)
+    finally:
+        hold.__exit__(None, None, None)
     return RetrainResult(code, record)
 
 
@@ -227,13 +239,17 @@ def _run(config: JobConfig, directory: str, until: Optional[str], wait: Union[bo
                                 "of its own (e.g. raw/span=2024-06-01/part-0.csv)")
     record["spans_seen"] = [s.name for s in spans]
     window_spans = spans[-r.window:]
-    datasets = [ensure_dataset(config, span, wait=bool(wait)) for span in window_spans]
+    datasets = [ensure_dataset(config, span, wait=wait) for span in window_spans]
     record["window"] = [s.name for s in window_spans]
     record["datasets"] = describe(datasets)
     t0 = _timed(record, "preprocess", t0)
 
-    window = window_manifest([d.dataset_dir for d in datasets], held_out={"eval": datasets[-1].dataset_dir})
-    champion = registry.champion(directory)  # a broken CHAMPION: a ChecksumError (exit status 3)
+    # The gate's data: the newest span's eval split alone (train.eval_split, whatever its name).
+    window = window_manifest([d.dataset_dir for d in datasets],
+                             held_out={config.train.eval_split: datasets[-1].dataset_dir})
+    champion = registry.champion(directory)
+    if champion is not None:  # every file against its checksum, before it is used (exit status 3)
+        champion = registry.verify_version(directory, champion.number)
     key = record["key"] = _training_key(config, window)
     record["champion_version"] = champion.number if champion else None
     why = _decided_before(directory, key, champion)
@@ -242,6 +258,15 @@ def _run(config: JobConfig, directory: str, until: Optional[str], wait: Union[bo
         _log.info("nothing new: %s", why)
         return EXIT_NOTHING_NEW
 
+    with pins(window):  # every span's snapshot, until the candidate is promoted or not
+        return _candidate(config, directory, window, datasets, champion, key, verbose, record)
+
+
+def _candidate(config: JobConfig, directory: str, window: Manifest, datasets, champion: Optional[registry.Version],
+               key: str, verbose: int, record: dict[str, Any]) -> int:
+    """Train the candidate, gate it, promote it or not."""
+    r = config.retrain
+    t0 = time.perf_counter()
     candidate_dir = os.path.join(directory, CANDIDATE_DIR)
     window, warm = _warm_start(config, window, champion)
     metrics = _train_candidate(config, window, candidate_dir, key, warm, verbose)
@@ -260,8 +285,13 @@ def _run(config: JobConfig, directory: str, until: Optional[str], wait: Union[bo
     record["candidate"] = {"scores": metrics["eval"], "beats_baseline": metrics["beats"],
                            "vs_baseline": vs_baseline.to_json() if vs_baseline else None}
     champion_scores, problem, vs_champion = None, None, None
+    champion_failed = None
     if champion is not None:
-        champion_scores, problem, champion_losses = _score_champion(gate, champion)
+        try:
+            champion_scores, problem, champion_losses = _score_champion(gate, champion)
+        except ChampionNotScored as e:
+            champion_failed = problem = f"its evaluation failed: {e}"
+            champion_losses = None
         if champion_losses is not None:
             vs_champion = paired_improvement(champion_losses, candidate_losses)
     record["champion"] = None if champion is None else {
@@ -275,16 +305,23 @@ def _run(config: JobConfig, directory: str, until: Optional[str], wait: Union[bo
                       beats_baseline=bool(metrics["beats"]["beats"]), min_improvement=r.min_improvement,
                       drift_errors=[d["detail"] for d in drift if d["severity"] == "error"],
                       champion_problem=problem, vs_baseline=vs_baseline, vs_champion=vs_champion,
-                      z_needed=z_for(r.significance))
+                      z_needed=z_for(r.significance), champion_failed=champion_failed is not None)
     record["reason"] = decision.reason
     if not decision.promote:
         _log.info("kept the champion: %s", decision.reason)
         shutil.rmtree(candidate_dir, ignore_errors=True)
         return EXIT_KEPT
     info = {"key": key, "run_id": record["run_id"], "window": record["window"], "metric": metric,
-            "value": metrics["eval"].get(metric), "window_digest": window.digest, "warm_start": warm["used"]}
-    version = registry.promote(directory, candidate_dir, VERSION_FILES, info,
-                               check=lambda path: _check_version(path, config, window), keep=r.keep_versions)
+            "value": metrics["eval"].get(metric), "window_digest": window.digest, "warm_start": warm["used"],
+            "model": config.to_json()["model"]}
+    try:
+        version = registry.promote(directory, candidate_dir, VERSION_FILES, info,
+                                   check=lambda path: _check_version(path, config, window), keep=r.keep_versions)
+    except (VersionCheckError, OSError, ValueError) as e:  # loaded back, it failed: never the champion
+        record["reason"] = f"{decision.reason}; but the promoted copy failed its check, so it was removed: {e}"
+        _log.warning("not promoted: %s", record["reason"])
+        shutil.rmtree(candidate_dir, ignore_errors=True)
+        return EXIT_KEPT
     record["promoted_version"] = version.number
     record["export_dir"] = version.export_dir
     _timed(record, "promote", t0)
@@ -307,7 +344,8 @@ def _warm_start(config: JobConfig, window: Manifest, champion: Optional[registry
     if champion_data is None:
         return window, {"used": False, "reason": f"version {champion.number} has no {WINDOW_NAME}",
                         "model_path": None, "champion": number}
-    problem = compatibility(champion_data, window.data)
+    problem = compatibility(champion_data, window.data, config.train.train_split,
+                            champion_model=champion.info.get("model"), model=config.to_json()["model"])
     if problem is not None:
         return window, {"used": False, "reason": problem, "model_path": None, "champion": number}
     data = extend_vocabularies(window.data, champion_data, config.train.train_split, config.vocabulary_sizes())
@@ -365,6 +403,15 @@ def _train_candidate(config: JobConfig, window: Manifest, candidate_dir: str, ke
                  warm_start=start_from_champion if warm["used"] else None)
 
 
+class ChampionNotScored(RuntimeError):
+    """The champion could not be scored on the gate data (it did not load, or its
+    evaluation raised): the gate then promotes nothing."""
+
+
+class VersionCheckError(RuntimeError):
+    """A promoted copy that does not load back or score as the candidate did."""
+
+
 class _Gate:
     """The gate data (the window's eval split: the newest span's) and its scoring."""
 
@@ -419,12 +466,14 @@ def _score_champion(gate: _Gate, champion: registry.Version):
     trained_on = fs.read_json_object(os.path.join(champion.path, WINDOW_NAME)) or {}
     if trained_on.get("schema") != gate.window.data["schema"]:
         return None, "its schema differs from the dataset's", None
-    model, _ = registry.load_champion(os.path.dirname(os.path.dirname(champion.path)))
     batches: list = []
     try:
+        model, _ = registry.load_champion(os.path.dirname(os.path.dirname(champion.path)))
         scores = gate.scores(model, (champion.metrics() or {}).get("label_scaling"), batches)
-    except Exception as e:  # noqa: BLE001 - a champion that fails on new data is recorded, not fatal
-        return None, f"its evaluation failed: {type(e).__name__}: {str(e)[:300]}", None
+    except registry.ChecksumError:
+        raise
+    except Exception as e:  # noqa: BLE001 - recorded; the gate then promotes nothing
+        raise ChampionNotScored(f"{type(e).__name__}: {str(e)[:300]}") from e
     return scores, None, gate._join(batches)
 
 
@@ -454,17 +503,21 @@ def _check_version(version_dir: str, config: JobConfig, window: Manifest) -> Non
     from tfstream.training.export import load_serving
     from tfstream.transforms.label_scaling import LabelScaling
 
-    model = keras.models.load_model(os.path.join(version_dir, "model.keras"))
-    serve = load_serving(os.path.join(version_dir, "export"))
-    features, _ = next(iter(read(window, config.train.eval_split, config.reader.for_evaluation(), shuffle=False,
-                                 raw_labels=True, batch_size=64)))
-    out = np.asarray(model.predict_on_batch(features), dtype=np.float64)
-    scaling = (fs.read_json_object(os.path.join(version_dir, "metrics.json")) or {}).get("label_scaling")
-    if scaling:
-        out = LabelScaling(**scaling).invert(out)
-    served = np.asarray(serve({k: v.numpy() for k, v in features.items()}), dtype=np.float64)
+    try:
+        model = keras.models.load_model(os.path.join(version_dir, "model.keras"))
+        serve = load_serving(os.path.join(version_dir, "export"))
+        features, _ = next(iter(read(window, config.train.eval_split, config.reader.for_evaluation(), shuffle=False,
+                                     raw_labels=True, batch_size=64)))
+        out = np.asarray(model.predict_on_batch(features), dtype=np.float64)
+        scaling = (fs.read_json_object(os.path.join(version_dir, "metrics.json")) or {}).get("label_scaling")
+        if scaling:
+            out = LabelScaling(**scaling).invert(out)
+        served = np.asarray(serve({k: v.numpy() for k, v in features.items()}), dtype=np.float64)
+    except Exception as e:  # noqa: BLE001 - whatever breaks loading it back, it is not promoted
+        raise VersionCheckError(f"{version_dir}: does not load back and predict: {type(e).__name__}: "
+                                f"{str(e)[:300]}") from e
     if not (np.all(np.isfinite(out)) and np.all(np.isfinite(served))):
-        raise ValueError(f"{version_dir}: the model gives non-finite outputs on the gate data")
+        raise VersionCheckError(f"{version_dir}: the model gives non-finite outputs on the gate data")
     if not np.allclose(served.reshape(out.shape), out, rtol=1e-4, atol=1e-5):
-        raise ValueError(f"{version_dir}: the serving export and the model disagree on the gate data (largest "
-                         f"difference {float(np.max(np.abs(served.reshape(out.shape) - out))):.3g})")
+        raise VersionCheckError(f"{version_dir}: the serving export and the model disagree on the gate data (largest "
+                                f"difference {float(np.max(np.abs(served.reshape(out.shape) - out))):.3g})")

@@ -63,7 +63,10 @@ def _glob_regex(pattern: str) -> str:
             out.append("[^/]")
         elif c == "[" and "]" in pattern[i + 1:]:
             j = pattern.index("]", i + 1)
-            out.append("[" + pattern[i + 1:j].replace("\\", "\\\\") + "]")
+            inside = pattern[i + 1:j]
+            if inside.startswith("!"):  # a glob's negated class, [!...]: a regex's [^...]
+                inside = "^" + inside[1:]
+            out.append("[" + inside.replace("\\", "\\\\") + "]")
             i = j
         else:
             out.append(re.escape(c))

@@ -129,7 +129,7 @@ def is_better(metric: str, candidate: float, champion: float, min_improvement: f
 def decide(metric: str, *, candidate: Mapping[str, Any], champion: Optional[Mapping[str, Any]],
            beats_baseline: bool, min_improvement: float, drift_errors: Sequence[str] = (),
            champion_problem: Optional[str] = None, vs_baseline: Optional[Paired] = None,
-           vs_champion: Optional[Paired] = None, z_needed: float = 0.0) -> Decision:
+           vs_champion: Optional[Paired] = None, z_needed: float = 0.0, champion_failed: bool = False) -> Decision:
     """The gate's decision.
 
     Args:
@@ -147,6 +147,10 @@ def decide(metric: str, *, candidate: Mapping[str, Any], champion: Optional[Mapp
         vs_champion: the paired test of the candidate against the champion (None:
             not tested).
         z_needed: the ``z`` a paired test must exceed (`z_for`).
+        champion_failed: the champion did not load or its evaluation raised
+            (``champion_problem`` says how): nothing is promoted. Only a champion
+            that cannot be scored on this data by design (another schema:
+            ``champion_problem`` without ``champion_failed``) is passed over.
     """
     value = candidate.get(metric)
     if not _finite(value):
@@ -161,11 +165,15 @@ def decide(metric: str, *, candidate: Mapping[str, Any], champion: Optional[Mapp
     if vs_baseline is not None and not vs_baseline.z > z_needed:
         return Decision(False, f"candidate does not beat the trivial baselines beyond noise: paired z = "
                                f"{_fmt(vs_baseline.z)} < {z_needed:.3g} (retrain.significance)")
+    if champion_failed:
+        return Decision(False, f"the champion could not be scored on the gate data ({champion_problem}): a failed "
+                               f"evaluation never promotes; fix it, or roll back (tfstream models rollback)")
+    beyond = f" (paired z = {_fmt(vs_baseline.z)})" if vs_baseline is not None else ""
     if champion is None:
         if champion_problem:
             return Decision(True, f"the champion could not be scored ({champion_problem}); the candidate beats the "
-                                  f"trivial baselines")
-        return Decision(True, "no champion yet; the candidate beats the trivial baselines")
+                                  f"trivial baselines{beyond}")
+        return Decision(True, f"no champion yet; the candidate beats the trivial baselines{beyond}")
     best = champion.get(metric)
     if not _finite(best):
         return Decision(True, f"the champion's {metric} is {_fmt(best)} on this data; the candidate's is "
@@ -173,9 +181,11 @@ def decide(metric: str, *, candidate: Mapping[str, Any], champion: Optional[Mapp
     if is_better(metric, value, best, min_improvement):
         better = (f"candidate {metric} {_fmt(value)} is better than the champion's {_fmt(best)}"
                   + (f" by more than {min_improvement:.3g} of it" if min_improvement else ""))
-        if vs_champion is not None and not vs_champion.z > z_needed:
+        if vs_champion is None:
+            return Decision(True, better)
+        if not vs_champion.z > z_needed:
             return Decision(False, f"{better}, but not beyond noise: paired z = {_fmt(vs_champion.z)} < "
                                    f"{z_needed:.3g}")
-        return Decision(True, better)
+        return Decision(True, f"{better} (paired z = {_fmt(vs_champion.z)})")
     return Decision(False, f"candidate {metric} {_fmt(value)} is not better than the champion's {_fmt(best)}"
                            + (f" by more than {min_improvement:.3g} of it" if min_improvement else ""))

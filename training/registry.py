@@ -239,14 +239,22 @@ def set_champion(models_dir: str, number: int, *, check: Optional[Callable[[str]
 def promote(models_dir: str, candidate_dir: str, files: Sequence[str], info: Mapping[str, Any], *,
             check: Optional[Callable[[str], None]] = None, keep: int) -> Version:
     """`add_version`, then `set_champion` (with ``check``), then `prune` to ``keep``, under
-    one hold of the lock. When ``check`` raises, the version stays, not the champion.
+    one hold of the lock. When ``check`` (or the verification) raises, the new version
+    is removed again (renamed first, so it never looks complete), CHAMPION is unchanged,
+    and the error propagates: a version that failed its check never takes a place that
+    `prune` keeps for the newest.
 
     Returns:
         The new champion.
     """
     with lock(models_dir):
         version = add_version(models_dir, candidate_dir, files, info)
-        version = set_champion(models_dir, version.number, check=check)
+        try:
+            version = set_champion(models_dir, version.number, check=check)
+        except BaseException:
+            root = _versions_root(models_dir)
+            _remove(root, version.path, f"{_TMP_PREFIX}deleting-{version.number}-")
+            raise
         prune(models_dir, keep)
     return version
 

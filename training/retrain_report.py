@@ -6,8 +6,8 @@ Example:
     ...             "decision": "promoted", "candidate": {"scores": {"log_loss": 0.31}}, "champion": None,
     ...             "promoted_version": 1, "champion_version": None, "durations": {"total": 40.2},
     ...             "reason": "no champion yet"}]
-    >>> print(format_runs(records, terminal=False).splitlines()[2].split()[:7])
-    ['2013-01', '2013-01', '1', 'log_loss', '0.31', '-', 'promoted']
+    >>> print(format_runs(records, terminal=False).splitlines()[2].split()[:8])
+    ['2013-01', '2013-01', '1', 'log_loss', '-', '0.31', '-', '-']
     >>> champion_series(records)
     [('2013-01', 0.31)]
 """
@@ -19,8 +19,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 from tfstream.pipelines.tables import render_table
 
-RUN_HEADERS = ("newest span", "window", "spans", "metric", "candidate", "champion", "decision", "champion after",
-               "seconds")
+RUN_HEADERS = ("newest span", "window", "spans", "metric", "baseline", "candidate", "champion", "paired z", "decision",
+               "champion after", "seconds")
 
 
 def _score(part: Optional[Mapping[str, Any]], metric: Optional[str]) -> Optional[float]:
@@ -37,13 +37,27 @@ def champion_after(record: Mapping[str, Any]) -> Optional[int]:
     return record.get("champion_version")
 
 
+def baseline_score(record: Mapping[str, Any]) -> Optional[float]:
+    """The best trivial baseline's proper score on the gate data (`metrics.beats`)."""
+    value = ((record.get("candidate") or {}).get("beats_baseline") or {}).get("baseline")
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def paired_z(record: Mapping[str, Any]) -> Optional[float]:
+    """The gate's paired z: against the champion, or against the baseline without one."""
+    champion, candidate = record.get("champion") or {}, record.get("candidate") or {}
+    test = champion.get("vs_champion") if champion else candidate.get("vs_baseline")
+    z = (test or {}).get("z")
+    return round(z, 2) if isinstance(z, (int, float)) and math.isfinite(z) else None
+
+
 def run_row(record: Mapping[str, Any]) -> list[Any]:
     window = record.get("window") or []
     metric = record.get("metric")
     return [window[-1] if window else "-", f"{window[0]}..{window[-1]}" if len(window) > 1 else
-            (window[0] if window else "-"), len(window), metric or "-", _score(record.get("candidate"), metric),
-            _score(record.get("champion"), metric), record.get("decision", "-"), champion_after(record),
-            (record.get("durations") or {}).get("total")]
+            (window[0] if window else "-"), len(window), metric or "-", baseline_score(record),
+            _score(record.get("candidate"), metric), _score(record.get("champion"), metric), paired_z(record),
+            record.get("decision", "-"), champion_after(record), (record.get("durations") or {}).get("total")]
 
 
 def format_runs(records: Sequence[Mapping[str, Any]], *, terminal: Optional[bool] = None,
@@ -103,6 +117,11 @@ def plot_runs(records: Sequence[Mapping[str, Any]], path: str, *, title: str = "
     series = champion_series(decided)
     if series:
         ax.plot([s for s, _ in series], [v for _, v in series], marker="o", label="champion after the run")
+    baselines = [(r["window"][-1], baseline_score(r)) for r in decided if r.get("window")]
+    baselines = [(s, v) for s, v in baselines if v is not None and math.isfinite(v)]
+    if baselines and metric in ("log_loss", "rmse"):  # the proper score: what the baselines are scored by
+        ax.plot([s for s, _ in baselines], [v for _, v in baselines], linestyle="--", color="grey", alpha=0.7,
+                label="trivial baseline (training prior / mean)")
     candidates = [(r["window"][-1], _score(r.get("candidate"), metric)) for r in decided if r.get("window")]
     candidates = [(s, v) for s, v in candidates if v is not None and math.isfinite(v)]
     if candidates:
@@ -136,7 +155,7 @@ def format_versions(versions: Sequence[Any], *, terminal: Optional[bool] = None)
     for v in versions:
         info = v.info or {}
         window = info.get("window") or []
-        rows.append([v.number, "yes" if v.is_champion else "", v.created_at,
+        rows.append([v.number, "yes" if v.is_champion else "", str(v.created_at)[:19],
                      f"{window[0]}..{window[-1]}" if len(window) > 1 else (window[0] if window else "-"),
                      info.get("metric", "-"), info.get("value"), "yes" if info.get("warm_start") else "no",
                      len(v.files)])

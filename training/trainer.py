@@ -96,6 +96,35 @@ class PaddingEfficiency(keras.callbacks.Callback):
             logs["padding_efficiency"] = efficiency
 
 
+class ResumedEarlyStopping(keras.callbacks.EarlyStopping):
+    """`keras.callbacks.EarlyStopping` that goes on counting where an interrupted run
+    stopped: the best value so far and the epochs since it are replayed from the
+    monitored values of the epochs already run (``history.csv``), so that a resumed run
+    stops after the same epoch as an uninterrupted one would (Keras's own restarts its
+    patience at every ``fit``).
+
+    Example:
+        >>> stop = ResumedEarlyStopping([0.5, 0.4, 0.45, 0.46], monitor="val_loss", patience=3)
+        >>> stop.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+        >>> stop.on_train_begin()
+        >>> stop.best, stop.wait
+        (0.4, 2)
+    """
+
+    def __init__(self, earlier: Sequence[float], **kwargs):
+        super().__init__(**kwargs)
+        self.earlier = [float(v) for v in earlier]
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.earlier and self.monitor_op is None:
+            self._set_monitor_op()
+        for value in self.earlier:  # as on_epoch_end counts (no baseline, no best weights here)
+            self.wait += 1
+            if self._is_improvement(value, self.best):
+                self.best, self.wait = value, 0
+
+
 def _plan_memory(config: JobConfig, manifest: Manifest) -> MemoryEstimate:
     """Estimate the training input pipeline's memory, log it, and hold it to
     ``reader.memory_budget_mb`` (see `pipelines.read.memory`)."""
@@ -324,8 +353,8 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
             # never skips an epoch that the history and the best checkpoint have not seen.
             keras.callbacks.BackupAndRestore(backup),
         ]
-        if t.early_stopping_patience:  # (its patience starts again after a resume)
-            own.insert(2, keras.callbacks.EarlyStopping(monitor=monitor, patience=t.early_stopping_patience))
+        if t.early_stopping_patience:  # after a resume, its count goes on from the history
+            own.insert(2, ResumedEarlyStopping(earlier or (), monitor=monitor, patience=t.early_stopping_patience))
         if padding is not None:  # first: the loggers after it see padding_efficiency
             own.insert(0, PaddingEfficiency(padding))
 

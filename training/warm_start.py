@@ -36,20 +36,33 @@ class IncompatibleModel(ValueError):
     """The champion's weights cannot start the candidate; the message says why."""
 
 
-def compatibility(champion_data: Mapping[str, Any], window_data: Mapping[str, Any]) -> Optional[str]:
+def compatibility(champion_data: Mapping[str, Any], window_data: Mapping[str, Any], train_split: str = "train", *,
+                  champion_model: Optional[Mapping[str, Any]] = None,
+                  model: Optional[Mapping[str, Any]] = None) -> Optional[str]:
     """Why the champion cannot warm-start a candidate on ``window_data`` (None: it can).
 
     Args:
         champion_data: the manifest the champion was trained on (its version's
             ``window.json``).
         window_data: the candidate's window manifest.
+        train_split: the training split, whose statistics build the model.
+        champion_model, model: the ``model:`` sections the champion was trained with
+            (recorded with its version) and the candidate's; default: the sections the
+            manifests' configs recorded (the config that wrote the datasets).
     """
     if champion_data.get("schema") != window_data.get("schema"):
         return "the schema differs from the champion's (features or label added, removed or retyped)"
-    old = (champion_data.get("options") or {}).get("config", {}).get("model")
-    new = (window_data.get("options") or {}).get("config", {}).get("model")
-    if old != new:
+    if champion_model is None or model is None:
+        champion_model = (champion_data.get("options") or {}).get("config", {}).get("model")
+        model = (window_data.get("options") or {}).get("config", {}).get("model")
+    if champion_model != model:
         return "the model: section differs from the champion's"
+    old = champion_data["splits"][train_split]["statistics"]["features"]
+    new = window_data["splits"][train_split]["statistics"]["features"]
+    for name, stats in new.items():
+        # StringLookup puts the out-of-vocabulary ids first: another count shifts every token's id
+        if isinstance(stats, Mapping) and stats.get("oov_buckets") != (old.get(name) or {}).get("oov_buckets"):
+            return f"feature {name!r}: oov_buckets differs from the champion's (every token's id would move)"
     return None
 
 

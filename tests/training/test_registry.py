@@ -153,7 +153,9 @@ def test_a_failed_check_leaves_the_champion(tmp_path):
         registry.promote(models, _plain_candidate(tmp_path / "b", "two"), FILES, {}, check=check, keep=3)
     assert seen == [os.path.join(models, "versions", "2")]
     assert registry.champion(models).number == 1
-    assert [(v.number, v.is_champion) for v in registry.versions(models)] == [(1, True), (2, False)]
+    # the failed version is gone: it never takes a place that pruning keeps for the newest
+    assert [(v.number, v.is_champion) for v in registry.versions(models)] == [(1, True)]
+    assert sorted(os.listdir(os.path.join(models, "versions"))) == ["1"]
 
 
 def test_prune_keeps_the_champion_and_the_previous_one(tmp_path):

@@ -6,9 +6,9 @@ import pytest
 from tfstream.training.warm_start import IncompatibleModel, compatibility, extend_vocabularies, transfer_weights
 
 
-def _data(vocab, schema="s", model=None):
+def _data(vocab, schema="s", model=None, oov=1):
     return {"schema": schema, "options": {"config": {"model": model or {"type": "dense"}}},
-            "splits": {"train": {"statistics": {"features": {"c": {"vocabulary": vocab}}}}}}
+            "splits": {"train": {"statistics": {"features": {"c": {"vocabulary": vocab, "oov_buckets": oov}}}}}}
 
 
 def test_vocabularies_keep_the_champions_ids_and_respect_the_limit():
@@ -23,6 +23,9 @@ def test_compatibility_names_what_differs():
     assert compatibility(_data([]), _data([])) is None
     assert "schema differs" in compatibility(_data([]), _data([], schema="t"))
     assert "model: section differs" in compatibility(_data([]), _data([], model={"type": "lstm"}))
+    assert "model: section differs" in compatibility(_data([]), _data([]), champion_model={"dropout": 0.1},
+                                                     model={"dropout": 0.2})
+    assert "oov_buckets differs" in compatibility(_data([]), _data([], oov=2))
 
 
 def _model(vocab_size, units=4):
