@@ -24,7 +24,8 @@ def test_one_row_per_key_of_every_section():
     sections = {"source": config.SourceConfig, "features[]": config.FeatureConfig, "label": config.LabelConfig,
                 "model": config.ModelConfig, "split": config.SplitConfig, "split.carve": config.CarveConfig,
                 "output": config.OutputConfig,
-                "reader": config.ReadOptions, "train": config.TrainConfig, "validation.drift": config.DriftConfig}
+                "reader": config.ReadOptions, "train": config.TrainConfig, "validation.drift": config.DriftConfig,
+                "retrain": config.RetrainConfig}
     for section, model in sections.items():
         fields = [k for k, f in model.model_fields.items() if k != "carve"]  # a section: its own rows
         assert [k for s, k in keys if s == section] == fields, section

@@ -118,7 +118,8 @@ def test_merge_keys_and_anchors_still_load(tmp_path):
     # the merge's own key `on_missing` overridden in the mapping is YAML, not a duplicate;
     # the unknown top-level key is the config's only complaint
     assert _load_error(path) == f"{path}: _defaults: unknown key; valid keys: " + ", ".join(
-        ["name", "source", "features", "label", "model", "split", "output", "reader", "train", "validation"])
+        ["name", "source", "features", "label", "model", "split", "output", "reader", "train", "validation",
+         "retrain"])
 
 
 @pytest.mark.parametrize("text, message", [
