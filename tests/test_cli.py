@@ -366,3 +366,20 @@ def test_given_splits_from_preprocess_to_summary(tmp_path, capsys):
     header, _, row = capsys.readouterr().out.splitlines()[:3]
     assert header.split()[:6] == ["run", "model", "train", "eval", "split", "eval"]
     assert row.split()[:5] == ["run", "dense", f"{metrics['examples']['train']:,}", "test", "300"]
+
+
+def test_verbose_shows_the_traceback_and_keeps_the_exit_status(capsys):
+    from tfstream.cli import _error_exit
+    from tfstream.pipelines.write.run import PreprocessError
+
+    def raised(error):
+        try:
+            raise error
+        except Exception as e:  # noqa: BLE001 - with its traceback
+            return e
+
+    assert _error_exit("preprocess", True, raised(PreprocessError("the run was refused"))) == 2
+    assert _error_exit("preprocess", True, raised(RuntimeError("something else"))) == 1
+    err = capsys.readouterr().err
+    assert err.count("Traceback (most recent call last)") == 2
+    assert "PreprocessError: the run was refused" in err and "RuntimeError: something else" in err

@@ -191,6 +191,41 @@ def test_a_run_killed_while_training_resumes_with_the_same_epoch_count(tmp_path,
     assert last["epochs_run"] == epochs
 
 
+def test_kills_at_random_moments_of_training_never_break_the_resume(tmp_path, raw_spans):
+    """Killed again and again while the candidate trains (in the middle of a batch, of a
+    checkpoint's write, of the backup's), the run resumes each time and ends with every
+    epoch: each checkpoint file is written whole, then renamed (training/callbacks.py)."""
+    from tfstream.retraining import read_records
+
+    epochs = 10
+    config = _write_yaml(tmp_path / "job.yaml", _job(tmp_path, raw_spans,
+                                                     train={"epochs": epochs, "early_stopping_patience": 0}))
+    history = os.path.join(str(tmp_path / "models"), "flights_retrain", "candidate", "history.csv")
+
+    def logged() -> int:
+        return len(open(history).read().splitlines()) if os.path.exists(history) else 0
+
+    rng = random.Random(11)
+    kills = 0
+    for _ in range(4):
+        before = logged()
+        run = _cli("retrain", "--config", config, "--until", "2013-01")
+        deadline = time.time() + 300
+        while time.time() < deadline and run.poll() is None and logged() <= before:
+            time.sleep(0.02)  # until this process has trained an epoch
+        time.sleep(rng.uniform(0.0, 0.6))  # then anywhere in the next one or two
+        if run.poll() is not None:
+            break
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+        kills += 1
+    done = _cli("retrain", "--config", config, "--until", "2013-01")
+    out, err = done.communicate(timeout=600)
+    assert done.returncode in (0, 10), err[-2000:]
+    assert kills == 4
+    assert read_records(os.path.join(str(tmp_path / "models"), "flights_retrain"))[-1]["epochs_run"] == epochs
+
+
 def _shuffle_labels(raw: str, dest, months=(1, 2, 3), seed: int = 7) -> str:
     """The spans with their arrival delays shuffled among the rows: labels that no
     feature predicts."""

@@ -445,7 +445,7 @@ def _beam_args(args, unknown: Sequence[str], beam_args: list[str]) -> list[str]:
 
 def _error_exit(command: str, verbose: bool, e: Exception) -> int:
     """The exit status for an error, after printing it in one line (with ``verbose``, a
-    generic error is raised again, for its traceback)."""
+    generic error's whole traceback)."""
     from tfstream.pipelines.config import ConfigError
     from tfstream.pipelines.manifest import ManifestError
     from tfstream.pipelines.lock import BUSY_EXIT_CODE, BusyError
@@ -467,12 +467,15 @@ def _error_exit(command: str, verbose: bool, e: Exception) -> int:
         return e.exit_code
     from tfstream.pipelines.write.run import PreprocessError
 
-    if verbose:
-        raise e
     input_errors: tuple[type, ...] = (PreprocessError,)
     if "tfstream.training.trainer" in sys.modules:
         input_errors += (sys.modules["tfstream.training.trainer"].TrainError,)
     code = 2 if isinstance(e, input_errors) else 1
+    if verbose:  # the whole traceback, and the same exit status as without -v
+        import traceback
+
+        traceback.print_exception(e)
+        return code
     lines = str(e).strip().splitlines() or [""]
     more = f"\n  ... ({len(lines) - 6} more lines; run with -v for the whole traceback)" if len(lines) > 6 else ""
     print(f"tfstream {command}: error: {type(e).__name__}: " + "\n  ".join(lines[:6]) + more, file=sys.stderr)

@@ -41,6 +41,7 @@ from tfstream.pipelines.read.reader import read
 from tfstream.pipelines.read.stages import PaddingCounter
 from tfstream.pipelines.snapshots import pins
 from tfstream.pipelines.window import window_manifest
+from tfstream.training.callbacks import AtomicBackupAndRestore, AtomicModelCheckpoint, ResumedEarlyStopping
 from tfstream.training.export import export_serving
 from tfstream.training.integrity import check_before_training, shard_errors_named
 from tfstream.training.evaluation import evaluate
@@ -96,35 +97,6 @@ class PaddingEfficiency(keras.callbacks.Callback):
             logs["padding_efficiency"] = efficiency
 
 
-class ResumedEarlyStopping(keras.callbacks.EarlyStopping):
-    """`keras.callbacks.EarlyStopping` that goes on counting where an interrupted run
-    stopped: the best value so far and the epochs since it are replayed from the
-    monitored values of the epochs already run (``history.csv``), so that a resumed run
-    stops after the same epoch as an uninterrupted one would (Keras's own restarts its
-    patience at every ``fit``).
-
-    Example:
-        >>> stop = ResumedEarlyStopping([0.5, 0.4, 0.45, 0.46], monitor="val_loss", patience=3)
-        >>> stop.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
-        >>> stop.on_train_begin()
-        >>> stop.best, stop.wait
-        (0.4, 2)
-    """
-
-    def __init__(self, earlier: Sequence[float], **kwargs):
-        super().__init__(**kwargs)
-        self.earlier = [float(v) for v in earlier]
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if self.earlier and self.monitor_op is None:
-            self._set_monitor_op()
-        for value in self.earlier:  # as on_epoch_end counts (no baseline, no best weights here)
-            self.wait += 1
-            if self._is_improvement(value, self.best):
-                self.best, self.wait = value, 0
-
-
 def _plan_memory(config: JobConfig, manifest: Manifest) -> MemoryEstimate:
     """Estimate the training input pipeline's memory, log it, and hold it to
     ``reader.memory_budget_mb`` (see `pipelines.read.memory`)."""
@@ -164,7 +136,7 @@ def _read_history(path: str) -> dict[str, list[float]]:
     """The per-epoch metrics CSVLogger wrote, as columns.
 
     An epoch written twice (a run killed after logging it but before backing it up runs
-    it again) keeps its last row; columns without numbers (CSVLogger writes ``NA`` for
+    it again) keeps its last row; a line cut short is skipped; columns without numbers (CSVLogger writes ``NA`` for
     ``val_*`` when there is no validation split) are left out.
     """
     import csv
@@ -172,7 +144,10 @@ def _read_history(path: str) -> dict[str, list[float]]:
     if not os.path.exists(path):
         return {}
     with open(path, encoding="utf-8", newline="") as f:
-        by_epoch = {row["epoch"]: row for row in csv.DictReader(f)}
+        # A line cut short by a kill has missing fields (None): skipped. Its epoch was not
+        # backed up yet (the backup comes after the logger), so the rerun logs it again.
+        by_epoch = {row["epoch"]: row for row in csv.DictReader(f)
+                    if None not in row.values() and str(row.get("epoch", "")).isdigit()}
     rows = [by_epoch[e] for e in sorted(by_epoch, key=int)]
     out: dict[str, list[float]] = {}
     for key in rows[0] if rows else {}:
@@ -346,12 +321,12 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
         earlier = _read_history(history_csv).get(monitor) if resuming else None
         own = [
             # After a resume, the best epoch before the interruption is still the one to beat.
-            keras.callbacks.ModelCheckpoint(best, monitor=monitor, save_best_only=True, save_weights_only=True,
-                                            initial_value_threshold=min(earlier) if earlier else None),
+            AtomicModelCheckpoint(best, monitor=monitor, save_best_only=True, save_weights_only=True,
+                                  initial_value_threshold=min(earlier) if earlier else None),
             keras.callbacks.CSVLogger(history_csv, append=resuming),
             # Last: an epoch is backed up only once it is checkpointed and logged, so a resume
             # never skips an epoch that the history and the best checkpoint have not seen.
-            keras.callbacks.BackupAndRestore(backup),
+            AtomicBackupAndRestore(backup),
         ]
         if t.early_stopping_patience:  # after a resume, its count goes on from the history
             own.insert(2, ResumedEarlyStopping(earlier or (), monitor=monitor, patience=t.early_stopping_patience))
