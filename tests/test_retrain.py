@@ -319,7 +319,7 @@ def test_a_promoted_copy_that_fails_its_check_is_removed_and_not_promoted(tmp_pa
     import tfstream.retraining as retraining
     from tfstream.training import registry
 
-    def broken(path, config, window):
+    def broken(path, *rest):
         raise retraining.VersionCheckError(f"{path}: the serving export and the model disagree")
 
     monkeypatch.setattr(retraining, "_check_version", broken)

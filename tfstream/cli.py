@@ -444,38 +444,23 @@ def _beam_args(args, unknown: Sequence[str], beam_args: list[str]) -> list[str]:
 
 
 def _error_exit(command: str, verbose: bool, e: Exception) -> int:
-    """The exit status for an error, after printing it in one line (with ``verbose``, a
-    generic error's whole traceback)."""
-    from tfstream.pipelines.config import ConfigError
-    from tfstream.pipelines.manifest import ManifestError
-    from tfstream.pipelines.lock import BUSY_EXIT_CODE, BusyError
-    from tfstream.pipelines.write.sources import SourceError
+    """The exit status for an error (`exit_status`), after printing it: in one line when
+    its message says it all, else with its type (with ``verbose``, its whole traceback)."""
+    from tfstream.exit_status import exit_status, is_stated
 
-    known: tuple[type, ...] = (ConfigError, SourceError, ManifestError, FileNotFoundError)
-    if "tfstream.training.registry" in sys.modules:
-        known += (sys.modules["tfstream.training.registry"].RegistryError,)
-    if isinstance(e, known):
+    code = exit_status(e)
+    if is_stated(e):
         print(f"tfstream {command}: error: {e}", file=sys.stderr)
-        # 3: a shard that does not match (verify.IntegrityError), a model file that does
-        # not (registry.ChecksumError)
-        return getattr(e, "exit_code", 2)
-    if isinstance(e, BusyError):  # a dataset's writer lock, a model registry's lock
-        print(f"tfstream {command}: error: {e}", file=sys.stderr)
-        return BUSY_EXIT_CODE
-    if isinstance(getattr(e, "exit_code", None), int):  # e.g. a model version's checksum (3)
-        print(f"tfstream {command}: error: {e}", file=sys.stderr)
-        return e.exit_code
-    from tfstream.pipelines.write.run import PreprocessError
-
-    input_errors: tuple[type, ...] = (PreprocessError,)
-    if "tfstream.training.trainer" in sys.modules:
-        input_errors += (sys.modules["tfstream.training.trainer"].TrainError,)
-    code = 2 if isinstance(e, input_errors) else 1
+        return code
     if verbose:  # the whole traceback, and the same exit status as without -v
         import traceback
 
         traceback.print_exception(e)
         return code
+    lines = str(e).strip().splitlines() or [""]
+    more = f"\n  ... ({len(lines) - 6} more lines; run with -v for the whole traceback)" if len(lines) > 6 else ""
+    print(f"tfstream {command}: error: {type(e).__name__}: " + "\n  ".join(lines[:6]) + more, file=sys.stderr)
+    return code
     lines = str(e).strip().splitlines() or [""]
     more = f"\n  ... ({len(lines) - 6} more lines; run with -v for the whole traceback)" if len(lines) > 6 else ""
     print(f"tfstream {command}: error: {type(e).__name__}: " + "\n  ".join(lines[:6]) + more, file=sys.stderr)

@@ -42,11 +42,12 @@ from typing import Any, Optional, Union
 
 from tfstream.pipelines import fs
 from tfstream.pipelines.config import JobConfig
-from tfstream.pipelines.manifest import Manifest, ManifestError
+from tfstream.pipelines.manifest import Manifest
 from tfstream.pipelines.snapshots import pins
 from tfstream.training import registry
 from tfstream.training.gate import decide, paired_improvement, z_for
-from tfstream.spans import describe, dumps, ensure_dataset, find_spans
+from tfstream.exit_status import exit_status
+from tfstream.spans import describe, ensure_dataset, find_spans
 
 _log = logging.getLogger(__name__)
 
@@ -89,34 +90,14 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def exit_status(error: BaseException) -> int:
-    """The exit status of a run that raised ``error``: its own ``exit_code`` when it has
-    one (75 a lock held, 3 a checksum or shard mismatch), 2 a problem with the input, 1
-    anything else (as the `tfstream` command exits)."""
-    import sys
-
-    from tfstream.pipelines.config import ConfigError
-
-    code = getattr(error, "exit_code", None)
-    if isinstance(code, int):
-        return code
-    input_errors: tuple[type, ...] = (ConfigError, ManifestError, FileNotFoundError)
-    for module, name in (("tfstream.pipelines.write.sources", "SourceError"),
-                         ("tfstream.pipelines.write.run", "PreprocessError"),
-                         ("tfstream.training.trainer", "TrainError"),
-                         ("tfstream.training.registry", "RegistryError")):
-        if module in sys.modules:
-            input_errors += (getattr(sys.modules[module], name),)
-    return 2 if isinstance(error, input_errors) else 1
-
-
 def append_record(directory: str, record: dict[str, Any]) -> None:
     """Append one line to ``runs.jsonl`` with a single ``write`` on a file opened for
     appending (O_APPEND: concurrent runs' lines never interleave on a local disk)."""
     os.makedirs(directory, exist_ok=True)
     fd = os.open(os.path.join(directory, RUNS_NAME), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, (dumps(record) + "\n").encode("utf-8"))
+        line = json.dumps(record, separators=(",", ":"), default=str)
+        os.write(fd, (line + "\n").encode("utf-8"))
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -280,8 +261,9 @@ def _candidate(config: JobConfig, directory: str, window: Manifest, datasets, ch
     record["gate_split"] = {"span": datasets[-1].span, "split": config.train.eval_split,
                             "examples": window.num_examples(config.train.eval_split)}
     gate = _Gate(config, window)
-    candidate_losses = gate.losses(os.path.join(candidate_dir, "model.keras"), metrics.get("label_scaling"))
-    vs_baseline = paired_improvement(gate.baseline(), candidate_losses)
+    _, labels, candidate_losses = gate.score(_load(os.path.join(candidate_dir, "model.keras")),
+                                             metrics.get("label_scaling"))
+    vs_baseline = paired_improvement(gate.baseline(labels), candidate_losses)
     record["candidate"] = {"scores": metrics["eval"], "beats_baseline": metrics["beats"],
                            "vs_baseline": vs_baseline.to_json() if vs_baseline else None}
     champion_scores, problem, vs_champion = None, None, None
@@ -316,7 +298,7 @@ def _candidate(config: JobConfig, directory: str, window: Manifest, datasets, ch
             "model": config.to_json()["model"]}
     try:
         version = registry.promote(directory, candidate_dir, VERSION_FILES, info,
-                                   check=lambda path: _check_version(path, config, window), keep=r.keep_versions)
+                                   check=lambda path: _check_version(path, gate), keep=r.keep_versions)
     except (VersionCheckError, OSError, ValueError) as e:  # loaded back, it failed: never the champion
         record["reason"] = f"{decision.reason}; but the promoted copy failed its check, so it was removed: {e}"
         _log.warning("not promoted: %s", record["reason"])
@@ -386,13 +368,10 @@ def _train_candidate(config: JobConfig, window: Manifest, candidate_dir: str, ke
         remember()
 
     def start_from_champion(model) -> None:
-        import keras
-
-        import tfstream.training.models  # noqa: F401 - registers tfstream's layers for load_model
         from tfstream.training.warm_start import IncompatibleModel, transfer_weights
 
         try:
-            copied = transfer_weights(model, keras.models.load_model(warm["model_path"], compile=False))
+            copied = transfer_weights(model, _load(warm["model_path"]))
         except (IncompatibleModel, OSError, ValueError) as e:
             warm.update(used=False, reason=f"the champion's weights do not fit: {e}; trained from scratch")
         else:
@@ -417,7 +396,6 @@ class _Gate:
 
     def __init__(self, config: JobConfig, window: Manifest):
         self.config, self.window = config, window
-        self._labels = None
 
     def dataset(self):
         from tfstream.pipelines.read.reader import read
@@ -425,38 +403,35 @@ class _Gate:
         return read(self.window, self.config.train.eval_split, self.config.reader.for_evaluation(), shuffle=False,
                     raw_labels=True)
 
-    def scores(self, model, scaling: Optional[dict], losses: Optional[list] = None):
-        """A model's scores on the gate data (`evaluation.evaluate`), its per-example
-        losses appended to ``losses``."""
+    def score(self, model, scaling: Optional[dict]):
+        """A model's scores on the gate data (`evaluation.evaluate`), its labels and its
+        per-example losses (`evaluation.example_losses`), in the stored order."""
+        import numpy as np
+
         from tfstream.training.evaluation import evaluate
         from tfstream.transforms.label_scaling import LabelScaling
 
-        return evaluate(model, self.dataset(), self.window, self.config.train.train_split,
-                        LabelScaling(**scaling) if scaling else None, losses=losses)[0]
-
-    def losses(self, model_path: str, scaling: Optional[dict]):
-        """The per-example losses of the model saved at ``model_path``."""
-        import keras
-
-        import tfstream.training.models  # noqa: F401 - registers tfstream's layers
-
         batches: list = []
-        self.scores(keras.models.load_model(model_path), scaling, batches)
-        return self._join(batches)
-
-    def _join(self, batches: list):
-        import numpy as np
-
+        scores = evaluate(model, self.dataset(), self.window, self.config.train.train_split,
+                          LabelScaling(**scaling) if scaling else None, losses=batches)[0]
         labels = np.concatenate([b[0].reshape(-1) for b in batches]) if batches else np.zeros(0)
-        if self._labels is None:
-            self._labels = labels
-        return np.concatenate([b[1].reshape(-1) for b in batches]) if batches else np.zeros(0)
+        losses = np.concatenate([b[1].reshape(-1) for b in batches]) if batches else np.zeros(0)
+        return scores, labels, losses
 
-    def baseline(self):
-        """The trivial baseline's per-example losses (after `losses`, which read the labels)."""
+    def baseline(self, labels):
+        """The trivial baseline's per-example losses on ``labels``."""
         from tfstream.training.evaluation import baseline_losses
 
-        return baseline_losses(self._labels, self.window, self.config.train.train_split)
+        return baseline_losses(labels, self.window, self.config.train.train_split)
+
+
+def _load(model_path: str):
+    """A saved `model.keras` (tfstream's layers registered)."""
+    import keras
+
+    import tfstream.training.models  # noqa: F401 - registers tfstream's layers
+
+    return keras.models.load_model(model_path)
 
 
 def _score_champion(gate: _Gate, champion: registry.Version):
@@ -466,15 +441,12 @@ def _score_champion(gate: _Gate, champion: registry.Version):
     trained_on = fs.read_json_object(os.path.join(champion.path, WINDOW_NAME)) or {}
     if trained_on.get("schema") != gate.window.data["schema"]:
         return None, "its schema differs from the dataset's", None
-    batches: list = []
-    try:
-        model, _ = registry.load_champion(os.path.dirname(os.path.dirname(champion.path)))
-        scores = gate.scores(model, (champion.metrics() or {}).get("label_scaling"), batches)
-    except registry.ChecksumError:
-        raise
+    try:  # (its files were verified against their checksums when the run began)
+        scores, _, losses = gate.score(_load(os.path.join(champion.path, "model.keras")),
+                                       (champion.metrics() or {}).get("label_scaling"))
     except Exception as e:  # noqa: BLE001 - recorded; the gate then promotes nothing
         raise ChampionNotScored(f"{type(e).__name__}: {str(e)[:300]}") from e
-    return scores, None, gate._join(batches)
+    return scores, None, losses
 
 
 def _drift(config: JobConfig, champion: Optional[registry.Version], newest_dir: str) -> list[dict[str, Any]]:
@@ -492,22 +464,18 @@ def _drift(config: JobConfig, champion: Optional[registry.Version], newest_dir: 
     return [dataclasses.asdict(f) for f in findings]
 
 
-def _check_version(version_dir: str, config: JobConfig, window: Manifest) -> None:
+def _check_version(version_dir: str, gate: _Gate) -> None:
     """A version loads back, and its model and its serving export agree on a batch of
     the gate data with finite outputs; otherwise it is not made the champion."""
-    import keras
     import numpy as np
 
-    import tfstream.training.models  # noqa: F401 - registers tfstream's layers
-    from tfstream.pipelines.read.reader import read
     from tfstream.training.export import load_serving
     from tfstream.transforms.label_scaling import LabelScaling
 
     try:
-        model = keras.models.load_model(os.path.join(version_dir, "model.keras"))
+        model = _load(os.path.join(version_dir, "model.keras"))
         serve = load_serving(os.path.join(version_dir, "export"))
-        features, _ = next(iter(read(window, config.train.eval_split, config.reader.for_evaluation(), shuffle=False,
-                                     raw_labels=True, batch_size=64)))
+        features, _ = next(iter(gate.dataset()))
         out = np.asarray(model.predict_on_batch(features), dtype=np.float64)
         scaling = (fs.read_json_object(os.path.join(version_dir, "metrics.json")) or {}).get("label_scaling")
         if scaling:

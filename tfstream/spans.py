@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import logging
 import os
 import re
@@ -194,7 +193,3 @@ def describe(datasets: Sequence[SpanDataset]) -> list[dict[str, Any]]:
     return [{"span": d.span, "dataset_dir": os.path.abspath(d.dataset_dir), "snapshot": d.snapshot,
              "made": d.made} for d in datasets]
 
-
-def dumps(value: Any) -> str:
-    """One JSON line (the run record)."""
-    return json.dumps(value, sort_keys=False, separators=(",", ":"), default=str)
