@@ -79,6 +79,13 @@ class SourceConfig(_Section):
     data_dir: Optional[StrictStr] = Field(None, description="tfds only: where it is prepared (default: "
                                                             "`$TFDS_DATA_DIR` or `~/tensorflow_datasets`).")
     tfds_split: Optional[StrictStr] = Field(None, description="tfds only: the one split to read (default: all).")
+    record_paths: Literal["relative", "absolute", "none"] = Field(
+        "relative", description="How the dataset records its source files (the fingerprint, the quarantine, the "
+                                "recorded config): relative to `root`, absolute, or none (the file's name only), so a "
+                                "shared dataset need not carry the writing machine's directory layout.")
+    root: Optional[StrictStr] = Field(
+        None, description="The directory `record_paths: relative` records paths from (default: the source files' "
+                          "common directory; for tfds, `data_dir`). Every source file must be under it.")
 
     @model_validator(mode="after")
     def _rules(self) -> SourceConfig:

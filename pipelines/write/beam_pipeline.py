@@ -47,6 +47,7 @@ from tfstream.pipelines.write import sources
 from tfstream.pipelines.write.beam_options import (check_paths_for_runner, closing_dask_client, pipeline_options,
                                                    root_cause, worker_message)
 from tfstream.pipelines.write.manifest_builder import manifest_json, manifest_settings
+from tfstream.pipelines.write.record_paths import PathRecorder, path_recorder
 from tfstream.pipelines.write.publish import QUARANTINE_DIR, QUARANTINE_FILE
 from tfstream.pipelines.write.rows import QUARANTINED, READ, first_example, quarantine_key, route_chunk, rows_in_chunk
 from tfstream.pipelines.write.run import PreprocessError, finish_run, resolve_dataset_dir, writing
@@ -99,8 +100,10 @@ class _ConvertChunk(beam.DoFn):
     consumers would receive the other tags' values too.
     """
 
-    def __init__(self, rules: RowRules, router: SplitRouter, split_key: Sequence[str], arrays: bool = False):
+    def __init__(self, rules: RowRules, router: SplitRouter, split_key: Sequence[str], arrays: bool = False,
+                 recorder: Optional[PathRecorder] = None):
         self._rules = rules
+        self._recorder = recorder
         self._router = router
         self._split_key = tuple(split_key)
         self._arrays = arrays
@@ -108,7 +111,8 @@ class _ConvertChunk(beam.DoFn):
     def process(self, chunk):
         yield READ, rows_in_chunk(chunk)
         batches: dict[str, list[dict[str, Any]]] = {}
-        for tag, value in route_chunk(chunk, self._rules, self._router, self._split_key, arrays=self._arrays):
+        for tag, value in route_chunk(chunk, self._rules, self._router, self._split_key, arrays=self._arrays,
+                                      shown=self._recorder.file if self._recorder is not None else None):
             batches.setdefault(tag, []).append(value)
         yield from batches.items()
 
@@ -379,11 +383,12 @@ def build_pipeline(
     plan = config.split_plan()
     names = plan.names
     train_split = config.train.train_split
+    recorder = path_recorder(config.source, paths)
     chunks = pipeline | "Read" >> ReadSource(paths, config.source, config.source_columns(), config.sequence_columns())
     routed = (
         chunks
         | "Validate" >> beam.ParDo(_ConvertChunk(rules, plan.router(files), config.split.key,
-                                                 arrays=config.source.format == "npz"))
+                                                 arrays=config.source.format == "npz", recorder=recorder))
         | "ByTag" >> _ByTag([READ, QUARANTINED, *names])
     )
 
@@ -431,7 +436,7 @@ def build_pipeline(
         | "ManifestSeed" >> beam.Create([None])
         | "BuildManifest" >> beam.Map(
             _manifest_json,
-            **manifest_settings(config, fingerprint, {"beam": beam_options or {}}),
+            **manifest_settings(config, fingerprint, {"beam": beam_options or {}}, recorder),
             results=beam.pvalue.AsList(results),
             dataset_dir=dataset_dir,
             shard_sizing=shard_sizing(shard_plan),
@@ -487,7 +492,7 @@ def preprocess(
     check_paths_for_runner(options, dataset_dir, paths)
     sources.check_source(paths, config.source, config.source_columns(), config.sequence_columns(),
                          rules=config.row_rules())
-    fingerprint = sources.fingerprint(paths, files)
+    fingerprint = sources.fingerprint(paths, files, path_recorder(config.source, paths))
     # Each split's shard count, from the source's size (a record's shard is its hash
     # modulo the count): here, on the driver, so every worker and every rerun agree.
     plan = plan_shards(config, lambda: measure_source(paths, config), _shares(config, fingerprint, files))

@@ -11,14 +11,16 @@ from __future__ import annotations
 import copy
 import datetime
 import importlib.metadata
-from typing import Any
+from typing import Any, Optional
 
 from tfstream.pipelines.config import JobConfig
 from tfstream.pipelines.config_retrain import dataset_fingerprint
 from tfstream.pipelines.manifest import FORMAT_VERSION, encoding_json
+from tfstream.pipelines.write.record_paths import PathRecorder, path_recorder
 
 
-def manifest_settings(config: JobConfig, fingerprint: dict[str, Any], writer: dict[str, Any]) -> dict[str, Any]:
+def manifest_settings(config: JobConfig, fingerprint: dict[str, Any], writer: dict[str, Any],
+                      recorder: Optional[PathRecorder] = None) -> dict[str, Any]:
     """The arguments of `manifest_json` that come from the config, not from the data.
 
     Args:
@@ -26,7 +28,10 @@ def manifest_settings(config: JobConfig, fingerprint: dict[str, Any], writer: di
         fingerprint: the source fingerprint.
         writer: what wrote the dataset and how, recorded under ``options`` next to the
             config: ``{"beam": {options}}`` for `preprocess`.
+        recorder: how the recorded config names paths (``source.record_paths``);
+            default: `path_recorder` of the config's own patterns.
     """
+    recorder = recorder if recorder is not None else path_recorder(config.source, ())
     plan = config.split_plan()
     return {
         "name": config.name,
@@ -35,7 +40,7 @@ def manifest_settings(config: JobConfig, fingerprint: dict[str, Any], writer: di
         "fractions": {name: plan.nominal_fraction(name) for name in plan.names},
         "given": {name: plan.given_split(name) for name in plan.names} if plan.given else {},
         "fingerprint": fingerprint,
-        "options": {"config": config.to_json(), "config_sha256": dataset_fingerprint(config), **writer},
+        "options": {"config": recorder.config(config.to_json()), "config_sha256": dataset_fingerprint(config), **writer},
         "versions": _versions(),
         "train_split": config.train.train_split,
         "feature_policies": _feature_policies(config),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from tfstream.transforms.split import SplitRouter
 from tfstream.transforms.validation import RowError, RowRules, convert_row
@@ -63,7 +63,8 @@ def rows_in_chunk(chunk: tuple[str, int, dict[str, Any]]) -> int:
 
 
 def route_chunk(chunk: tuple[str, int, dict[str, Any]], rules: RowRules, router: SplitRouter,
-                split_key: Sequence[str], *, arrays: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:
+                split_key: Sequence[str], *, arrays: bool = False,
+                shown: Optional[Callable[[str], str]] = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """Validate every row of a chunk and route it: to its split, or to the quarantine,
     rejected (it breaks a rule, or its split column names no split: ``unknown_split``)
     or dropped (a rule says drop).
@@ -81,6 +82,8 @@ def route_chunk(chunk: tuple[str, int, dict[str, Any]], rules: RowRules, router:
         router: the job's split router (`JobConfig.split_plan().router(...)`).
         split_key: the split key columns (may be empty).
         arrays: whether the chunk comes from arrays (see the split key above).
+        shown: how quarantine records name the file (`record_paths.PathRecorder.file`:
+            ``source.record_paths``); default: as the chunk names it.
 
     Yields:
         ``(split name, typed row)``, or ``(QUARANTINED, quarantine record)``.
@@ -101,18 +104,20 @@ def route_chunk(chunk: tuple[str, int, dict[str, Any]], rules: RowRules, router:
         >>> print(bad["message"])
         f.csv: row 2: column 'fold': '5' names no split; the split values are '1', '2' (split.values)
     """
-    name, first_row, columns = chunk
+    path, first_row, columns = chunk
+    name = shown(path) if shown is not None else path
     if isinstance(columns, BadLines):
         for bad in columns:
-            record = quarantine_record(name, bad["row"], "rejected", bad["reason"], "", bad["message"],
+            message = bad["message"].replace(path, name, 1) if name != path else bad["message"]
+            record = quarantine_record(name, bad["row"], "rejected", bad["reason"], "", message,
                                        {"text": bad["text"]})
             record["lines"] = bad["lines"]
             yield QUARANTINED, record
         return
     keys = list(columns)
     split_key = tuple(split_key)
-    base = os.path.basename(name)
-    given = router.file_split(name)  # None unless splits are given per file
+    base = os.path.basename(path)
+    given = router.file_split(path)  # None unless splits are given per file
     split_column = router.column
     for i in range(rows_in_chunk(chunk)):
         raw = {c: columns[c][i] for c in keys}

@@ -396,10 +396,13 @@ def read_chunks(path: str, *, source, columns: Sequence[str], sequence_columns: 
                 yield name, first_row, chunk
 
 
-def fingerprint(paths: Sequence[str], splits: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
+def fingerprint(paths: Sequence[str], splits: Optional[Mapping[str, str]] = None,
+                recorder=None) -> dict[str, Any]:
     """A fingerprint of the source for the manifest: per file its size and a checksum
     (and, with ``splits``, path → given split, its split, which the whole checksum
-    covers too: a file moved to another split changes it).
+    covers too: a file moved to another split changes it). Each file's ``path`` is as
+    ``recorder`` (`record_paths.PathRecorder`, ``source.record_paths``) records it; the
+    checksums cover names, sizes and contents, never directories.
 
     Local files are hashed (SHA-256 of their bytes). Remote files (``gs://``...) use the
     checksum their file system keeps, so the driver never reads a remote source whole.
@@ -410,17 +413,18 @@ def fingerprint(paths: Sequence[str], splits: Optional[Mapping[str, str]] = None
 
     files = []
     whole = hashlib.sha256()
+    shown = recorder.file if recorder is not None else (lambda path: path)
     for path in paths:
         if "://" in path:
             size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
-            entry = {"path": path, "name": os.path.basename(path), "bytes": size,
+            entry = {"path": shown(path), "name": os.path.basename(path), "bytes": size,
                      "checksum": str(FileSystems.checksum(path))}
         else:
             h = hashlib.sha256()
             with open(path, "rb") as f:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     h.update(block)
-            entry = {"path": path, "name": os.path.basename(path), "bytes": os.path.getsize(path),
+            entry = {"path": shown(path), "name": os.path.basename(path), "bytes": os.path.getsize(path),
                      "sha256": h.hexdigest()}
         if splits is not None:
             entry["split"] = splits[path]

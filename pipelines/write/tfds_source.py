@@ -24,6 +24,17 @@ _VERSION_RE = re.compile(r"\d+\.\d+\.\d+")
 _DATASET_INFO = "dataset_info.json"
 
 
+def tfds_data_dir(source) -> str:
+    """The directory a tfds source is prepared in: ``source.data_dir``, else TFDS's
+    default (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``); a local one made absolute."""
+    data_dir = source.data_dir
+    if data_dir is None:
+        from tensorflow_datasets.core import constants
+
+        data_dir = constants.DATA_DIR
+    return data_dir if fs.is_remote(data_dir) else os.path.abspath(os.path.expanduser(data_dir))
+
+
 def _tfds_builder_dir(source) -> str:
     """``<data_dir>/<name>[/<config>]/<version>`` of a tfds source; the newest prepared
     version when the config names none.
@@ -32,13 +43,7 @@ def _tfds_builder_dir(source) -> str:
         FileNotFoundError: no such prepared dataset or version, saying where it looked.
     """
     name, config, version = source.tfds_parts()
-    data_dir = source.data_dir
-    if data_dir is None:
-        from tensorflow_datasets.core import constants
-
-        data_dir = constants.DATA_DIR
-    if not fs.is_remote(data_dir):
-        data_dir = os.path.abspath(os.path.expanduser(data_dir))
+    data_dir = tfds_data_dir(source)
     root = fs.join(data_dir, name, *([config] if config else []))
     # A prepared version is a folder with a dataset_info.json (TFDS prepares into an
     # "incomplete.*" folder and renames it when done).

@@ -133,9 +133,10 @@ def test_a_split_column_with_values_and_an_unknown_value_quarantined(tmp_path, c
     records = quarantine_records(m.root, m.data)
     assert len(records) == 80 and {r["reason"] for r in records} == {"unknown_split"}
     path = str(tmp_path / "rows.csv")
-    assert records[0]["message"] == (f"{path}: row 4: column 'fold': '7' names no split; the split values are "
+    name = "rows.csv"  # source.record_paths: relative to the source's folder
+    assert records[0]["message"] == (f"{name}: row 4: column 'fold': '7' names no split; the split values are "
                                      f"'1', '2', '3' (split.values)")
-    assert records[1]["message"] == f"{path}: row 5: column 'fold': '' names no split; the split values are " \
+    assert records[1]["message"] == f"{name}: row 5: column 'fold': '' names no split; the split values are " \
                                     f"'1', '2', '3' (split.values)"
     assert records[0]["values"] == {"id": "3", "x": records[0]["values"]["x"], "y": records[0]["values"]["y"],
                                     "fold": "7"}
@@ -166,7 +167,7 @@ def test_write_arrays_splits_by_a_column_as_preprocess_of_the_npz(tmp_path):
     assert ours.split_names == beam.split_names == ["train", "validation", "test"]
     a, b = _contents(tmp_path / "arrays"), _contents(tmp_path / "beam")
     assert a.keys() == b.keys() and sum(k.endswith(".tfrecord") for k in a) >= 3
-    assert a == {k: v.replace(str(tmp_path / "rows.npz").encode(), b"arrays") for k, v in b.items()}
+    assert a == {k: v.replace(b"rows.npz", b"arrays") for k, v in b.items()}
     assert _ids(ours, "test") == [i for i in range(3000) if arrays["fold"][i] in (3, 4)]
     assert ours.data["source"]["rejected"] == {"unknown_split:fold": 3}
     assert 100 < ours.num_examples("validation") < 250

@@ -78,10 +78,11 @@ def test_each_bad_kind_is_quarantined_with_its_reason(csv_run):
     path, out, m = csv_run
     records = {r["row"]: r for r in _quarantine(out, m.data) if r["action"] == "rejected"}
     assert sorted(records) == sorted(CSV_BAD_ROWS)
+    name = os.path.basename(path)  # source.record_paths: relative to the source's folder
     for row, (_, reason, column, message) in CSV_BAD_ROWS.items():
         r = records[row]
-        assert (r["file"], r["reason"], r["column"]) == (path, reason, column)
-        assert r["message"] == f"{path}: row {row}: {message}"
+        assert (r["file"], r["reason"], r["column"]) == (name, reason, column)
+        assert r["message"] == f"{name}: row {row}: {message}"
     assert records[3]["values"]["distance"] == "far" and records[3]["values"]["carrier"]  # the raw row, to fix it
     src = m.data["source"]
     assert src["rows_rejected"] == len(CSV_BAD_ROWS)
@@ -108,7 +109,7 @@ def test_bad_rows_within_the_budget_pass_and_beyond_it_refuse_the_run(flights_cs
     message = str(e.value)
     assert message.startswith(
         "5 of 1,000 rows (0.50%) break a rule, more than validation.max_bad_fraction 0.001. "
-        f"Worst: not_a_number:distance x5 (first: {path}: row 40: column 'distance': expected a number, got 'n/a')")
+        f"Worst: not_a_number:distance x5 (first: {os.path.basename(path)}: row 40: column 'distance': expected a number, got 'n/a')")
     assert "the dataset in" in message and "was not changed" in message
     refused_dir = os.path.join(out, "rejected-run")
     refused = json.load(open(os.path.join(refused_dir, "manifest.json")))
@@ -159,8 +160,9 @@ def test_sequence_rules_in_a_run(tmp_path, make_job):
     m = preprocess(job, output_dir=str(tmp_path / "ds"))
     records = {r["row"]: r for r in _quarantine(str(tmp_path / "ds"), m.data)}
     path = str(tmp_path / "seq.npz")
-    assert records[2]["message"] == f"{path}: row 2: column 'X': the sequence is empty"
-    assert records[4]["message"] == (f"{path}: row 4: column 'X': the sequence holds NaN or inf; set `on_nan: drop` "
+    name = "seq.npz"  # source.record_paths: relative to the source's folder
+    assert records[2]["message"] == f"{name}: row 2: column 'X': the sequence is empty"
+    assert records[4]["message"] == (f"{name}: row 4: column 'X': the sequence holds NaN or inf; set `on_nan: drop` "
                                      f"or `on_nan: impute` on the feature to accept such rows")
     assert records[4]["values"]["X"] == "<array of shape (5, 13)>"
     assert sorted(records) == [2, 4]
@@ -172,7 +174,7 @@ def test_sequence_rules_in_a_run(tmp_path, make_job):
     job = make_job("digits_lstm.yaml", source={"path": path}, features=too_long, validation={"max_bad_fraction": 0.5})
     m = preprocess(job, output_dir=str(tmp_path / "ds2"))
     (r,) = [r for r in _quarantine(str(tmp_path / "ds2"), m.data) if r["reason"] == "too_long"]
-    assert r["message"] == (f"{path}: row 3: column 'X': the sequence has 30 steps, more than max_length 10; set "
+    assert r["message"] == (f"{name}: row 3: column 'X': the sequence has 30 steps, more than max_length 10; set "
                             f"`on_too_long: truncate` or `drop` to accept such rows")
 
 
