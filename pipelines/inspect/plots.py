@@ -26,6 +26,7 @@ def figures(manifest: Manifest, *, split: Optional[str] = None) -> list[tuple[st
     """
     try:
         # Imported here: matplotlib takes about a second to import, and only plots need it.
+        from matplotlib import rc_context
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as e:
@@ -42,13 +43,16 @@ def figures(manifest: Manifest, *, split: Optional[str] = None) -> list[tuple[st
             continue
         # A Figure with its own Agg canvas, not pyplot: no global backend switch, and no
         # figure left registered in pyplot's state after the function returns.
-        fig = Figure(figsize=(7, 4), layout="constrained")
-        FigureCanvasAgg(fig)
-        suffix = draw(fig.add_subplot(), f.name, split, st)
-        if suffix is None:
-            continue
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
+        # Names and tokens are data, never mathtext: a token "$\bad$" would fail the
+        # drawing, and "$5 to $9" would print in italics without its dollars.
+        with rc_context({"text.parse_math": False}):
+            fig = Figure(figsize=(7, 4), layout="constrained")
+            FigureCanvasAgg(fig)
+            suffix = draw(fig.add_subplot(), f.name, split, st)
+            if suffix is None:
+                continue
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=100)
         drawn.append((f"{split}-{_file_part(f.name)}-{suffix}.png", buf.getvalue()))
     return drawn
 

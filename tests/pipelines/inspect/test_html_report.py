@@ -17,7 +17,8 @@ from tfstream.pipelines.manifest import load_manifest
 
 HOSTILE = "<script>document.title='pwned'</script>"
 HOSTILE_IMG = "<img src=x onerror=\"document.title='pwned'\">"
-CITIES = ["oslo", "lima", HOSTILE, HOSTILE_IMG]
+MATHTEXT = "$\\bad{x$"  # matplotlib would parse it as math, and fail
+CITIES = ["oslo", "lima", HOSTILE, HOSTILE_IMG, MATHTEXT]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # Every test here writes a small dataset first (two runs of write_arrays, a few seconds).
@@ -39,7 +40,7 @@ def _write(out: str, rng, shift: float) -> None:
     n = 80
     lengths = rng.integers(3, 9, n)
     write_arrays(config, {"seq": rng.random((int(lengths.sum()), 2)).astype("float32"), "lengths": lengths,
-                          "x": rng.random(n) + shift, "city": np.array(CITIES)[rng.integers(0, 4, n)],
+                          "x": rng.random(n) + shift, "city": np.array(CITIES)[rng.integers(0, len(CITIES), n)],
                           "y": rng.integers(0, 2, n)}, out)
 
 
@@ -108,7 +109,7 @@ def test_page_holds_every_table_and_plot_and_escapes_data(small_dataset):
     assert parsed.tables[0][0] == ["split", "shards", "records", "bytes", "record bytes"]
     vocabulary = {row[0]: row[1] for row in parsed.tables[5][1:]}
     assert vocabulary == {t: f"{n:,}" for t, n in m.split("train").features["city"].vocabulary}
-    assert HOSTILE in vocabulary and HOSTILE_IMG in vocabulary  # the text, unescaped by the parser
+    assert {HOSTILE, HOSTILE_IMG, MATHTEXT} <= set(vocabulary)  # the text, unescaped by the parser
     # the markup in the data made no element: the only images are the plots, no script at all
     assert "script" not in parsed.tags and html.escape(HOSTILE) in page
     drawn = figures(m)
