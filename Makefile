@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tfstream-installed
 RUNS   ?= runs
 
-.PHONY: demo demo-retrain test install clean
+.PHONY: demo demo-retrain test install browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,12 @@ demo: $(STAMP)
 	$(BIN)/tfstream run --config configs/digits_lstm.yaml --workdir $(RUNS)/digits
 	$(BIN)/tfstream summary $(RUNS)/flights $(RUNS)/flights_distance $(RUNS)/digits
 	$(BIN)/tfstream inspect $(RUNS)/flights/dataset --plot $(RUNS)/flights/plots > $(RUNS)/flights/inspect.txt
+	$(BIN)/tfstream inspect $(RUNS)/flights/dataset --html $(RUNS)/flights/report.html > /dev/null
 	$(BIN)/tfstream inspect $(RUNS)/flights_distance/dataset --plot $(RUNS)/flights_distance/plots \
 		> $(RUNS)/flights_distance/inspect.txt
 	$(BIN)/tfstream inspect $(RUNS)/digits/dataset --plot $(RUNS)/digits/plots > $(RUNS)/digits/inspect.txt
-	@echo "dataset reports: $(RUNS)/{flights,flights_distance,digits}/inspect.txt (plots in $(RUNS)/*/plots/)"
+	@echo "dataset reports: $(RUNS)/{flights,flights_distance,digits}/inspect.txt (plots in $(RUNS)/*/plots/;" \
+		"the flights tables and plots as one page: $(RUNS)/flights/report.html)"
 	$(MAKE) --no-print-directory demo-retrain
 
 # Scheduled retraining, as a scheduler would run it: the flights of 2013 partitioned into
@@ -45,8 +47,26 @@ demo-retrain: $(STAMP)
 	$(BIN)/tfstream models runs --config configs/flights_retrain.yaml --plot runs/retrain/champion.png
 	$(BIN)/tfstream models list --config configs/flights_retrain.yaml
 
+# The HTML report's browser test drives the system's chromium (browser builds that
+# download themselves are not used). Installed with apt-get where it can be (root, apt);
+# anywhere else this says why not, and the test skips with the same advice. Never fails.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		echo "browser test: chromium and chromedriver found"; \
+	elif ! command -v apt-get >/dev/null; then \
+		echo "browser test skipped: no apt-get to install chromium and chromium-driver (install them by hand)"; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "browser test skipped: run 'sudo apt-get install -y chromium chromium-driver' (not root here)"; \
+	else \
+		apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null 2>&1 \
+		|| { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends chromium chromium-driver \
+		     >/dev/null 2>&1; } \
+		&& echo "browser test: installed chromium and chromium-driver with apt-get" \
+		|| echo "browser test skipped: apt-get could not install chromium chromium-driver"; \
+	fi
+
 # pytest exits 5 when it collects no test; make then fails, as it should.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 clean:

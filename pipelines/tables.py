@@ -71,6 +71,12 @@ def _is_number(text: str) -> bool:
         return text in ("", "-")
 
 
+def numeric_columns(rows: Sequence[Sequence[str]], width: int) -> list[bool]:
+    """Which of ``width`` columns hold only numbers (cells as `cell` formats them), to be
+    right-aligned; an empty table has none."""
+    return [bool(rows) and all(_is_number(r[i]) for r in rows) for i in range(width)]
+
+
 def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, terminal: Optional[bool] = None,
                  title: Optional[str] = None) -> str:
     """A table as text: columns of numbers right-aligned, cells formatted by `cell`.
@@ -89,7 +95,7 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, termi
     from rich.text import Text
 
     rows = [[cell(v) for v in row] for row in rows]
-    numeric = [bool(rows) and all(_is_number(r[i]) for r in rows) for i in range(len(headers))]
+    numeric = numeric_columns(rows, len(headers))
     if terminal is None:
         terminal = sys.stdout.isatty()
     table = Table(box=box.SIMPLE_HEAD if terminal else box.Box(_PLAIN_BOX_LINES, ascii=True),

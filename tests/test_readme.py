@@ -18,7 +18,13 @@ def _section_code(title: str) -> str:
 
 def _subsection_code(title: str) -> str:
     text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-    section = re.split(r"\n#{1,4} ", text.split(f"#### {title}", 1)[1], maxsplit=1)[0]
+    # The subsection ends at the next heading outside a code block ("# " in code is a comment).
+    section = ""
+    for i, part in enumerate(re.split(r"(```.*?```)", text.split(f"#### {title}", 1)[1], flags=re.S)):
+        heading = re.search(r"\n#{1,4} ", part) if i % 2 == 0 else None
+        section += part[:heading.start()] if heading else part
+        if heading:
+            break
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
     assert blocks, f"no python block under '{title}'"
     return "\n".join(blocks)
@@ -51,6 +57,25 @@ def test_seed_examples_rewritten_run(tmp_path, monkeypatch):
     assert model.output_shape == (None, 1)
     for job in ("toy", "series"):
         assert os.path.exists(tmp_path / "runs" / job / "dataset" / "manifest.json")
+
+
+@pytest.mark.slow
+def test_serving_a_sequence_model_example_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = _subsection_code("Serving a sequence model")
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    specs = scope["specs"]
+    assert {name: (s.dtype.name, s.shape.as_list()) for name, s in specs.items()} == {
+        "steps": ("float32", [None, None, 2]), "steps_length": ("int64", [None])}
+    out, again, alone = (scope[k].numpy() for k in ("out", "again", "alone"))
+    assert out.shape == (2, 1) and ((0 < out) & (out < 1)).all()  # probabilities
+    assert (out == again).all() and abs(out[1, 0] - alone[0, 0]) < 1e-6  # the padding is never read
+    # every print(...) prints the comment line under it
+    lines = code.splitlines()
+    stated = [nxt[2:].split("      ")[0] for line, nxt in zip(lines, lines[1:])
+              if line.startswith("print(") and nxt.startswith("# ")]
+    assert capsys.readouterr().out.splitlines() == stated
 
 
 def test_readme_commands_exist():

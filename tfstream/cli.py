@@ -6,7 +6,7 @@
                         [-- BEAM OPTIONS]
     tfstream retrain    --config C [--until SPAN] [--wait [SECONDS]]
     tfstream models     list|runs|show|rollback (--config C | REGISTRY_DIR) [--version N] [--json] [--plot PNG] [--wait [S]]
-    tfstream inspect    DATASET_DIR [--json] [--split SPLIT] [--plot OUT_DIR]
+    tfstream inspect    DATASET_DIR [--json] [--split SPLIT] [--plot OUT_DIR] [--html REPORT.html]
     tfstream gc         DATASET_DIR [--retention-hours H] [--wait]
     tfstream verify     DATASET_DIR [--split SPLIT] [--json]
     tfstream summary    RUN_DIR [RUN_DIR ...]
@@ -127,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="the split whose statistics are shown and plotted (default: train if present, "
                                    "else the first split)")
     p.add_argument("--plot", metavar="OUT_DIR", help="also write PNG plots of the statistics into OUT_DIR")
+    p.add_argument("--html", metavar="REPORT", help="also write the tables and the plots as one self-contained HTML "
+                                                    "page (no script, no external URL) to REPORT")
 
     p = sub.add_parser("verify", help="read every shard and check its records, bytes, sha256 and CRCs against the "
                                       "manifest (exit status 3 when one differs)")
@@ -377,6 +379,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"\nplots ({len(paths)} written)", file=out)
                 for path in paths:
                     print(f"  {path}", file=out)
+            if args.html:
+                from tfstream.pipelines.inspect.html_report import write_html
+
+                print(f"\nreport: {write_html(manifest, args.html, split=split)}",
+                      file=sys.stderr if args.json else sys.stdout)
             return _check_shard_sizes(manifest)
         elif args.command == "doctor":
             return _doctor(args)

@@ -17,6 +17,46 @@ from tfstream.pipelines.manifest import CategoricalStatistics, Manifest, Numeric
 TOP_TOKENS = 20
 
 
+def figures(manifest: Manifest, *, split: Optional[str] = None) -> list[tuple[str, bytes]]:
+    """One PNG per feature of ``split``, drawn in memory: ``(file name, PNG bytes)`` pairs
+    in schema order (the files `write_plots` writes; the HTML report embeds them).
+
+    Raises:
+        ManifestError: the dataset has no split ``split``.
+    """
+    try:
+        # Imported here: matplotlib takes about a second to import, and only plots need it.
+        from matplotlib import rc_context
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ImportError(f"tfstream inspect --plot and --html need matplotlib ({e}); "
+                          f"install it with `pip install 'matplotlib>=3.7'`") from e
+
+    split = split or manifest.train_split
+    stats = manifest.split(split).features
+    drawn = []
+    for f in manifest.features:
+        st = stats.get(f.name)
+        draw = _DRAWERS.get(f.kind) if st is not None else None
+        if draw is None or (f.kind == "numeric" and f.shape):  # a vector has no single histogram
+            continue
+        # A Figure with its own Agg canvas, not pyplot: no global backend switch, and no
+        # figure left registered in pyplot's state after the function returns.
+        # Names and tokens are data, never mathtext: a token "$\bad$" would fail the
+        # drawing, and "$5 to $9" would print in italics without its dollars.
+        with rc_context({"text.parse_math": False}):
+            fig = Figure(figsize=(7, 4), layout="constrained")
+            FigureCanvasAgg(fig)
+            suffix = draw(fig.add_subplot(), f.name, split, st)
+            if suffix is None:
+                continue
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=100)
+        drawn.append((f"{split}-{_file_part(f.name)}-{suffix}.png", buf.getvalue()))
+    return drawn
+
+
 def write_plots(manifest: Manifest, out_dir: str, *, split: Optional[str] = None) -> list[str]:
     """Write one PNG per feature of ``split`` into ``out_dir`` and return their paths.
 
@@ -42,34 +82,12 @@ def write_plots(manifest: Manifest, out_dir: str, *, split: Optional[str] = None
         >>> [p.rsplit("/", 1)[1] for p in paths][:2]
         ['train-month-histogram.png', 'train-day-histogram.png']
     """
-    try:
-        # Imported here: matplotlib takes about a second to import, and only --plot needs it.
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as e:
-        raise ImportError(f"tfstream inspect --plot needs matplotlib ({e}); "
-                          f"install it with `pip install 'matplotlib>=3.7'`") from e
-
-    split = split or manifest.train_split
-    stats = manifest.split(split).features
+    drawn = figures(manifest, split=split)
     fs.makedirs(out_dir)
     written = []
-    for f in manifest.features:
-        st = stats.get(f.name)
-        draw = _DRAWERS.get(f.kind) if st is not None else None
-        if draw is None or (f.kind == "numeric" and f.shape):  # a vector has no single histogram
-            continue
-        # A Figure with its own Agg canvas, not pyplot: no global backend switch, and no
-        # figure left registered in pyplot's state after the function returns.
-        fig = Figure(figsize=(7, 4), layout="constrained")
-        FigureCanvasAgg(fig)
-        suffix = draw(fig.add_subplot(), f.name, split, st)
-        if suffix is None:
-            continue
-        path = fs.join(out_dir, f"{split}-{_file_part(f.name)}-{suffix}.png")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
-        fs.write_atomic(path, buf.getvalue())
+    for name, png in drawn:
+        path = fs.join(out_dir, name)
+        fs.write_atomic(path, png)
         written.append(path)
     return written
 

@@ -2,7 +2,9 @@
 
 Everything is read from the typed `Manifest`; fields that older manifests lack (missing
 counts, quantiles, rejected rows, drift) are shown as ``-``, or their section is left
-out.
+out. `report_blocks` gives the report as data (headings, lines, tables, preformatted
+text); `format_manifest` renders it as text and `html.format_html` as a web page, so the
+two show the same figures.
 
 Example:
     >>> text = format_manifest(load_manifest(dataset_dir), terminal=False)
@@ -14,7 +16,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from tfstream.pipelines.manifest import (
     CategoricalStatistics,
@@ -28,6 +31,30 @@ from tfstream.pipelines.manifest import (
 from tfstream.pipelines.tables import cell, render_table, size
 from tfstream.transforms.analyzers import length_stats
 from tfstream.transforms.schema import format_parse_spec, length_key
+
+
+class Heading(str):
+    """A section's title (in text: a blank line, then the title)."""
+
+
+class Subheading(Heading):
+    """A title inside a section (one feature's vocabulary)."""
+
+
+class Preformatted(str):
+    """Lines kept as they are (the header, the parse spec)."""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table: its cells are raw values, formatted by `tables.cell` when rendered."""
+
+    headers: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+
+
+# A plain str is one line of text (a note, a path).
+Block = Union[Heading, Preformatted, Table, str]
 
 
 def _std(variance: Any) -> Optional[float]:
@@ -81,7 +108,7 @@ def _numeric_row(name: str, stats: NumericStatistics) -> list[Any]:
             p50, m.get("max")]
 
 
-def _numeric_section(manifest: Manifest, split: str, terminal: Optional[bool]) -> list[str]:
+def _numeric_section(manifest: Manifest, split: str) -> list[Block]:
     stats = manifest.split(split)
     rows = []
     for f in manifest.features:
@@ -98,9 +125,8 @@ def _numeric_section(manifest: Manifest, split: str, terminal: Optional[bool]) -
         if any(f.kind == "numeric" and f.shape for f in manifest.features) else []
     note += [" (p50 is exact where no bound is shown: the feature has at most 1,024 distinct values; "
              "else its rank is off by at most the rows shown)"]
-    return ["", f"numeric features ({split!r} split)",
-            render_table(["feature", "count", "missing", "non-finite", "mean", "std", "min", "p50", "max"], rows,
-                         terminal=terminal)] + note
+    return [Heading(f"numeric features ({split!r} split)"),
+            Table(["feature", "count", "missing", "non-finite", "mean", "std", "min", "p50", "max"], rows)] + note
 
 
 def _length_quantiles(length: LengthStatistics) -> list[Any]:
@@ -110,7 +136,7 @@ def _length_quantiles(length: LengthStatistics) -> list[Any]:
     return [quantiles[i] for i in (1, 5, 9)] if quantiles else [None, None, None]
 
 
-def _sequence_section(manifest: Manifest, split: str, terminal: Optional[bool]) -> list[str]:
+def _sequence_section(manifest: Manifest, split: str) -> list[Block]:
     stats = manifest.split(split).features
     rows = []
     for f in manifest.schema.sequence_features:
@@ -121,32 +147,30 @@ def _sequence_section(manifest: Manifest, split: str, terminal: Optional[bool]) 
         rows.append([f.name, ln.count, ln.min, *_length_quantiles(ln), ln.max, ln.mean, st.steps, st.truncated])
     if not rows:
         return []
-    return ["", f"sequence lengths in steps ({split!r} split)",
-            render_table(["feature", "sequences", "min", "p10", "p50", "p90", "max", "mean", "steps", "truncated"],
-                         rows, terminal=terminal)]
+    return [Heading(f"sequence lengths in steps ({split!r} split)"),
+            Table(["feature", "sequences", "min", "p10", "p50", "p90", "max", "mean", "steps", "truncated"], rows)]
 
 
-def _vocabulary_section(manifest: Manifest, split: str, terminal: Optional[bool], top: int = 5) -> list[str]:
+def _vocabulary_section(manifest: Manifest, split: str, top: int = 5) -> list[Block]:
     stats = manifest.split(split).features
     out = []
     for f in manifest.features:
         st = stats.get(f.name)
         if f.kind != "categorical" or st is None:
             continue
-        out += ["", f"{f.name}: values {cell(st.count)}, missing {cell(st.missing)}, "
-                    f"unique {cell(st.num_unique)}, OOV buckets {cell(st.oov_buckets)}"]
+        out.append(Subheading(f"{f.name}: values {cell(st.count)}, missing {cell(st.missing)}, "
+                              f"unique {cell(st.num_unique)}, OOV buckets {cell(st.oov_buckets)}"))
         if st.vocabulary is None:
             out.append("  no vocabulary recorded for this split (only the training split has one)")
             continue
         total = st.count or 0
-        out.append(render_table(
+        out.append(Table(
             ["token", "count", "share"],
             [[t, n, f"{100 * n / total:.1f}%" if total else None] for t, n in st.vocabulary[:top]],
-            terminal=terminal,
         ))
     if not out:
         return []
-    return ["", f"vocabulary heads ({split!r} split; top {top}, share of the feature's values)"] + out[1:]
+    return [Heading(f"vocabulary heads ({split!r} split; top {top}, share of the feature's values)")] + out
 
 
 def _reason_rows(outcome: str, counts: Mapping[str, int]) -> list[list[Any]]:
@@ -154,34 +178,33 @@ def _reason_rows(outcome: str, counts: Mapping[str, int]) -> list[list[Any]]:
     return [[outcome, *(key.split(":", 1) if ":" in key else (key, None)), n] for key, n in counts.items()]
 
 
-def _rows_section(source: SourceInfo, terminal: Optional[bool]) -> list[str]:
+def _rows_section(source: SourceInfo) -> list[Block]:
     """Dropped and rejected rows by reason, and the quarantine files (the totals are in
     the header's ``rows`` line)."""
     rows = _reason_rows("dropped", source.dropped) + _reason_rows("rejected", source.rejected)
-    out = ["", "rows left out, by reason",
-           render_table(["outcome", "reason", "column", "rows"], rows, terminal=terminal)] if rows else []
+    out: list[Block] = [Heading("rows left out, by reason"),
+                        Table(["outcome", "reason", "column", "rows"], rows)] if rows else []
     if source.quarantine:
         kept = source.rows_dropped + (source.rows_rejected or 0)
-        out += ["", f"quarantine: {cell(kept)} row(s) as JSON lines ({cell(source.rows_dropped)} dropped, "
-                    f"{cell(source.rows_rejected)} rejected), in {len(source.quarantine)} file(s) under the dataset"]
+        out += [Heading(f"quarantine: {cell(kept)} row(s) as JSON lines ({cell(source.rows_dropped)} dropped, "
+                    f"{cell(source.rows_rejected)} rejected), in {len(source.quarantine)} file(s) under the dataset")]
         out += [f"  {path}" for path in source.quarantine]
     return out
 
 
-def _drift_section(drift: Optional[DriftReport], terminal: Optional[bool]) -> list[str]:
+def _drift_section(drift: Optional[DriftReport]) -> list[Block]:
     if drift is None:
         return []
     head = f"drift against {drift.against or '-'}: {len(drift.findings)} finding(s)"
     if not drift.findings:
-        return ["", head]
-    return ["", head, render_table(
+        return [Heading(head)]
+    return [Heading(head), Table(
         ["feature", "change", "severity", "value", "threshold", "detail"],
         [[d.feature, d.kind, d.severity, d.value, d.threshold, d.detail] for d in drift.findings],
-        terminal=terminal,
     )]
 
 
-def _schema_section(manifest: Manifest, split: str, terminal: Optional[bool]) -> list[str]:
+def _schema_section(manifest: Manifest, split: str) -> list[Block]:
     stats = manifest.split(split)
     rows = []
     for f in manifest.features:
@@ -198,21 +221,19 @@ def _schema_section(manifest: Manifest, split: str, terminal: Optional[bool]) ->
     else:
         summary = "no values"
     rows.append([label.name, f"label ({label.task})", label.dtype, "scalar", summary])
-    return ["", f"schema (statistics of the {split!r} split)",
-            render_table(["feature", "kind", "dtype", "shape", "statistics"], rows, terminal=terminal)]
+    return [Heading(f"schema (statistics of the {split!r} split)"),
+            Table(["feature", "kind", "dtype", "shape", "statistics"], rows)]
 
 
-def format_manifest(manifest: Manifest, *, train_split: Optional[str] = None,
-                    terminal: Optional[bool] = None) -> str:
-    """The manifest as tables: splits, shards, schema, per-feature statistics, vocabulary
-    heads, sequence lengths, rows by outcome (dropped, rejected, quarantine), drift, and
-    the parse spec (last, so that it can be copied as a whole).
+def report_blocks(manifest: Manifest, *, train_split: Optional[str] = None) -> list[Block]:
+    """The manifest's report as blocks: the header, splits, shards, schema, per-feature
+    statistics, vocabulary heads, sequence lengths, rows by outcome (dropped, rejected,
+    quarantine), drift, and the parse spec (last, so that it can be copied as a whole).
 
     Args:
         manifest: a loaded manifest.
         train_split: the split whose statistics are shown (default:
             `Manifest.train_split`).
-        terminal: as in `tables.render_table`.
     """
     source = manifest.source
     files = ", ".join(f.get("name", "?") for f in source.files)
@@ -220,7 +241,7 @@ def format_manifest(manifest: Manifest, *, train_split: Optional[str] = None,
     by_reason = " (by reason below)" if source.dropped or source.rejected else ""
     snapshot = manifest.snapshot
     folder = f"snapshots/{snapshot['id']}/" if snapshot else ""
-    out = [
+    header = [
         f"dataset   {manifest.name}  ({manifest.root})",
         f"written   {manifest.created_at}  format v{manifest.format_version}  compression {manifest.compression}",
         *([f"snapshot  {snapshot['id']}  (previous: {snapshot.get('parent') or 'none'}); files under {folder}"]
@@ -228,29 +249,48 @@ def format_manifest(manifest: Manifest, *, train_split: Optional[str] = None,
         f"source    {files}  sha256 {source.sha256[:16]}",
         f"rows      {source.rows_read:,} read, {source.rows_written:,} written, {source.rows_dropped:,} dropped"
         f"{rejected}{by_reason}",
-        "",
-        "splits",
-        render_table(
-            ["split", "shards", "records", "bytes", "record bytes"],
-            [[s.name, len(s.shards), s.num_examples, size(s.num_bytes), size(s.record_bytes)]
-             for s in manifest.splits.values()],
-            terminal=terminal,
-        ),
-        "",
-        "shards",
-        render_table(
-            ["split", "file", "records", "bytes", "sha256"],
-            [[s.name, sh.file[len(folder):] if sh.file.startswith(folder) else sh.file, sh.records, size(sh.bytes),
-              sh.sha256[:12]]
-             for s in manifest.splits.values() for sh in s.shards],
-            terminal=terminal,
-        ),
+    ]
+    out: list[Block] = [
+        Preformatted("\n".join(header)),
+        Heading("splits"),
+        Table(["split", "shards", "records", "bytes", "record bytes"],
+              [[s.name, len(s.shards), s.num_examples, size(s.num_bytes), size(s.record_bytes)]
+               for s in manifest.splits.values()]),
+        Heading("shards"),
+        Table(["split", "file", "records", "bytes", "sha256"],
+              [[s.name, sh.file[len(folder):] if sh.file.startswith(folder) else sh.file, sh.records, size(sh.bytes),
+                sh.sha256[:12]]
+               for s in manifest.splits.values() for sh in s.shards]),
     ]
     split = train_split or manifest.train_split
-    out += _schema_section(manifest, split, terminal)
-    out += _numeric_section(manifest, split, terminal) + _sequence_section(manifest, split, terminal)
-    out += _vocabulary_section(manifest, split, terminal) + _rows_section(source, terminal)
-    out += _drift_section(manifest.drift, terminal)
-    out += ["", "parse spec (tf.io.parse_example on batches of serialized records)",
-            format_parse_spec(manifest.schema)]
+    out += _schema_section(manifest, split)
+    out += _numeric_section(manifest, split) + _sequence_section(manifest, split)
+    out += _vocabulary_section(manifest, split) + _rows_section(source)
+    out += _drift_section(manifest.drift)
+    out += [Heading("parse spec (tf.io.parse_example on batches of serialized records)"),
+            Preformatted(format_parse_spec(manifest.schema))]
+    return out
+
+
+def format_manifest(manifest: Manifest, *, train_split: Optional[str] = None,
+                    terminal: Optional[bool] = None) -> str:
+    """The manifest as text: `report_blocks`, tables drawn by `tables.render_table`.
+
+    Args:
+        manifest: a loaded manifest.
+        train_split: the split whose statistics are shown (default:
+            `Manifest.train_split`).
+        terminal: as in `tables.render_table`.
+    """
+    out: list[str] = []
+    previous = None
+    for block in report_blocks(manifest, train_split=train_split):
+        if isinstance(block, Table):
+            out.append(render_table(block.headers, block.rows, terminal=terminal))
+        elif isinstance(block, Heading):
+            # a section's first subheading follows its title without a blank line
+            out += [block] if isinstance(block, Subheading) and isinstance(previous, Heading) else ["", block]
+        else:
+            out.append(str(block))
+        previous = block
     return "\n".join(out)
