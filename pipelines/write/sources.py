@@ -130,9 +130,31 @@ def check_source(paths: Sequence[str], source, columns: Sequence[str], sequence_
                 _require_columns(path, columns, meta.schema_arrow.names)
                 if meta.metadata.num_rows == 0:
                     raise SourceError(f"{path}: the file has no rows")
+                _check_parquet_types(path, meta.schema_arrow, source, sequence_columns)
         else:
             with open_file(path) as f:
                 _npz_arrays(f, path, source.lengths_key, columns, sequence_columns, headers_only=True, shapes=shapes)
+
+
+def _check_parquet_types(path: str, schema, source, sequence_columns: Sequence[str]) -> None:
+    """A long-format table's order column holds numbers or times; a sequence read from one
+    Parquet column (no ``source.sequence``) is a list column."""
+    import pyarrow.types as pt
+
+    table = getattr(source, "sequence", None)
+    if table is not None:
+        kind = schema.field(table.order).type
+        if not (pt.is_integer(kind) or pt.is_floating(kind) or pt.is_temporal(kind)):
+            raise SourceError(f"{path}: the order column {table.order!r} (source.sequence.order) is {kind}; steps are "
+                              f"sorted by numbers or times: store it as integers, floats or timestamps")
+        return
+    for c in sequence_columns:
+        kind = schema.field(c).type
+        if not (pt.is_list(kind) or pt.is_large_list(kind) or pt.is_fixed_size_list(kind)):
+            raise SourceError(f"{path}: column {c!r} is {kind}, but a sequence feature reads it: a Parquet sequence "
+                              f"is a list column (list<float> for dim 1, list<list<float>> or "
+                              f"list<fixed_size_list<float, dim>>), one row per sequence; for one row per step, "
+                              f"set `source.sequence: {{id: <column>, order: <column>}}`")
 
 
 class _Header:
@@ -377,7 +399,21 @@ def read_chunks(path: str, *, source, columns: Sequence[str], sequence_columns: 
         from tfstream.pipelines.write.tfds_source import tfds_chunks
 
         yield from tfds_chunks(path, columns, chunk_rows)
-    elif source.format == "csv":
+    elif getattr(source, "sequence", None) is not None:
+        from tfstream.pipelines.write.long_source import long_chunks
+
+        yield from long_chunks(path, source=source, columns=columns, step_columns=sequence_columns,
+                               chunk_rows=chunk_rows)
+    else:
+        yield from table_chunks(path, source=source, columns=columns, sequence_columns=sequence_columns,
+                                chunk_rows=chunk_rows)
+
+
+def table_chunks(path: str, *, source, columns: Sequence[str], sequence_columns: Sequence[str] = (),
+                 chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """`read_chunks` of a CSV, Parquet or npz file, row by row as stored (a long-format
+    table's rows before they are grouped into sequences)."""
+    if source.format == "csv":
         from tfstream.pipelines.write.csv_source import csv_chunks
 
         yield from csv_chunks(path, delimiter=source.delimiter, columns=columns, chunk_rows=chunk_rows)
