@@ -78,6 +78,8 @@ def measure_source(paths: Sequence[str], config) -> SourceSize:
         sources.SourceError: a file that cannot be read.
     """
     source, columns = config.source, config.source_columns()
+    if source.sequence is not None:
+        return _long_size(paths, config)
     if source.tfds is not None:
         from tfstream.pipelines.write.tfds_source import tfds_chunks, tfds_num_examples
 
@@ -103,6 +105,35 @@ def measure_source(paths: Sequence[str], config) -> SourceSize:
         sample = _record_bytes(sources.array_chunks(paths[0], head, config.sequence_columns(), lengths,
                                                     SAMPLE_ROWS), config)
     return SourceSize(rows, True, sample)
+
+
+def _long_size(paths: Sequence[str], config) -> SourceSize:
+    """A long-format table (`long_source`): its rows (steps), measured as its format's,
+    over the mean steps per sequence of the first file's first `SAMPLE_ROWS` sequences
+    (that file is read whole: its rows are grouped); their records sized as any rows'."""
+    import pyarrow.parquet as pq
+
+    from tfstream.pipelines.write.long_source import long_chunks
+
+    source = config.source
+    if source.format == "parquet":
+        steps = 0
+        for path in paths:
+            with sources.open_file(path) as f:
+                steps += pq.ParquetFile(f).metadata.num_rows
+    else:
+        steps = _csv_size(paths, config).rows
+    step_columns = config.sequence_columns()
+    chunks = long_chunks(paths[0], source=source, columns=config.source_columns(), step_columns=step_columns,
+                         chunk_rows=SAMPLE_ROWS)
+    try:
+        first = next((chunk for chunk in chunks if not isinstance(chunk[2], BadLines)), None)
+    finally:
+        chunks.close()
+    if first is None:
+        return SourceSize(steps, False, None)
+    per_sequence = sum(len(s) for s in first[2][step_columns[0]]) / rows_in_chunk(first)
+    return SourceSize(max(1, round(steps / per_sequence)), False, _record_bytes(iter([first]), config))
 
 
 def measure_arrays(config, columns: Mapping[str, Any], lengths: Optional[np.ndarray]) -> SourceSize:
