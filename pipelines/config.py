@@ -60,7 +60,9 @@ class SourceConfig(_Section):
 
     _key_path = "source"
     format: Optional[Literal["csv", "parquet", "npz"]] = Field(
-        None, description="csv (plain, .gz, .bz2 or .zip), parquet or npz; required with `path` or `splits`.")
+        None, description="csv (plain, .gz, .bz2 or .zip), parquet or npz; required with `path` or `splits`. "
+                          "Sequences: npz (concatenated, with `lengths_key`), Parquet list columns (one row per "
+                          "sequence), or a csv or parquet long-format table (one row per step: `sequence`).")
     path: Optional[StrictStr] = Field(
         None, description="A file, a glob, a remote path (`gs://…`), or `pkg:<package>/<file>` for data that ships "
                           "inside an installed package (found without importing it); required unless `splits` or "

@@ -14,7 +14,13 @@ Two entry points, both plain functions so Beam can call them on any worker:
 
 Files are opened through Beam's `FileSystems`, so ``gs://`` and other registered file
 systems work the same as local paths. CSV is read in `csv_source`, TFDS in
-`tfds_source`; this module holds the rest.
+`tfds_source`, long-format sequence tables (one row per step, ``source.sequence``) are
+grouped into sequences in `long_source`; this module holds the rest.
+
+A sequence in a Parquet file without ``source.sequence`` is a list column, one row per
+sequence (``list<float>`` for ``dim: 1``, ``list<list<float>>`` or
+``list<fixed_size_list<float, dim>>``); `check_source` refuses another type, and a step
+that does not hold ``dim`` values rejects its row (`transforms.validation`).
 
 The npz layouts: with ``lengths_key``, one array of sequence lengths, sequence arrays
 that hold all sequences concatenated along their first axis (``sum(lengths)`` rows),
