@@ -35,6 +35,9 @@ import datetime
 import math
 from typing import Any, Iterator, Sequence
 
+import numpy as np
+
+from tfstream.pipelines.config_errors import cut
 from tfstream.pipelines.write.rows import ROW_NUMBERS, BadLines, rows_in_chunk
 from tfstream.pipelines.write.sources import table_chunks
 
@@ -100,11 +103,13 @@ def _group(name: str, data: dict[str, list], numbers: list[int], *, table, step_
                         f"they belong to no sequence; first at rows {rows[:_SHOWN]}"))
     steps = set(step_columns)
     per_sequence = [c for c in data if c not in steps and c not in (table.id, table.order)]
-    out: dict[str, list] = {c: [] for c in data if c != table.order}
+    out: dict[str, list] = {c: [] for c in data if c != table.order and c not in steps}
     out[ROW_NUMBERS] = []
+    perm: list[int] = []  # the good groups' rows, group after group, each in order
+    ends: list[int] = []
     for key, members in groups.items():
         rows = [numbers[i] for i in members]
-        where = f"sequence id {key!r} ({len(members)} rows)"
+        where = f"sequence id {cut(repr(key))} ({len(members)} row{'s' if len(members) > 1 else ''})"
         try:
             order = [_order_key(data[table.order][i], na_values) for i in members]
         except _BadOrder as e:
@@ -121,7 +126,8 @@ def _group(name: str, data: dict[str, list], numbers: list[int], *, table, step_
         if twice is not None:
             at = [rows[j] for j in ranked if order[j] == order[twice]]
             bad.append(_bad(name, rows, "duplicate_order", where,
-                            f"{where}: order value {data[table.order][members[twice]]!r} (column {table.order!r}) "
+                            f"{where}: order value {cut(repr(data[table.order][members[twice]]))} (column "
+                            f"{table.order!r}) "
                             f"is at rows {at[:_SHOWN]}; each step of a sequence needs its own order value: remove "
                             f"the repeated rows, or give them distinct order values"))
             continue
@@ -129,22 +135,21 @@ def _group(name: str, data: dict[str, list], numbers: list[int], *, table, step_
                                                       (_missing(data[c][i], ()) and _missing(data[c][members[0]], ()))
                                                       for i in members)), None)
         if varies is not None:
-            seen = list(dict.fromkeys(repr(data[varies][i]) for i in members))
+            seen = list(dict.fromkeys(cut(repr(data[varies][i])) for i in members))
             bad.append(_bad(name, rows, "varies_within_sequence", where,
                             f"{where}: column {varies!r} holds {len(seen)} different values "
                             f"({', '.join(seen[:_SHOWN])}), but it is read once per sequence (the label, a split "
                             f"column or a scalar feature): make it the same on every step, or read it as a "
                             f"sequence feature"))
             continue
-        index = [members[j] for j in ranked]
+        perm.extend(members[j] for j in ranked)
+        ends.append(len(perm))
         for c in out:
-            if c == ROW_NUMBERS:
-                out[c].append(min(rows))
-            elif c in steps:
-                out[c].append([data[c][i] for i in index])
-            else:
-                out[c].append(data[c][members[0]])
-    return out, bad
+            out[c].append(min(rows) if c == ROW_NUMBERS else data[c][members[0]])
+    for c in [c for c in data if c in steps]:  # one gather per column (NumPy), then cut per sequence
+        gathered = np.asarray(data[c], dtype=object)[perm] if perm else np.empty(0, object)
+        out[c] = [gathered[a:b].tolist() for a, b in zip([0, *ends[:-1]], ends)]
+    return {c: out[c] for c in [*data, ROW_NUMBERS] if c in out}, bad
 
 
 def long_chunks(path: str, *, source, columns: Sequence[str], step_columns: Sequence[str],

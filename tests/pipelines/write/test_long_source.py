@@ -51,7 +51,7 @@ def test_rows_are_grouped_by_id_sorted_by_order_and_bad_groups_rejected_whole(tm
     assert messages["varies_within_sequence"].startswith(
         f"{path}: row 7: sequence id 'varies' (2 rows): column 'label' holds 2 different values ('cat', 'dog'), "
         f"but it is read once per sequence")
-    assert messages["bad_order"] == (f"{path}: row 9: sequence id 'bad' (1 rows): an order value (column 't') 'x' is "
+    assert messages["bad_order"] == (f"{path}: row 9: sequence id 'bad' (1 row): an order value (column 't') 'x' is "
                                      f"not a number; steps are sorted by numbers (or Parquet times)")
     assert messages["missing_id"].startswith(f"{path}: row 5: 1 row(s) have no value in the id column 'id'")
     assert first_good == 1
@@ -146,3 +146,13 @@ def test_a_long_table_reads_its_id_and_order_and_splits_by_id(make_job):
                [{"name": "s", "type": "sequence", "dim": 2, "columns": ["a", "b"]}])
     assert job.sequence_columns() == ["a", "b"] and job.split_key() == ("r",)
     assert job.source_columns() == ["a", "b", "digit", "r", "f"]
+
+
+def test_write_arrays_refuses_a_long_table_config(make_job):
+    from tfstream.pipelines.write.arrays import write_arrays
+
+    job = _job(make_job, {"format": "csv", "path": "s.csv", "sequence": {"id": "r", "order": "f"}},
+               [{"name": "s", "type": "sequence", "dim": 1, "column": "a"}])
+    with pytest.raises(ConfigError, match=r"^source.sequence: write_arrays takes arrays in the npz layouts, not a "
+                                          r"long-format table"):
+        write_arrays(job, {"a": np.ones(3), "digit": np.ones(3), "r": np.ones(3), "f": np.ones(3)}, "unused")
