@@ -156,3 +156,27 @@ def test_write_arrays_refuses_a_long_table_config(make_job):
     with pytest.raises(ConfigError, match=r"^source.sequence: write_arrays takes arrays in the npz layouts, not a "
                                           r"long-format table"):
         write_arrays(job, {"a": np.ones(3), "digit": np.ones(3), "r": np.ones(3), "f": np.ones(3)}, "unused")
+
+
+def test_parquet_list_columns_one_row_per_sequence_and_ragged_steps_rejected(tmp_path):
+    from tfstream.pipelines.write.sources import read_chunks
+    from tfstream.transforms.schema import Feature, Label
+    from tfstream.transforms.validation import FeatureRule, LabelRule, RowRules
+
+    path = tmp_path / "lists.parquet"
+    steps = pa.list_(pa.list_(pa.float32()))
+    pq.write_table(pa.table({"s": pa.array([[[1, 2], [3, 4], [5, 6]], [[1, 2], [3]], [[7, 8]]], steps),
+                             "k": [10, 11, 12], "label": [0.5, 1.5, 2.5]}), path)
+    rules = RowRules((FeatureRule(Feature("s", "sequence", "float32", (2,)), ("s",)),),
+                     LabelRule(Label("label", "regression"), "label"))
+    source = SourceConfig(format="parquet", path=str(path))
+    check_source([str(path)], source, ["s", "label", "k"], ["s"])
+    routed = [out for chunk in read_chunks(str(path), source=source, columns=["s", "label", "k"],
+                                           sequence_columns=["s"])
+              for out in route_chunk(chunk, rules, SplitRouter({"train": 1.0}), ["k"])]
+    (_, first), (tag, bad), (_, last) = routed
+    np.testing.assert_array_equal(first["s"], np.array([[1, 2], [3, 4], [5, 6]], np.float32))
+    np.testing.assert_array_equal(last["s"], np.array([[7, 8]], np.float32))
+    assert tag == "_quarantine" and (bad["row"], bad["reason"]) == (2, "bad_shape")
+    assert bad["message"] == (f"{path}: row 2: column 's': step 1 holds one value, but the feature declares `dim: 2` "
+                              f"(values per step); every step of a sequence needs 2")
