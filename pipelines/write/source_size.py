@@ -11,13 +11,16 @@ before anything is written.
   another kind than the first: `_DEFAULT_RATIO`), and for gzip its ISIZE trailer (the
   size modulo 2**32) where that agrees with the ratio (`_gzip_size`). A first file read
   to its end gives its exact row count.
+  A long-format table (``source.sequence``): its rows so counted, over the mean steps
+  per sequence of the first file's first sequences (`_long_size`).
 * **Bytes per record**: the valid rows among the first `SAMPLE_ROWS` rows of the first
   file, validated (`validation.convert_row`), encoded
   (`example_encoder.encode_examples_buffer`) as the writers do, their mean size plus
   `FRAMING` bytes of TFRecord framing.
 
 Nothing is read whole: headers, footers, sizes (from the file system's metadata for
-``gs://`` and other remote files), and the first rows of the first file: about 30 ms
+``gs://`` and other remote files), and the first rows of the first file (of a long-format
+table, the first file, whose rows are grouped): about 30 ms
 for the flights CSV or the digits npz, most of it validating the 1,000 rows. The
 result depends on the source's bytes and the config only, so a rerun chooses the same
 counts; an .npz and the same arrays given to `write_arrays` measure the same (the same

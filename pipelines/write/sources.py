@@ -105,7 +105,7 @@ def check_source(paths: Sequence[str], source, columns: Sequence[str], sequence_
         paths: the resolved source files.
         source: the `SourceConfig`.
         columns: every column the job reads.
-        sequence_columns: the columns that hold sequences (npz only).
+        sequence_columns: the columns that hold sequences (npz arrays, Parquet list columns).
         rules: the job's `RowRules` (`JobConfig.row_rules()`); with them, the shape of
             every npz array is checked against the shape its feature declares.
 
