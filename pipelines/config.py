@@ -42,6 +42,7 @@ from tfstream.pipelines.config_types import Float as _Float, FrozenMapping as _M
 from tfstream.pipelines.config_types import Section as _Section, validate as _validate, within as _within
 from tfstream.pipelines.config_types import replace  # noqa: F401 - public here: `config.replace`
 from tfstream.pipelines.config_retrain import SPAN, RetrainConfig, span_parts
+from tfstream.pipelines.config_sequence import SequenceTableConfig, check_sequence_features
 from tfstream.pipelines.config_yaml import check_size, read_yaml
 from tfstream.pipelines.read_options import ReadOptions
 from tfstream.transforms.analyzers import MAX_VOCABULARY
@@ -59,7 +60,9 @@ class SourceConfig(_Section):
 
     _key_path = "source"
     format: Optional[Literal["csv", "parquet", "npz"]] = Field(
-        None, description="csv (plain, .gz, .bz2 or .zip), parquet or npz; required with `path` or `splits`.")
+        None, description="csv (plain, .gz, .bz2 or .zip), parquet or npz; required with `path` or `splits`. "
+                          "Sequences: npz (concatenated, with `lengths_key`), Parquet list columns (one row per "
+                          "sequence), or a csv or parquet long-format table (one row per step: `sequence`).")
     path: Optional[StrictStr] = Field(
         None, description="A file, a glob, a remote path (`gs://…`), or `pkg:<package>/<file>` for data that ships "
                           "inside an installed package (found without importing it); required unless `splits` or "
@@ -72,6 +75,9 @@ class SourceConfig(_Section):
     delimiter: StrictStr = Field(",", description="csv only: the field delimiter, one character.")
     lengths_key: Optional[StrictStr] = Field(None, description="npz only: the array of sequence lengths, when "
                                                                "sequences are stored concatenated.")
+    sequence: Optional[SequenceTableConfig] = Field(
+        None, description="csv or parquet: a long-format table, one row per time step; its rows are grouped by "
+                          "`id` into sequences, sorted by `order`.")
     tfds: Optional[StrictStr] = Field(
         None, description="Instead of `format` and `path`, a TFDS dataset prepared in `data_dir`: `name` or "
                           "`name/config`, with an optional version (`name:1.0.0` or `name/1.0.0`; default: the newest "
@@ -155,7 +161,8 @@ class FeatureConfig(_Section):
     type: Literal["float", "int", "string", "sequence"] = Field(
         description="float or int (numeric), string (categorical), or sequence (of float vectors, `dim` per step).")
     column: Optional[StrictStr] = Field(None, description="The source column (default: the name).")
-    columns: _Items[StrictStr] = Field((), description="Numbers: several scalar columns → one vector.")
+    columns: _Items[StrictStr] = Field((), description="Numbers: several scalar columns → one vector; a sequence in "
+                                                       "a long-format table: one column per channel (`dim` of them).")
     shape: _Items[_Int] = Field((), description="[] for a scalar, [k] for a vector of k values (k <= 10,000,000).")
     dim: Optional[_Int] = Field(None, description="sequence (required): values per step (1..100,000).")
     on_missing: Literal["error", "drop", "default", "impute"] = Field(
@@ -211,11 +218,12 @@ class FeatureConfig(_Section):
             _check(self.max_length is None or self.max_length * self.dim <= MAX_RECORD_VALUES,
                    f"{where}.max_length: {self.max_length} steps of {self.dim} values are more than a record holds "
                    f"({MAX_RECORD_VALUES} float32 values: a record is one protobuf, at most 2 GiB); lower it")
-            _check(not self.columns and not self.shape, f"{where}: a sequence takes `column` and `dim` only")
+            _check(not self.shape, f"{where}: a sequence takes `column` (or `columns`) and `dim` only")
         else:
             _check(self.dim is None, f"{where}.dim: only a sequence feature has `dim`")
         if self.columns:
-            _check(self.type in ("float", "int"), f"{where}.columns: only numeric vectors span several columns")
+            _check(self.type in ("float", "int", "sequence"),
+                   f"{where}.columns: only numeric vectors and sequences span several columns")
             _check(not self.shape or self.shape == (len(self.columns),),
                    f"{where}.shape: {_show(list(self.shape))} does not match {len(self.columns)} columns")
         _check(len(self.shape) <= 1 and all(d >= 1 for d in self.shape),
@@ -506,8 +514,7 @@ class JobConfig(_Section):
         has_seq = any(f.type == "sequence" for f in self.features)
         if self.model is not None and self.model.type == "lstm":
             _check(has_seq, "model.type: an lstm model needs a feature of type sequence")
-        if self.source.format not in ("npz", None):
-            _check(not has_seq, "features: sequence features are read from an npz or a tfds source only")
+        check_sequence_features(self.source, self.features, self.label.column)
         try:
             self.schema()
         except ValueError as e:
@@ -608,13 +615,24 @@ class JobConfig(_Section):
         return RowRules(tuple(f.to_rule() for f in self.features), self.label.to_rule(), self.source.na_values)
 
     def sequence_columns(self) -> list[str]:
-        """The source columns that hold sequences."""
-        return [f.column or f.name for f in self.features if f.type == "sequence"]
+        """The source columns that hold sequences (in a long-format table, their steps'
+        values: one column per channel)."""
+        return [c for f in self.features if f.type == "sequence" for c in (f.columns or (f.column or f.name,))]
+
+    def split_key(self) -> tuple[str, ...]:
+        """The columns the hash split keys on: ``split.key``; by default, for a
+        long-format table, its id (every step of a sequence goes to one split)."""
+        if not self.split.key and self.source.sequence is not None:
+            return (self.source.sequence.id,)
+        return tuple(self.split.key)
 
     def source_columns(self) -> list[str]:
-        """Every source column the job reads (features, label, split key and split column)."""
+        """Every source column the job reads (features, label, split key and split column;
+        a long-format table's id and order)."""
         columns = self.row_rules().columns()
-        extra = [*self.split.key, *([self.split.column] if self.split.column else [])]
+        table = self.source.sequence
+        extra = [*self.split_key(), *([self.split.column] if self.split.column else []),
+                 *((table.id, table.order) if table is not None else ())]
         return columns + [k for k in dict.fromkeys(extra) if k not in columns]
 
     def to_json(self) -> dict[str, Any]:

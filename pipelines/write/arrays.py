@@ -169,6 +169,10 @@ def write_arrays(
         raise ConfigError("source.splits: write_arrays takes its rows from the arrays given, not from files, so no "
                           "file can give a split; give each row's split in an array (split.column, with "
                           "split.values), or write the files with preprocess")
+    if config.source.sequence is not None:
+        raise ConfigError("source.sequence: write_arrays takes arrays in the npz layouts, not a long-format table; "
+                          "concatenate the sequences in one array per feature and give their lengths "
+                          "(source.lengths_key), or write the table's files with preprocess")
     _warn_about_source(config)
     columns, lengths = _select(config, arrays)
     sequence_columns = config.sequence_columns()

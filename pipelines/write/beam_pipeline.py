@@ -387,7 +387,7 @@ def build_pipeline(
     chunks = pipeline | "Read" >> ReadSource(paths, config.source, config.source_columns(), config.sequence_columns())
     routed = (
         chunks
-        | "Validate" >> beam.ParDo(_ConvertChunk(rules, plan.router(files), config.split.key,
+        | "Validate" >> beam.ParDo(_ConvertChunk(rules, plan.router(files), config.split_key(),
                                                  arrays=config.source.format == "npz", recorder=recorder))
         | "ByTag" >> _ByTag([READ, QUARANTINED, *names])
     )

@@ -22,6 +22,10 @@ from tfstream.transforms.validation import RowError, RowRules, convert_row
 # quarantined rows, and (in the Beam pipeline) its row count.
 QUARANTINED = "_quarantine"
 READ = "_read"
+# A chunk's optional column of row numbers, when its rows are not numbered one by one
+# from its first row (a long-format table's sequences: the source row of each one's first
+# step). Never a source column: those are read by name, and start with a letter.
+ROW_NUMBERS = "__row__"
 
 
 def _json_value(value: Any) -> Any:
@@ -114,14 +118,15 @@ def route_chunk(chunk: tuple[str, int, dict[str, Any]], rules: RowRules, router:
             record["lines"] = bad["lines"]
             yield QUARANTINED, record
         return
-    keys = list(columns)
+    numbers = columns.get(ROW_NUMBERS)
+    keys = [c for c in columns if c != ROW_NUMBERS]
     split_key = tuple(split_key)
     base = os.path.basename(path)
     given = router.file_split(path)  # None unless splits are given per file
     split_column = router.column
     for i in range(rows_in_chunk(chunk)):
         raw = {c: columns[c][i] for c in keys}
-        row_number = first_row + i
+        row_number = numbers[i] if numbers is not None else first_row + i
         if split_column is not None:  # splits given per row
             given = router.value_split(raw[split_column])
             if given is None:

@@ -11,13 +11,16 @@ before anything is written.
   another kind than the first: `_DEFAULT_RATIO`), and for gzip its ISIZE trailer (the
   size modulo 2**32) where that agrees with the ratio (`_gzip_size`). A first file read
   to its end gives its exact row count.
+  A long-format table (``source.sequence``): its rows so counted, over the mean steps
+  per sequence of the first file's first sequences (`_long_size`).
 * **Bytes per record**: the valid rows among the first `SAMPLE_ROWS` rows of the first
   file, validated (`validation.convert_row`), encoded
   (`example_encoder.encode_examples_buffer`) as the writers do, their mean size plus
   `FRAMING` bytes of TFRecord framing.
 
 Nothing is read whole: headers, footers, sizes (from the file system's metadata for
-``gs://`` and other remote files), and the first rows of the first file: about 30 ms
+``gs://`` and other remote files), and the first rows of the first file (of a long-format
+table, the first file, whose rows are grouped): about 30 ms
 for the flights CSV or the digits npz, most of it validating the 1,000 rows. The
 result depends on the source's bytes and the config only, so a rerun chooses the same
 counts; an .npz and the same arrays given to `write_arrays` measure the same (the same
@@ -78,6 +81,8 @@ def measure_source(paths: Sequence[str], config) -> SourceSize:
         sources.SourceError: a file that cannot be read.
     """
     source, columns = config.source, config.source_columns()
+    if source.sequence is not None:
+        return _long_size(paths, config)
     if source.tfds is not None:
         from tfstream.pipelines.write.tfds_source import tfds_chunks, tfds_num_examples
 
@@ -103,6 +108,35 @@ def measure_source(paths: Sequence[str], config) -> SourceSize:
         sample = _record_bytes(sources.array_chunks(paths[0], head, config.sequence_columns(), lengths,
                                                     SAMPLE_ROWS), config)
     return SourceSize(rows, True, sample)
+
+
+def _long_size(paths: Sequence[str], config) -> SourceSize:
+    """A long-format table (`long_source`): its rows (steps), measured as its format's,
+    over the mean steps per sequence of the first file's first `SAMPLE_ROWS` sequences
+    (that file is read whole: its rows are grouped); their records sized as any rows'."""
+    import pyarrow.parquet as pq
+
+    from tfstream.pipelines.write.long_source import long_chunks
+
+    source = config.source
+    if source.format == "parquet":
+        steps = 0
+        for path in paths:
+            with sources.open_file(path) as f:
+                steps += pq.ParquetFile(f).metadata.num_rows
+    else:
+        steps = _csv_size(paths, config).rows
+    step_columns = config.sequence_columns()
+    chunks = long_chunks(paths[0], source=source, columns=config.source_columns(), step_columns=step_columns,
+                         chunk_rows=SAMPLE_ROWS)
+    try:
+        first = next((chunk for chunk in chunks if not isinstance(chunk[2], BadLines)), None)
+    finally:
+        chunks.close()
+    if first is None:
+        return SourceSize(steps, False, None)
+    per_sequence = sum(len(s) for s in first[2][step_columns[0]]) / rows_in_chunk(first)
+    return SourceSize(max(1, round(steps / per_sequence)), False, _record_bytes(iter([first]), config))
 
 
 def measure_arrays(config, columns: Mapping[str, Any], lengths: Optional[np.ndarray]) -> SourceSize:

@@ -14,7 +14,13 @@ Two entry points, both plain functions so Beam can call them on any worker:
 
 Files are opened through Beam's `FileSystems`, so ``gs://`` and other registered file
 systems work the same as local paths. CSV is read in `csv_source`, TFDS in
-`tfds_source`; this module holds the rest.
+`tfds_source`, long-format sequence tables (one row per step, ``source.sequence``) are
+grouped into sequences in `long_source`; this module holds the rest.
+
+A sequence in a Parquet file without ``source.sequence`` is a list column, one row per
+sequence (``list<float>`` for ``dim: 1``, ``list<list<float>>`` or
+``list<fixed_size_list<float, dim>>``); `check_source` refuses another type, and a step
+that does not hold ``dim`` values rejects its row (`transforms.validation`).
 
 The npz layouts: with ``lengths_key``, one array of sequence lengths, sequence arrays
 that hold all sequences concatenated along their first axis (``sum(lengths)`` rows),
@@ -99,7 +105,7 @@ def check_source(paths: Sequence[str], source, columns: Sequence[str], sequence_
         paths: the resolved source files.
         source: the `SourceConfig`.
         columns: every column the job reads.
-        sequence_columns: the columns that hold sequences (npz only).
+        sequence_columns: the columns that hold sequences (npz arrays, Parquet list columns).
         rules: the job's `RowRules` (`JobConfig.row_rules()`); with them, the shape of
             every npz array is checked against the shape its feature declares.
 
@@ -130,9 +136,31 @@ def check_source(paths: Sequence[str], source, columns: Sequence[str], sequence_
                 _require_columns(path, columns, meta.schema_arrow.names)
                 if meta.metadata.num_rows == 0:
                     raise SourceError(f"{path}: the file has no rows")
+                _check_parquet_types(path, meta.schema_arrow, source, sequence_columns)
         else:
             with open_file(path) as f:
                 _npz_arrays(f, path, source.lengths_key, columns, sequence_columns, headers_only=True, shapes=shapes)
+
+
+def _check_parquet_types(path: str, schema, source, sequence_columns: Sequence[str]) -> None:
+    """A long-format table's order column holds numbers or times; a sequence read from one
+    Parquet column (no ``source.sequence``) is a list column."""
+    import pyarrow.types as pt
+
+    table = getattr(source, "sequence", None)
+    if table is not None:
+        kind = schema.field(table.order).type
+        if not (pt.is_integer(kind) or pt.is_floating(kind) or pt.is_temporal(kind)):
+            raise SourceError(f"{path}: the order column {table.order!r} (source.sequence.order) is {kind}; steps are "
+                              f"sorted by numbers or times: store it as integers, floats or timestamps")
+        return
+    for c in sequence_columns:
+        kind = schema.field(c).type
+        if not (pt.is_list(kind) or pt.is_large_list(kind) or pt.is_fixed_size_list(kind)):
+            raise SourceError(f"{path}: column {c!r} is {kind}, but a sequence feature reads it: a Parquet sequence "
+                              f"is a list column (list<float> for dim 1, list<list<float>> or "
+                              f"list<fixed_size_list<float, dim>>), one row per sequence; for one row per step, "
+                              f"set `source.sequence: {{id: <column>, order: <column>}}`")
 
 
 class _Header:
@@ -377,7 +405,21 @@ def read_chunks(path: str, *, source, columns: Sequence[str], sequence_columns: 
         from tfstream.pipelines.write.tfds_source import tfds_chunks
 
         yield from tfds_chunks(path, columns, chunk_rows)
-    elif source.format == "csv":
+    elif getattr(source, "sequence", None) is not None:
+        from tfstream.pipelines.write.long_source import long_chunks
+
+        yield from long_chunks(path, source=source, columns=columns, step_columns=sequence_columns,
+                               chunk_rows=chunk_rows)
+    else:
+        yield from table_chunks(path, source=source, columns=columns, sequence_columns=sequence_columns,
+                                chunk_rows=chunk_rows)
+
+
+def table_chunks(path: str, *, source, columns: Sequence[str], sequence_columns: Sequence[str] = (),
+                 chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """`read_chunks` of a CSV, Parquet or npz file, row by row as stored (a long-format
+    table's rows before they are grouped into sequences)."""
+    if source.format == "csv":
         from tfstream.pipelines.write.csv_source import csv_chunks
 
         yield from csv_chunks(path, delimiter=source.delimiter, columns=columns, chunk_rows=chunk_rows)

@@ -49,7 +49,8 @@ def test_missing_required_key():
 def test_feature_rules(make_job):
     with pytest.raises(ConfigError, match=r"features\[x\]: set `default:` exactly when `on_missing: default`"):
         make_job("flights_dense.yaml", features=[{"name": "x", "type": "float", "on_missing": "default"}])
-    with pytest.raises(ConfigError, match=r"features: sequence features are read from an npz or a tfds source only"):
+    with pytest.raises(ConfigError, match=r"features\[x\]: a sequence feature in a csv source needs `source.sequence: \{id: <column>, "
+                                            r"order: <column>\}`"):
         make_job("flights_dense.yaml", features=[{"name": "x", "type": "sequence", "dim": 2}])
     with pytest.raises(ConfigError, match=r"features: the names \['late'\] are used twice"):
         make_job("flights_dense.yaml", features=[{"name": "late", "type": "float"}])

@@ -1,3 +1,4 @@
+import dataclasses
 import numpy as np
 import pytest
 
@@ -193,14 +194,30 @@ def test_a_label_that_is_not_finite_is_rejected_without_a_feature_hint():
         convert_row({"x": "1", "y": "inf"}, _rules(num("x"), label=label))
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"s": [[1.0, 2.0], [3.0]]}, r"column 's': not a sequence of numbers \(.*inhomogeneous"),
-    ({"s": [["a", "b"]]}, r"column 's': not a sequence of numbers \(could not convert string to float"),
+@pytest.mark.parametrize("raw, reason, message", [
+    ({"s": [[1.0, 2.0], [3.0]]}, "bad_shape",  # a ragged Parquet list<list<float>>
+     r"^column 's': step 1 holds one value, but the feature declares `dim: 2` \(values per step\); every step of a "
+     r"sequence needs 2$"),
+    ({"s": [[1.0, 2.0], [3.0, 4.0, 5.0]]}, "bad_shape", r"^column 's': step 1 holds 3 values, but the feature"),
+    ({"s": [[1.0, 2.0], 3.0]}, "bad_shape", r"^column 's': step 1 holds one value"),
+    ({"s": [["a", "b"]]}, "bad_value", r"column 's': not a sequence of numbers \(could not convert string to float"),
 ])
-def test_malformed_sequences_are_rejected_not_crashes(raw, message):
+def test_malformed_sequences_are_rejected_not_crashes(raw, reason, message):
     with pytest.raises(RowError, match=message) as e:
         convert_row({**raw, "arr_delay": "1"}, _rules(_seq()))
-    assert e.value.reason == "bad_value"
+    assert e.value.reason == reason
+
+
+def test_a_sequence_from_one_column_per_channel():
+    """A long-format table's steps: channels side by side; a missing cell (an NA string)
+    is NaN, for the `on_nan` rule."""
+    rule = FeatureRule(Feature("s", "sequence", "float32", (2,)), ("a", "b"), on_nan="impute")
+    row, _ = convert_row({"a": ["1", "2", "NA"], "b": ["3", "4", "5"], "arr_delay": "1"}, _rules(rule))
+    np.testing.assert_array_equal(row["s"], np.array([[1, 3], [2, 4], [np.nan, 5]], np.float32))
+    assert row["__notes__"] == {"non_finite": ("s",)}
+    with pytest.raises(RowError, match=r"^column 'a': the sequence holds NaN or inf; set `on_nan: drop`"):
+        convert_row({"a": ["1", ""], "b": ["3", "4"], "arr_delay": "1"}, _rules(dataclasses.replace(rule,
+                                                                                                    on_nan="error")))
 
 
 def test_undecodable_text_is_rejected():
