@@ -127,6 +127,9 @@ class EpochScalars(keras.callbacks.Callback):
             self._writers[name] = tf.summary.create_file_writer(os.path.join(self.log_dir, name))
         return self._writers[name]
 
+    def on_train_begin(self, logs=None):
+        self._writer("train")  # opened now, not in the first epoch's end
+
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
 

@@ -325,19 +325,21 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
     else:
         earlier = _read_history(history_csv).get(monitor) if resuming else None
         own = [
+            # First: the loggers after it see padding_efficiency.
+            *([PaddingEfficiency(padding)] if padding is not None else []),
+            # Before the history and the backup, not between them: a kill there repeats the epoch.
+            *([EpochScalars(os.path.join(model_dir, "logs"))] if t.tensorboard else []),
             # After a resume, the best epoch before the interruption is still the one to beat.
             AtomicModelCheckpoint(best, monitor=monitor, save_best_only=True, save_weights_only=True,
                                   initial_value_threshold=min(earlier) if earlier else None),
             keras.callbacks.CSVLogger(history_csv, append=resuming),
-            *([EpochScalars(os.path.join(model_dir, "logs"))] if t.tensorboard else []),
+            # After a resume, its count goes on from the history.
+            *([ResumedEarlyStopping(earlier or (), monitor=monitor, patience=t.early_stopping_patience)]
+              if t.early_stopping_patience else []),
             # Last: an epoch is backed up only once it is checkpointed and logged, so a resume
             # never skips an epoch that the history and the best checkpoint have not seen.
             AtomicBackupAndRestore(backup),
         ]
-        if t.early_stopping_patience:  # after a resume, its count goes on from the history
-            own.insert(2, ResumedEarlyStopping(earlier or (), monitor=monitor, patience=t.early_stopping_patience))
-        if padding is not None:  # first: the loggers after it see padding_efficiency
-            own.insert(0, PaddingEfficiency(padding))
 
         start = time.perf_counter()
         with shard_errors_named(manifest, (t.train_split, t.validation_split)):  # names a corrupt shard's file
