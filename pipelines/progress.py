@@ -96,7 +96,7 @@ class Progress:
     def __enter__(self) -> "Progress":
         global _active, _active_pid
         if _active is not None and _active_pid == os.getpid():
-            return self  # inside another one (verify's inside a run): counted, not drawn, not current
+            return self  # inside another one (a verify inside a longer command): counted, not drawn
         if shown(self._stream):
             from rich.console import Console
             from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
@@ -108,7 +108,7 @@ class Progress:
                 TextColumn("{task.fields[rate]}"),
                 TimeElapsedColumn(),
                 TextColumn("{task.fields[left]}"),
-                console=Console(file=self._stream, stderr=True),
+                console=Console(file=self._stream),
                 refresh_per_second=4,
             )
             self._rich.start()
@@ -158,24 +158,24 @@ class Progress:
         task = self._rich.tasks[task_id]
         done = self._counts[key]
         unit = task.fields["unit"]
-        estimated = task.fields["estimated"]
+        total, estimated = task.total, task.fields["estimated"]
         if self._final and estimated:
-            task.total, estimated = done, False
+            total, estimated = done, False
         if not unit:  # a line that says what runs, without a count
             count = ""
-        elif task.total is None:
+        elif total is None:
             count = f"{done:,} {unit}"
         else:
-            count = f"{done:,} of {'~' if estimated else ''}{int(task.total):,} {unit}"
+            count = f"{done:,} of {'~' if estimated else ''}{int(total):,} {unit}"
         # rich's speed is over the last 30 s of updates; at the end, a task updated once
         # (a fast step) gets its mean over its time instead.
         speed = task.speed or (done / task.elapsed if self._final and task.elapsed else None)
         rate = f"{speed:,.0f} {unit}/s" if speed and unit else ""
         left = ""
-        if not self._final and task.total is not None and speed:
-            left = f"{'about ' if estimated else ''}{_clock(max(0, task.total - done) / speed)} left"
+        if not self._final and total is not None and speed:
+            left = f"{'about ' if estimated else ''}{_clock(max(0, total - done) / speed)} left"
         # An estimated total may be passed: the bar stays just short of full until the end.
-        total = None if task.total is None else max(task.total, done + (1 if estimated else 0))
+        total = None if total is None else max(total, done + (1 if estimated else 0))
         self._rich.update(task_id, completed=done, total=total, count=count, rate=rate, left=left)
 
 

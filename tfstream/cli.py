@@ -477,7 +477,8 @@ def _error_exit(command: str, verbose: bool, e: BaseException) -> int:
 
         traceback.print_exception(e)
     if isinstance(e, KeyboardInterrupt):
-        print(f"tfstream {command}: interrupted; {_INTERRUPTED.get(command, 'nothing was changed')}", file=sys.stderr)
+        what = _INTERRUPTED.get(command, "it stopped before it finished; run it again")
+        print(f"tfstream {command}: interrupted; {what}", file=sys.stderr)
         return EXIT_INTERRUPTED
     code = exit_status(e)
     if is_stated(e):  # written for the user: whole

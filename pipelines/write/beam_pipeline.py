@@ -448,9 +448,18 @@ def build_pipeline(
 def _counted_here(options) -> bool:
     """Whether the pipeline's steps run in this process, so that their `progress.advance`
     calls count into this process's progress: the DirectRunner (Beam's default) in its
-    default ``in_memory`` mode. Other runners and modes run them in other processes."""
+    default ``in_memory`` mode, or ``multi_threading``; ``multi_processing`` and the other
+    runners run them in other processes."""
     every = options.get_all_options()
-    return every.get("runner") in (None, "DirectRunner") and every.get("direct_running_mode") in (None, "in_memory")
+    return every.get("runner") in (None, "DirectRunner") and \
+        every.get("direct_running_mode") in (None, "in_memory", "multi_threading")
+
+
+def _runner_name(options) -> str:
+    every = options.get_all_options()
+    runner = every.get("runner") or "DirectRunner"
+    runner = runner if isinstance(runner, str) else type(runner).__name__
+    return f"{runner} ({every['direct_running_mode']})" if runner == "DirectRunner" else runner
 
 
 def preprocess(
@@ -517,8 +526,8 @@ def preprocess(
                     progress_tasks(shown, plan, sizes[0].rows if sizes else None,
                                    rows_exact=bool(sizes) and sizes[0].rows_exact)
                 else:
-                    shown.add("runner", f"on the {options.get_all_options()['runner']}: its workers count the rows "
-                                        f"(not shown here); the counts come at the end", unit="")
+                    shown.add("runner", f"runs in the worker processes of {_runner_name(options)}, which count the "
+                                        f"rows (not shown here); the counts come at the end", unit="")
                 with closing_dask_client(options), beam.Pipeline(options=options) as pipeline:
                     build_pipeline(pipeline, config, staging, paths, fingerprint,
                                    options.get_all_options(drop_default=True), files, shard_plan=plan)

@@ -154,3 +154,19 @@ print(seen)
     assert rc == 0, err
     assert out.strip() == "[False, False]"  # inside a benchmark, nothing more is drawn
     assert re.search(r"bench benchmarks run\s+\S*\s*2 of 2 benchmarks", err)
+
+
+@pytest.mark.parametrize("beam_args, here", [
+    ([], True),
+    (["--direct_running_mode=multi_threading", "--direct_num_workers=2"], True),
+    (["--direct_running_mode=multi_processing"], False),  # workers in other processes: not counted here
+    (["--runner=PortableRunner"], False),
+])
+def test_rows_are_counted_only_where_the_steps_run(beam_args, here):
+    from tfstream.pipelines.write.beam_options import pipeline_options
+    from tfstream.pipelines.write.beam_pipeline import _counted_here, _runner_name
+
+    options = pipeline_options(beam_args)
+    assert _counted_here(options) is here
+    assert _runner_name(options) in ("DirectRunner (in_memory)", "DirectRunner (multi_threading)",
+                                     "DirectRunner (multi_processing)", "PortableRunner")
