@@ -164,19 +164,27 @@ class Progress:
         if not unit:  # a line that says what runs, without a count
             count = ""
         elif total is None:
-            count = f"{done:,} {unit}"
+            count = f"{_amount(done, unit)} {_shown_unit(unit)}"
         else:
-            count = f"{done:,} of {'~' if estimated else ''}{int(total):,} {unit}"
+            count = f"{_amount(done, unit)} of {'~' if estimated else ''}{_amount(total, unit)} {_shown_unit(unit)}"
         # rich's speed is over the last 30 s of updates; at the end, a task updated once
         # (a fast step) gets its mean over its time instead.
         speed = task.speed or (done / task.elapsed if self._final and task.elapsed else None)
-        rate = f"{speed:,.0f} {unit}/s" if speed and unit else ""
+        rate = f"{_amount(speed, unit)} {_shown_unit(unit)}/s" if speed and unit else ""
         left = ""
         if not self._final and total is not None and speed:
             left = f"{'about ' if estimated else ''}{_clock(max(0, total - done) / speed)} left"
         # An estimated total may be passed: the bar stays just short of full until the end.
         total = None if total is None else max(total, done + (1 if estimated else 0))
         self._rich.update(task_id, completed=done, total=total, count=count, rate=rate, left=left)
+
+
+def _amount(n: float, unit: str) -> str:
+    return f"{n / 2**20:,.1f}" if unit == "bytes" else f"{n:,.0f}"
+
+
+def _shown_unit(unit: str) -> str:
+    return "MiB" if unit == "bytes" else unit
 
 
 def _clock(seconds: float) -> str:

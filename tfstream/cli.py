@@ -265,6 +265,8 @@ def _train(config, dataset: Optional[str], model_dir: Optional[str], restart: bo
     _log.info("model: %s/model.keras", metrics["model_dir"])
     _log.info("export (serves raw features): %s", metrics["export_dir"])
     _log.info("metrics: %s/metrics.json", metrics["model_dir"])
+    _log.info("learning curves: %s/learning_curves.png%s", metrics["model_dir"],
+              f"; tensorboard --logdir {metrics['model_dir']}/logs" if config.train.tensorboard else "")
     return metrics
 
 

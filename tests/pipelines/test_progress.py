@@ -50,7 +50,7 @@ def _final(err, title):
     last = err.rsplit(f"{title} rows read" if title != "verify" else f"{title} bytes read", 1)
     frame = (f"{title} rows read" if title != "verify" else f"{title} bytes read") + last[1]
     out = {}
-    for m in re.finditer(rf"{title} (.+?)\s+\S*\s*([\d,]+)(?: of ~?([\d,]+))? (?:rows|records|shards|bytes)", frame):
+    for m in re.finditer(rf"{title} (.+?)\s+\S*\s*([\d,]+)(?: of ~?([\d,]+))? (?:rows|records|shards)\b", frame):
         out[m.group(1).strip(" \u2501")] = (int(m.group(2).replace(",", "")),
                                             int(m.group(3).replace(",", "")) if m.group(3) else None)
     return out
@@ -97,7 +97,8 @@ def test_verify_draws_records_per_split_and_quiet_draws_nothing(flights_dataset)
     final = _final(err, "verify")
     for split in m.split_names:
         assert final[f"records[{split}]"] == (m.num_examples(split),) * 2
-    assert final["bytes read"][0] == sum(s.bytes for n in m.split_names for s in m.split(n).shards)
+    size = sum(s.bytes for n in m.split_names for s in m.split(n).shards)
+    assert re.search(rf"verify bytes read\s+\S*\s*{size / 2**20:,.1f} of {size / 2**20:,.1f} MiB", err)
     out, err, rc = _run([tfstream, "--quiet", "verify", flights_dataset])
     assert rc == 0 and "records[" not in err and err.strip() == ""
 
