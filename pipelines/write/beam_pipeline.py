@@ -45,7 +45,7 @@ from tfstream.pipelines.manifest import Manifest, write_manifest
 from tfstream.pipelines.shards import shard_file
 from tfstream.pipelines.write import sources
 from tfstream.pipelines.write.beam_options import (check_paths_for_runner, closing_dask_client, pipeline_options,
-                                                   root_cause, worker_message)
+                                                   root_cause, runner_name, runs_in_this_process, worker_message)
 from tfstream.pipelines.write.manifest_builder import manifest_json, manifest_settings
 from tfstream.pipelines.write.publish import QUARANTINE_DIR, QUARANTINE_FILE
 from tfstream.pipelines.write.rows import QUARANTINED, READ, first_example, quarantine_key, route_chunk, rows_in_chunk
@@ -108,7 +108,7 @@ class _ConvertChunk(beam.DoFn):
 
     def process(self, chunk):
         n = rows_in_chunk(chunk)
-        progress.advance(ROWS_READ, n)  # counted where it runs: see `_counted_here`
+        progress.advance(ROWS_READ, n)  # counted where it runs: see `beam_options.runs_in_this_process`
         yield READ, n
         batches: dict[str, list[dict[str, Any]]] = {}
         for tag, value in route_chunk(chunk, self._rules, self._router, self._split_key, arrays=self._arrays):
@@ -445,23 +445,6 @@ def build_pipeline(
     )
 
 
-def _counted_here(options) -> bool:
-    """Whether the pipeline's steps run in this process, so that their `progress.advance`
-    calls count into this process's progress: the DirectRunner (Beam's default) in its
-    default ``in_memory`` mode, or ``multi_threading``; ``multi_processing`` and the other
-    runners run them in other processes."""
-    every = options.get_all_options()
-    return every.get("runner") in (None, "DirectRunner") and \
-        every.get("direct_running_mode") in (None, "in_memory", "multi_threading")
-
-
-def _runner_name(options) -> str:
-    every = options.get_all_options()
-    runner = every.get("runner") or "DirectRunner"
-    runner = runner if isinstance(runner, str) else type(runner).__name__
-    return f"{runner} ({every['direct_running_mode']})" if runner == "DirectRunner" else runner
-
-
 def preprocess(
     config: JobConfig,
     output_dir: Optional[str] = None,
@@ -522,11 +505,11 @@ def preprocess(
             with progress.Progress("preprocess") as shown:
                 if not sizes and progress.shown():  # the rows to read, for the time left (cheap: see source_size)
                     sizes.append(measure_source(paths, config))
-                if _counted_here(options):
+                if runs_in_this_process(options):
                     progress_tasks(shown, plan, sizes[0].rows if sizes else None,
                                    rows_exact=bool(sizes) and sizes[0].rows_exact)
                 else:
-                    shown.add("runner", f"runs in the worker processes of {_runner_name(options)}, which count the "
+                    shown.add("runner", f"runs in the worker processes of {runner_name(options)}, which count the "
                                         f"rows (not shown here); the counts come at the end", unit="")
                 with closing_dask_client(options), beam.Pipeline(options=options) as pipeline:
                     build_pipeline(pipeline, config, staging, paths, fingerprint,

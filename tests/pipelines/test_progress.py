@@ -165,9 +165,9 @@ print(seen)
 ])
 def test_rows_are_counted_only_where_the_steps_run(beam_args, here):
     from tfstream.pipelines.write.beam_options import pipeline_options
-    from tfstream.pipelines.write.beam_pipeline import _counted_here, _runner_name
+    from tfstream.pipelines.write.beam_options import runner_name, runs_in_this_process
 
     options = pipeline_options(beam_args)
-    assert _counted_here(options) is here
-    assert _runner_name(options) in ("DirectRunner (in_memory)", "DirectRunner (multi_threading)",
+    assert runs_in_this_process(options) is here
+    assert runner_name(options) in ("DirectRunner (in_memory)", "DirectRunner (multi_threading)",
                                      "DirectRunner (multi_processing)", "PortableRunner")
