@@ -13,6 +13,7 @@ from typing import Callable, Optional, Sequence
 
 from benchmarks import report
 from benchmarks.common import BenchmarkSkipped, check_scale
+from tfstream.pipelines import progress
 
 BENCHMARKS = {
     "B1": "b1_reader",
@@ -76,14 +77,17 @@ def run_suite(scale: str, workdir: str, out_dir: str, only=None,
     start = time.perf_counter()
     load_before = _machine().get("load_average")
     benchmarks = {}
-    for name in names:
-        log(f"bench {name} ({BENCHMARKS[name]}, {scale}) ...")
-        benchmarks[name] = run_one(name, scale, workdir)
-        r = benchmarks[name]
-        log(f"bench {name}: {r['status']} in {r['seconds']:.1f} s"
-            + (f" ({r['reason']})" if r["status"] == "skipped" else ""))
-        if r["status"] == "error":
-            log(r["error"].rstrip().splitlines()[-1])
+    with progress.Progress("bench") as shown, progress.quiet():  # what the benchmarks run draws nothing
+        shown.add("done", "benchmarks run", total=len(names), unit="benchmarks")
+        for name in names:
+            log(f"bench {name} ({BENCHMARKS[name]}, {scale}) ...")
+            benchmarks[name] = run_one(name, scale, workdir)
+            r = benchmarks[name]
+            log(f"bench {name}: {r['status']} in {r['seconds']:.1f} s"
+                + (f" ({r['reason']})" if r["status"] == "skipped" else ""))
+            if r["status"] == "error":
+                log(r["error"].rstrip().splitlines()[-1])
+            shown.advance("done")
     results = {"scale": scale, "started": started, "seconds": round(time.perf_counter() - start, 2),
                "workdir": os.path.abspath(workdir), "machine": dict(_machine(), load_average_before=load_before),
                "benchmarks": benchmarks}

@@ -422,6 +422,8 @@ class TrainConfig(_Section):
         0.01, description="The model beats the trivial baselines when its proper score on the eval split (log-loss; "
                           "RMSE for regression) is this much lower, relatively, than the best baseline's "
                           "(0 <= x < 1; 0.01: 1% lower).")
+    tensorboard: StrictBool = Field(True, description="Write TensorBoard logs of the per-epoch metrics into "
+                                                      "`<model dir>/logs` (view with `tensorboard --logdir`).")
 
     @model_validator(mode="after")
     def _rules(self) -> TrainConfig:

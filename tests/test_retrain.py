@@ -187,7 +187,11 @@ def test_a_run_killed_while_training_resumes_with_the_same_epoch_count(tmp_path,
     out, err = done.communicate(timeout=600)
     assert done.returncode in (0, 10), err[-2000:]
     last = read_records(os.path.join(str(tmp_path / "models"), "flights_retrain"))[-1]
-    assert last["resumed_at_epoch"] is not None and last["resumed_at_epoch"] >= 3, last
+    # Killed once history.csv holds 2 epochs: the backup holds epoch 2 too (resumed at 3), or
+    # the kill came between the history's line and the backup's rename, and epoch 2 is run
+    # again (resumed at 2; training/callbacks.py: repeated, never skipped). Either way it
+    # resumes, not restarts, and ends with the same epoch count.
+    assert last["resumed_at_epoch"] is not None and last["resumed_at_epoch"] >= 2, last
     assert last["epochs_run"] == epochs
 
 

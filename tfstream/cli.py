@@ -23,9 +23,11 @@ their manifest (missing, resized, corrupt, truncated: `verify`, `inspect`'s size
 `training.registry.ChecksumError`), 10 and 11 for `retrain` keeping the champion and
 finding nothing new (see `cli_retrain`), 75 (EX_TEMPFAIL) when another run is writing the
 same dataset or holds the same model registry (``--wait``
-waits for it instead), 1 for anything else (`doctor`: for a finding at warning level or
-above); ``-v`` (or ``--debug``) shows TensorFlow's
-and Beam's own logs and the traceback of an error.
+waits for it instead), 130 after Ctrl-C (one line that says what is left and what to do),
+1 for anything else (`doctor`: for a finding at warning level or above); ``-v`` (or
+``--debug``) shows TensorFlow's and Beam's own logs and the traceback of an error.
+``-q`` (``--quiet``) draws no progress (`pipelines.progress`: drawn on stderr only when
+it is a terminal).
 """
 
 from __future__ import annotations
@@ -93,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", "--debug", action="store_true",
                         help="show TensorFlow's and Beam's own logs, and the traceback of an error")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="draw no progress (rows read and written, rows/s, time left: drawn on stderr only when it "
+                             "is a terminal)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("preprocess", allow_abbrev=False, help="raw source -> sharded TFRecords + manifest (Apache Beam)")
@@ -262,6 +267,8 @@ def _train(config, dataset: Optional[str], model_dir: Optional[str], restart: bo
     _log.info("model: %s/model.keras", metrics["model_dir"])
     _log.info("export (serves raw features): %s", metrics["export_dir"])
     _log.info("metrics: %s/metrics.json", metrics["model_dir"])
+    _log.info("learning curves: %s/learning_curves.png%s", metrics["model_dir"],
+              f"; tensorboard --logdir {metrics['model_dir']}/logs" if config.train.tensorboard else "")
     return metrics
 
 
@@ -338,6 +345,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, unknown = _parser().parse_known_args(argv)
     if unknown and args.command not in ("preprocess", "run", "bench"):
         _parser().error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.quiet:
+        from tfstream.pipelines.progress import set_quiet
+
+        set_quiet()  # and in the child processes (`run`'s preprocessing, `bench`)
     if not args.verbose:
         _quiet()
     else:
@@ -415,7 +426,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from tfstream.cli_run import run
 
             return run(config, args, beam_args)
-    except Exception as e:  # noqa: BLE001 - one clear line, the traceback only with -v
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - one paragraph, the traceback only with --debug
         return _error_exit(args.command, args.verbose, e)
     return 0
 
@@ -452,26 +463,38 @@ def _beam_args(args, unknown: Sequence[str], beam_args: list[str]) -> list[str]:
     return beam_args
 
 
-def _error_exit(command: str, verbose: bool, e: Exception) -> int:
-    """The exit status for an error (`exit_status`), after printing it: in one line when
-    its message says it all, else with its type (with ``verbose``, its whole traceback)."""
+# After Ctrl-C: what is left, and how to go on.
+_INTERRUPTED = {
+    "preprocess": "a run publishes its dataset only once it is complete, so the dataset is as it was; run the same "
+                  "command again",
+    "run": "the dataset is published only once complete, and training resumes after its last finished epoch: run "
+           "the same command again",
+    "train": "training resumes after its last finished epoch: run the same command again (--restart starts afresh)",
+    "retrain": "the champion is replaced only by a complete, checked model; run the same command again to resume",
+}
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
+
+
+def _error_exit(command: str, verbose: bool, e: BaseException) -> int:
+    """The exit status for an error (`exit_status`), after printing it as one paragraph:
+    its message when it says it all, else with its type, cut to 6 lines. ``verbose``
+    (-v, --debug) prints the whole traceback first, with the same exit status."""
     from tfstream.exit_status import exit_status, is_stated
 
-    code = exit_status(e)
-    if is_stated(e):
-        print(f"tfstream {command}: error: {e}", file=sys.stderr)
-        return code
-    if verbose:  # the whole traceback, and the same exit status as without -v
+    if verbose:
         import traceback
 
         traceback.print_exception(e)
+    if isinstance(e, KeyboardInterrupt):
+        what = _INTERRUPTED.get(command, "it stopped before it finished; run it again")
+        print(f"tfstream {command}: interrupted; {what}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    code = exit_status(e)
+    if is_stated(e):  # written for the user: whole
+        print(f"tfstream {command}: error: {e}", file=sys.stderr)
         return code
     lines = str(e).strip().splitlines() or [""]
-    more = f"\n  ... ({len(lines) - 6} more lines; run with -v for the whole traceback)" if len(lines) > 6 else ""
-    print(f"tfstream {command}: error: {type(e).__name__}: " + "\n  ".join(lines[:6]) + more, file=sys.stderr)
-    return code
-    lines = str(e).strip().splitlines() or [""]
-    more = f"\n  ... ({len(lines) - 6} more lines; run with -v for the whole traceback)" if len(lines) > 6 else ""
+    more = f"\n  ... ({len(lines) - 6} more lines; run with --debug for the whole traceback)" if len(lines) > 6 else ""
     print(f"tfstream {command}: error: {type(e).__name__}: " + "\n  ".join(lines[:6]) + more, file=sys.stderr)
     return code
 

@@ -91,3 +91,62 @@ class ResumedEarlyStopping(keras.callbacks.EarlyStopping):
             self.wait += 1
             if self._is_improvement(value, self.best):
                 self.best, self.wait = value, 0
+
+
+class EpochScalars(keras.callbacks.Callback):
+    """TensorBoard logs of the per-epoch metrics: ``log_dir/train`` and
+    ``log_dir/validation`` hold ``epoch_<metric>`` scalars (``epoch_loss``...), the
+    layout and tags of `keras.callbacks.TensorBoard`'s, so ``tensorboard --logdir
+    log_dir`` shows them.
+
+    Written by hand because Keras's callback needs the ``tensorboard`` pip package
+    (``tf.summary.scalar`` raises ``TBNotInstalledError`` without it; TensorFlow 2.21 no
+    longer depends on it): TensorFlow's own ``tf.summary.write`` writes the same scalar
+    events, with the scalars plugin's metadata. The step is the epoch's index (0-based,
+    as Keras's), so a resumed run goes on where the interrupted one stopped.
+
+    Example:
+        >>> import numpy as np
+        >>> model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        >>> model.compile("sgd", "mse")
+        >>> _ = model.fit(np.ones((4, 1)), np.ones((4, 1)), epochs=2, verbose=0,
+        ...               callbacks=[EpochScalars(str(tmp_path / "logs"))])
+        >>> sorted(os.listdir(tmp_path / "logs"))
+        ['train']
+    """
+
+    def __init__(self, log_dir: str):
+        super().__init__()
+        self.log_dir = log_dir
+        self._writers: dict = {}
+
+    def _writer(self, name: str):
+        import tensorflow as tf
+
+        if name not in self._writers:
+            self._writers[name] = tf.summary.create_file_writer(os.path.join(self.log_dir, name))
+        return self._writers[name]
+
+    def on_train_begin(self, logs=None):
+        self._writer("train")  # opened now, not in the first epoch's end
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        metadata = tf.compat.v1.SummaryMetadata()
+        metadata.plugin_data.plugin_name = "scalars"  # what TensorBoard's scalars dashboard reads
+        for key, value in (logs or {}).items():
+            run, name = ("validation", key[len("val_"):]) if key.startswith("val_") else ("train", key)
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                continue  # not a scalar (Keras logs only numbers, another callback might not)
+            with self._writer(run).as_default():
+                tf.summary.write(f"epoch_{name}", tf.constant(value, tf.float32), step=epoch, metadata=metadata)
+        for writer in self._writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}

@@ -9,6 +9,8 @@ and the best checkpoint, evaluates on the eval split, and writes into the model 
     export/              SavedModel serving raw features (see training.export)
     checkpoints/         best weights, and a backup that lets an interrupted run resume
                          (with the dataset it trained on: dataset.json)
+    learning_curves.png  loss and metrics per epoch, training and validation (from history.csv)
+    logs/                TensorBoard logs of the same (train.tensorboard; `tensorboard --logdir`)
     history.csv          per-epoch metrics (with padding_efficiency for sequence jobs:
                          real ÷ padded steps of the training batches fed); a regression
                          model's loss is in the units it learns (standardized)
@@ -41,7 +43,9 @@ from tfstream.pipelines.read.reader import read
 from tfstream.pipelines.read.stages import PaddingCounter
 from tfstream.pipelines.snapshots import pins
 from tfstream.pipelines.window import window_manifest
-from tfstream.training.callbacks import AtomicBackupAndRestore, AtomicModelCheckpoint, ResumedEarlyStopping
+from tfstream.pipelines.inspect.plots import write_learning_curves
+from tfstream.training.callbacks import (AtomicBackupAndRestore, AtomicModelCheckpoint, EpochScalars,
+                                        ResumedEarlyStopping)
 from tfstream.training.export import export_serving
 from tfstream.training.integrity import check_before_training, shard_errors_named
 from tfstream.training.evaluation import evaluate
@@ -52,6 +56,7 @@ from tfstream.transforms.label_scaling import LabelScaling
 _log = logging.getLogger(__name__)
 
 METRICS_NAME = "metrics.json"
+CURVES_NAME = "learning_curves.png"
 
 
 class TrainError(ValueError):
@@ -320,18 +325,21 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
     else:
         earlier = _read_history(history_csv).get(monitor) if resuming else None
         own = [
+            # First: the loggers after it see padding_efficiency.
+            *([PaddingEfficiency(padding)] if padding is not None else []),
+            # Before the history and the backup, not between them: a kill there repeats the epoch.
+            *([EpochScalars(os.path.join(model_dir, "logs"))] if t.tensorboard else []),
             # After a resume, the best epoch before the interruption is still the one to beat.
             AtomicModelCheckpoint(best, monitor=monitor, save_best_only=True, save_weights_only=True,
                                   initial_value_threshold=min(earlier) if earlier else None),
             keras.callbacks.CSVLogger(history_csv, append=resuming),
+            # After a resume, its count goes on from the history.
+            *([ResumedEarlyStopping(earlier or (), monitor=monitor, patience=t.early_stopping_patience)]
+              if t.early_stopping_patience else []),
             # Last: an epoch is backed up only once it is checkpointed and logged, so a resume
             # never skips an epoch that the history and the best checkpoint have not seen.
             AtomicBackupAndRestore(backup),
         ]
-        if t.early_stopping_patience:  # after a resume, its count goes on from the history
-            own.insert(2, ResumedEarlyStopping(earlier or (), monitor=monitor, patience=t.early_stopping_patience))
-        if padding is not None:  # first: the loggers after it see padding_efficiency
-            own.insert(0, PaddingEfficiency(padding))
 
         start = time.perf_counter()
         with shard_errors_named(manifest, (t.train_split, t.validation_split)):  # names a corrupt shard's file
@@ -355,6 +363,9 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
     export_dir = export_serving(model, os.path.join(model_dir, "export"), scaling)
 
     full = _read_history(history_csv)  # every epoch, across resumes
+    if full:
+        write_learning_curves(full, os.path.join(model_dir, CURVES_NAME),
+                              title=f"{config.name}: {config.require_model().type} model")
     epochs_run = len(full.get("loss", []))
     monitored = full.get(monitor, [])
     metrics = {

@@ -51,9 +51,8 @@ def figures(manifest: Manifest, *, split: Optional[str] = None) -> list[tuple[st
             suffix = draw(fig.add_subplot(), f.name, split, st)
             if suffix is None:
                 continue
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=100)
-        drawn.append((f"{split}-{_file_part(f.name)}-{suffix}.png", buf.getvalue()))
+            png = _png(fig)
+        drawn.append((f"{split}-{_file_part(f.name)}-{suffix}.png", png))
     return drawn
 
 
@@ -90,6 +89,64 @@ def write_plots(manifest: Manifest, out_dir: str, *, split: Optional[str] = None
         fs.write_atomic(path, png)
         written.append(path)
     return written
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+def learning_curve_panels(history: dict[str, list[float]]) -> list[str]:
+    """The metrics `write_learning_curves` draws, one panel each: every column of
+    ``history`` but ``epoch`` and the ``val_`` ones (drawn in their metric's panel).
+
+    Example:
+        >>> learning_curve_panels({"epoch": [0, 1], "loss": [1, .5], "val_loss": [1, .6], "auc": [.6, .7]})
+        ['loss', 'auc']
+    """
+    names = [k for k in history if k != "epoch" and not k.startswith("val_")]
+    names += [k[len("val_"):] for k in history if k.startswith("val_") and k[len("val_"):] not in names]
+    return sorted(names, key=lambda k: (k != "loss", names.index(k)))
+
+
+def write_learning_curves(history: dict[str, list[float]], path: str, *, title: str = "") -> list[str]:
+    """Write a PNG of the per-epoch metrics in ``history`` (columns, as `history.csv`
+    holds them: ``loss``, ``val_loss``, ``auc``...): one panel per metric
+    (`learning_curve_panels`), with the training and the validation values against the
+    epoch (1-based).
+
+    Returns:
+        The panels' metric names, in the order drawn.
+
+    Example:
+        >>> write_learning_curves({"epoch": [0, 1, 2], "loss": [.9, .7, .6], "val_loss": [.95, .8, .75]},
+        ...                       str(tmp_path / "curves.png"))
+        ['loss']
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    panels = learning_curve_panels(history)
+    columns = min(3, max(1, len(panels)))
+    rows = max(1, -(-len(panels) // columns))
+    fig = Figure(figsize=(4.5 * columns, 3.2 * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    for i, name in enumerate(panels):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        for key, label in ((name, "train"), (f"val_{name}", "validation")):
+            values = history.get(key)
+            if values:
+                ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fs.write_atomic(path, _png(fig))
+    return panels
 
 
 def _file_part(name: str) -> str:

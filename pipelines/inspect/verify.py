@@ -33,7 +33,7 @@ from typing import Iterable, Optional, Sequence, Union
 
 import google_crc32c
 
-from tfstream.pipelines import fs
+from tfstream.pipelines import fs, progress
 from tfstream.pipelines.manifest import Manifest, ManifestError, Shard, load_manifest
 from tfstream.pipelines.tables import render_table, size
 
@@ -205,11 +205,21 @@ def verify(dataset: Union[Manifest, str], splits: Optional[Iterable[str]] = None
     start = time.perf_counter()
     manifest = dataset if isinstance(dataset, Manifest) else load_manifest(dataset)
     results = []
-    for split in _splits(manifest, splits):
-        paths = manifest.shard_paths(split, check=False)
-        results += [verify_shard(path, shard, manifest.compression, split=split)
-                    for shard, path in zip(manifest.split(split).shards, paths)]
+    checked = _splits(manifest, splits)
+    with progress.Progress("verify") as shown:
+        shown.add(_BYTES, "bytes read", total=sum(s.bytes for n in checked for s in manifest.split(n).shards),
+                  unit="bytes")
+        for split in checked:
+            shown.add(f"records[{split}]", f"records[{split}]", total=manifest.num_examples(split), unit="records")
+        for split in checked:
+            paths = manifest.shard_paths(split, check=False)
+            for shard, path in zip(manifest.split(split).shards, paths):
+                results.append(verify_shard(path, shard, manifest.compression, split=split))
+                shown.advance(f"records[{split}]", results[-1].records or 0)
     return VerifyResult(manifest.root, tuple(results), True, time.perf_counter() - start)
+
+
+_BYTES = "bytes"  # the progress counter of the bytes read
 
 
 class _HashingRaw(io.RawIOBase):
@@ -230,6 +240,7 @@ class _HashingRaw(io.RawIOBase):
         b[:n] = data
         self.sha256.update(data)
         self.bytes += n
+        progress.advance(_BYTES, n)
         return n
 
     def drain(self) -> None:

@@ -11,10 +11,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from tfstream.pipelines import fs
+from tfstream.pipelines import fs, progress
 from tfstream.pipelines.config import JobConfig
 from tfstream.pipelines.shards import gather_records, shard_file, take_records
-from tfstream.pipelines.write.sharding import FRAME_RECORDS, byte_batches, record_hashes, write_shard
+from tfstream.pipelines.write.sharding import FRAME_RECORDS, byte_batches, record_hashes, rows_written, write_shard
 
 # A shard's buffer is written out when it holds this much: few, large writes (and few
 # calls into zlib for gzip shards), and a small buffer per shard; with many shards, less
@@ -74,6 +74,7 @@ class ShardWriters:
         `encode_examples_buffer` gives them) to a split's shards."""
         if len(offsets) < 2:
             return
+        progress.advance(rows_written(split), len(offsets) - 1)
         pending, sizes = self._pending[split], self._pending_bytes[split]
         hashes = record_hashes(buffer, offsets, self._key)
         shard_of = (hashes % np.uint64(len(pending))).astype(np.int64)

@@ -59,7 +59,7 @@ from typing import Any, Iterator, Mapping, Optional
 
 import numpy as np
 
-from tfstream.pipelines import fs
+from tfstream.pipelines import fs, progress
 from tfstream.pipelines.config import ConfigError, JobConfig
 from tfstream.pipelines.manifest import Manifest, write_manifest
 from tfstream.pipelines.write import sources
@@ -67,8 +67,9 @@ from tfstream.pipelines.write.array_shards import ShardWriters
 from tfstream.pipelines.write.manifest_builder import manifest_json, manifest_settings
 from tfstream.pipelines.write.publish import QUARANTINE_DIR, QUARANTINE_FILE
 from tfstream.pipelines.write.rows import QUARANTINED, first_example, quarantine_key, route_chunk, rows_in_chunk
-from tfstream.pipelines.write.run import PreprocessError, finish_run, resolve_dataset_dir, writing
+from tfstream.pipelines.write.run import PreprocessError, finish_run, progress_tasks, resolve_dataset_dir, writing
 from tfstream.pipelines.write.shard_plan import plan_shards, shard_sizing
+from tfstream.pipelines.write.sharding import ROWS_READ
 from tfstream.pipelines.write.source_size import measure_arrays
 from tfstream.transforms.analyzers import DatasetStats
 from tfstream.transforms.example_encoder import encode_examples_buffer, rows_to_columns
@@ -184,7 +185,9 @@ def write_arrays(
         _log.info("write_arrays %r: %d rows, %d at a time -> %s", config.name, n, chunk_rows, dataset_dir)
         plan = plan_shards(config, lambda: measure_arrays(config, columns, lengths))
         run = _Run(config, columns, lengths, staging, chunk_rows, plan)
-        write_manifest(staging, run.write())
+        with progress.Progress("write_arrays") as shown:
+            progress_tasks(shown, plan, int(n))
+            write_manifest(staging, run.write())
         return finish_run(config, staging, dataset_dir, previous)
 
 
@@ -250,7 +253,7 @@ class _Run:
             # the page cache), or the process's resident memory would grow to the arrays' size.
             for m in self.mappings:
                 m.madvise(mmap.MADV_DONTNEED)
-            if time.monotonic() - last > _PROGRESS_SECONDS:
+            if time.monotonic() - last > _PROGRESS_SECONDS and not progress.shown():  # else drawn
                 last = time.monotonic()
                 _log.info("write_arrays %s: %d of %d rows", what, first_row - 1 + rows_in_chunk(chunk), total)
 
@@ -315,6 +318,7 @@ class _Run:
             in_flight = None
             for chunk, slices in self._chunks("pass 1 of 2 (statistics)" if shards is None else "write"):
                 self.rows_read += rows_in_chunk(chunk)
+                progress.advance(ROWS_READ, rows_in_chunk(chunk))
                 self.fingerprint.add(slices, chunk[1] - 1, self.chunk_rows)
                 fast, rest = self._fast.route(chunk, slices)
                 kept: list[tuple[str, dict[str, Any]]] = []

@@ -115,6 +115,24 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     return PipelineOptions(args)
 
 
+def runs_in_this_process(options: PipelineOptions) -> bool:
+    """Whether the pipeline's steps run in this process, so that their `progress.advance`
+    calls count into this process's progress: the DirectRunner (Beam's default) in its
+    default ``in_memory`` mode, or ``multi_threading``; ``multi_processing`` and the other
+    runners run them in other processes."""
+    every = options.get_all_options()
+    return every.get("runner") in (None, "DirectRunner") and \
+        every.get("direct_running_mode") in (None, "in_memory", "multi_threading")
+
+
+def runner_name(options: PipelineOptions) -> str:
+    """The runner, for messages: its name, and the DirectRunner's mode."""
+    every = options.get_all_options()
+    runner = every.get("runner") or "DirectRunner"
+    runner = runner if isinstance(runner, str) else type(runner).__name__
+    return f"{runner} ({every['direct_running_mode']})" if runner == "DirectRunner" else runner
+
+
 @contextlib.contextmanager
 def closing_dask_client(options: PipelineOptions) -> Iterator[None]:
     """Close the Dask client that Beam's DaskRunner opens for a run (and the

@@ -39,20 +39,21 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import apache_beam as beam
 
-from tfstream.pipelines import fs
+from tfstream.pipelines import fs, progress
 from tfstream.pipelines.config import JobConfig
 from tfstream.pipelines.manifest import Manifest, write_manifest
 from tfstream.pipelines.shards import shard_file
 from tfstream.pipelines.write import sources
 from tfstream.pipelines.write.beam_options import (check_paths_for_runner, closing_dask_client, pipeline_options,
-                                                   root_cause, worker_message)
+                                                   root_cause, runner_name, runs_in_this_process, worker_message)
 from tfstream.pipelines.write.manifest_builder import manifest_json, manifest_settings
 from tfstream.pipelines.write.record_paths import PathRecorder, path_recorder
 from tfstream.pipelines.write.publish import QUARANTINE_DIR, QUARANTINE_FILE
 from tfstream.pipelines.write.rows import QUARANTINED, READ, first_example, quarantine_key, route_chunk, rows_in_chunk
-from tfstream.pipelines.write.run import PreprocessError, finish_run, resolve_dataset_dir, writing
+from tfstream.pipelines.write.run import PreprocessError, finish_run, progress_tasks, resolve_dataset_dir, writing
 from tfstream.pipelines.write.shard_plan import plan_shards, shard_sizing
-from tfstream.pipelines.write.sharding import RunSpiller, encode_batch, merge_runs, record_batches, write_shard
+from tfstream.pipelines.write.sharding import (ROWS_READ, RunSpiller, encode_batch, merge_runs, record_batches,
+                                              rows_written, write_shard)
 from tfstream.pipelines.write.source_size import measure_source
 from tfstream.pipelines.write.sources import resolve_source_paths
 from tfstream.transforms.analyzers import DatasetStats
@@ -109,7 +110,9 @@ class _ConvertChunk(beam.DoFn):
         self._arrays = arrays
 
     def process(self, chunk):
-        yield READ, rows_in_chunk(chunk)
+        n = rows_in_chunk(chunk)
+        progress.advance(ROWS_READ, n)  # counted where it runs: see `beam_options.runs_in_this_process`
+        yield READ, n
         batches: dict[str, list[dict[str, Any]]] = {}
         for tag, value in route_chunk(chunk, self._rules, self._router, self._split_key, arrays=self._arrays,
                                       shown=self._recorder.file if self._recorder is not None else None):
@@ -205,10 +208,11 @@ class _SpillRuns(beam.DoFn):
     DoFn outputs from ``finish_bundle``.
     """
 
-    def __init__(self, schema: Schema, key: bytes, num_shards: int, folder: str):
-        self._schema, self._key, self._n, self._folder = schema, key, num_shards, folder
+    def __init__(self, schema: Schema, key: bytes, num_shards: int, folder: str, split: str):
+        self._schema, self._key, self._n, self._folder, self._split = schema, key, num_shards, folder, split
 
     def process(self, rows):
+        progress.advance(rows_written(self._split), len(rows))
         spiller = RunSpiller(self._folder)
         for shard, pairs in encode_batch(rows, self._schema, self._key, self._n):
             for h, record in pairs:
@@ -257,7 +261,8 @@ class WriteShards(beam.PTransform):
     def expand(self, batches):
         n = self._num_shards
         runs = batches | "SpillRuns" >> beam.ParDo(
-            _SpillRuns(self._schema, self._name.encode("utf-8"), n, fs.join(self._dir, RUNS_DIR, self._split)))
+            _SpillRuns(self._schema, self._name.encode("utf-8"), n, fs.join(self._dir, RUNS_DIR, self._split),
+                       self._split))
         every_shard = batches.pipeline | "ShardIndices" >> beam.Create([(i, None) for i in range(n)])
         return (
             (runs, every_shard)
@@ -495,14 +500,25 @@ def preprocess(
     fingerprint = sources.fingerprint(paths, files, path_recorder(config.source, paths))
     # Each split's shard count, from the source's size (a record's shard is its hash
     # modulo the count): here, on the driver, so every worker and every rerun agree.
-    plan = plan_shards(config, lambda: measure_source(paths, config), _shares(config, fingerprint, files))
+    sizes = []  # the measure, when the plan takes one: the rows to read, for the progress
+    plan = plan_shards(config, lambda: sizes.append(measure_source(paths, config)) or sizes[0],
+                       _shares(config, fingerprint, files))
     with writing(config, dataset_dir, sources=paths, previous=previous, wait=wait, force=force) as staging:
         _log.info("preprocess %r: %d source file(s) -> %s, with Apache Beam's %s", config.name, len(paths),
                   dataset_dir, options.get_all_options()["runner"] or "DirectRunner")
         try:
-            with closing_dask_client(options), beam.Pipeline(options=options) as pipeline:
-                build_pipeline(pipeline, config, staging, paths, fingerprint,
-                               options.get_all_options(drop_default=True), files, shard_plan=plan)
+            with progress.Progress("preprocess") as shown:
+                if not sizes and progress.shown():  # the rows to read, for the time left (cheap: see source_size)
+                    sizes.append(measure_source(paths, config))
+                if runs_in_this_process(options):
+                    progress_tasks(shown, plan, sizes[0].rows if sizes else None,
+                                   rows_exact=bool(sizes) and sizes[0].rows_exact)
+                else:
+                    shown.add("runner", f"runs in the worker processes of {runner_name(options)}, which count the "
+                                        f"rows (not shown here); the counts come at the end", unit="")
+                with closing_dask_client(options), beam.Pipeline(options=options) as pipeline:
+                    build_pipeline(pipeline, config, staging, paths, fingerprint,
+                                   options.get_all_options(drop_default=True), files, shard_plan=plan)
         except Exception as e:  # noqa: BLE001 - re-raised with the cause that names the row
             cause = root_cause(e)
             if cause is not e or isinstance(cause, ImputationError):  # Beam appends the step's name

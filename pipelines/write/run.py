@@ -24,10 +24,12 @@ from tfstream.pipelines.manifest import (
     load_manifest,
     write_manifest,
 )
+from tfstream.pipelines.progress import Progress
 from tfstream.pipelines.snapshots import LOCK_NAME, SNAPSHOTS_DIR, new_snapshot_id, snapshot_dir
 from tfstream.pipelines.write import drift, publish
 from tfstream.pipelines.write.lock import locked
 from tfstream.pipelines.write.publish import QUARANTINE_DIR
+from tfstream.pipelines.write.sharding import ROWS_READ, SHARDS_DONE, rows_written
 from tfstream.pipelines.write.tfds_metadata import DATASET_INFO_NAME, FEATURES_NAME
 
 _log = logging.getLogger(__name__)
@@ -93,6 +95,17 @@ def _refuse(staging: str, dataset_dir: str, data: dict[str, Any], message: str) 
     fs.remove_tree(staging)
     return PreprocessError(f"{message}\n(the refused run's manifest and quarantine are in {target}; the dataset in "
                            f"{dataset_dir} was not changed)")
+
+
+def progress_tasks(progress: Progress, plan: dict[str, dict[str, Any]], rows: Optional[int], *,
+                   rows_exact: bool = True) -> None:
+    """The counters of a preprocessing run's progress: rows read (of ``rows``, the
+    source's rows when known: `source_size`), rows written per split (of the shard
+    plan's estimate, when it made one), and shards written (of the plan's count)."""
+    progress.add(ROWS_READ, "rows read", total=rows, estimated=not rows_exact)
+    for split, entry in plan.items():
+        progress.add(rows_written(split), f"rows written[{split}]", total=entry.get("estimated_rows"), estimated=True)
+    progress.add(SHARDS_DONE, "shards written", total=sum(p["num_shards"] for p in plan.values()), unit="shards")
 
 
 def resolve_dataset_dir(config: JobConfig, output_dir: Optional[str]) -> str:

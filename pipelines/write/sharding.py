@@ -24,10 +24,18 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from tfstream.pipelines import fs
+from tfstream.pipelines import fs, progress
 from tfstream.pipelines.shards import frame_records
 from tfstream.transforms.example_encoder import encode_examples_buffer, rows_to_columns
 from tfstream.transforms.schema import Schema
+
+# The progress counters of a preprocessing run (`pipelines.progress`; `run.progress_tasks`).
+ROWS_READ, SHARDS_DONE = "read", "shards"
+
+
+def rows_written(split: str) -> str:
+    """The progress counter of the rows written to ``split``."""
+    return f"written[{split}]"
 
 # Records are framed into a buffer and written to the shard file when it is this full:
 # few, large writes (few calls into zlib for gzip shards).
@@ -274,6 +282,7 @@ def write_shard(path: str, batches: Iterable[tuple[np.ndarray, np.ndarray]], com
             lengths = np.diff(offsets)
             records, payload = records + lengths.size, payload + int(lengths.sum())
             largest = max(largest, int(lengths.max(initial=0)))
+    progress.advance(SHARDS_DONE)
     if compression != "none":  # the file holds other bytes than the framed records
         return describe_shard(path, compression, root)
     return shard_description(path, root, records, size, sha.hexdigest(), payload, largest)

@@ -14,6 +14,7 @@ from tfstream.pipelines.manifest import load_manifest
 from tfstream.pipelines.read.bucketing import bucket_plan
 from tfstream.pipelines.read.reader import read
 from tfstream.training.export import load_serving
+from tfstream.pipelines.inspect.plots import learning_curve_panels
 from tfstream.training.trainer import TrainError, train
 from tfstream.transforms.codecs import decode_example
 
@@ -52,6 +53,47 @@ def test_outputs_on_disk(flights_run):
     assert not os.path.exists(os.path.join(d, "checkpoints", "backup"))  # removed after a finished run
     memory = on_disk["input_memory_mib"]
     assert 0 < memory["expected"] <= memory["worst"] and memory["budget"] is None
+
+
+def _scalars(log_dir):
+    """{(run, tag): {epoch: value}} from the TensorBoard event files under ``log_dir``."""
+    out = {}
+    for run in sorted(os.listdir(log_dir)):
+        for name in sorted(os.listdir(os.path.join(log_dir, run))):
+            for record in tf.data.TFRecordDataset(os.path.join(log_dir, run, name)):
+                event = tf.compat.v1.Event.FromString(record.numpy())
+                for value in event.summary.value:
+                    assert value.metadata.plugin_data.plugin_name == "scalars"
+                    out.setdefault((run, value.tag), {})[event.step] = float(tf.make_ndarray(value.tensor))
+    return out
+
+
+def _png_size(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"  # a PNG: its signature, then the IHDR chunk's width, height
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def test_learning_curves_and_tensorboard_logs(flights_run):
+    _, metrics = flights_run
+    d, history = metrics["model_dir"], metrics["history"]
+    panels = learning_curve_panels(history)
+    assert panels[0] == "loss" and {"auc", "accuracy"} <= set(panels) and not any(p.startswith("val_") for p in panels)
+    import matplotlib.image
+
+    image = matplotlib.image.imread(os.path.join(d, "learning_curves.png"))
+    columns = min(3, len(panels))
+    assert image.shape[:2] == (320 * -(-len(panels) // columns), 450 * columns)  # one panel per metric
+    assert _png_size(os.path.join(d, "learning_curves.png")) == (image.shape[1], image.shape[0])
+
+    scalars = _scalars(os.path.join(d, "logs"))
+    epochs = list(range(metrics["epochs_run"]))
+    for run, prefix in (("train", ""), ("validation", "val_")):
+        for name in panels:
+            logged = scalars[(run, f"epoch_{name}")]
+            assert sorted(logged) == epochs
+            np.testing.assert_allclose([logged[e] for e in epochs], history[prefix + name], rtol=1e-5)
 
 
 def test_export_serves_raw_features_like_the_training_path(flights_run, flights_dataset):
@@ -136,12 +178,18 @@ def test_an_interrupted_run_resumes_after_its_last_epoch(digits_job, digits_data
     val = metrics["history"]["val_loss"]
     assert metrics["best_epoch"] == val.index(min(val)) + 1
     assert not os.path.exists(os.path.join(model_dir, "checkpoints", "backup"))
+    # The logs go on across the resume: every epoch once, and the curves are drawn whole.
+    logged = _scalars(os.path.join(model_dir, "logs"))[("validation", "epoch_loss")]
+    np.testing.assert_allclose([logged[e] for e in range(4)], val, rtol=1e-5)
+    assert _png_size(os.path.join(model_dir, "learning_curves.png"))[0] > 0
 
 
 def test_without_a_validation_split(digits_job, digits_dataset, tmp_path):
-    job = replace(digits_job, train=replace(digits_job.train, epochs=2, validation_split=None))
+    job = replace(digits_job, train=replace(digits_job.train, epochs=2, validation_split=None, tensorboard=False))
     metrics = train(job, dataset=digits_dataset, model_dir=str(tmp_path / "m"), verbose=0)
     assert metrics["epochs_run"] == 2
+    assert not os.path.exists(tmp_path / "m" / "logs")  # train.tensorboard: false
+    assert os.path.exists(tmp_path / "m" / "learning_curves.png")
     assert "val_loss" not in metrics["history"] and len(metrics["history"]["loss"]) == 2
     assert 1 <= metrics["best_epoch"] <= 2  # chosen on the training loss
 
