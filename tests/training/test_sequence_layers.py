@@ -38,7 +38,8 @@ def _padded(seqs, steps, fill):
 
 @pytest.mark.parametrize("options", [LONG, {**LONG, "cell": "lstm", "pooling": "max"},
                                      {**LONG, "pooling": "last", "conv_strides": 2, "conv_kernel_size": 4},
-                                     {"standardize": "per_sequence", "pooling": "mean"}])
+                                     {"standardize": "per_sequence", "pooling": "mean", "conv_layers": 0},
+                                     {}])  # the defaults
 def test_padding_never_changes_a_prediction(options):
     """Zeros or huge garbage (and inf) past the end, a longer padded batch, or the
     sequence alone: the same probabilities."""
@@ -71,7 +72,8 @@ def test_conv_front_end_shortens_by_ceil_of_the_strides():
 
 def test_gru_and_lstm_cells():
     assert isinstance(_model(cell="gru").get_layer("gru_0"), keras.layers.GRU)
-    assert isinstance(_model().get_layer("lstm_0"), keras.layers.LSTM)
+    assert isinstance(_model(cell="lstm").get_layer("lstm_0"), keras.layers.LSTM)
+    assert isinstance(_model().get_layer("gru_0"), keras.layers.GRU)  # the default
 
 
 def test_per_sequence_zscore_is_per_sequence_and_channel_over_real_steps():
