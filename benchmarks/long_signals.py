@@ -47,13 +47,13 @@ import time
 import numpy as np
 
 from benchmarks.common import ROOT, import_tensorflow_quietly
+from benchmarks.data import LSTM_LAST_STATE, genes_npz
 
 MAX_STEPS = 1000
 BINS = 128
 SEED = 0
 # The model the defaults built before issue 13, spelled out (it must not follow the defaults).
-OLD = {"type": "lstm", "lstm_units": [64], "hidden_units": [64, 32], "cell": "lstm", "conv_layers": 0,
-       "standardize": "none", "pooling": "last"}
+OLD = {"type": "lstm", "lstm_units": [64], "hidden_units": [64, 32], **LSTM_LAST_STATE}
 VARIANTS = {
     "old_lstm": OLD,
     "default": {"type": "lstm"},  # the config's defaults: a 3-layer strided Conv1D, a GRU, mean_max pooling
@@ -89,8 +89,6 @@ def sines(rows: int, seed: int = SEED, classes: int = 6, steps: tuple[int, int] 
 
 def genes(rows: int, seed: int = SEED) -> tuple[list[np.ndarray], np.ndarray]:
     """``rows`` gene_families sequences (a seeded sample), one-hot, truncated to ``MAX_STEPS``."""
-    from benchmarks.data import genes_npz
-
     with tempfile.TemporaryDirectory() as scratch:
         z = np.load(genes_npz(scratch, "full"))
         onehot, lengths, y = z["X"], z["lengths"], z["y"]

@@ -368,11 +368,11 @@ class ModelConfig(_Section):
     type: Literal["dense", "lstm"] = Field(
         description="dense for tabular data, lstm for sequences. A config without `model:` only preprocesses.")
     hidden_units: _Items[_Int] = Field((64, 32), description="Dense layers' units, 1..65,536 each, at most 100 "
-                                                             "layers (lstm: after the LSTM layers).")
+                                                             "layers (lstm: after the recurrent layers).")
     dropout: _Float = Field(0.0, description="Dropout after each layer (0 <= dropout < 1).")
     embedding_dim: _Int = Field(8, description="dense: the embedding size of string features (1..16,384).")
-    lstm_units: _Items[_Int] = Field((64,), description="lstm: LSTM layers' units, 1..65,536 each, at most 100 "
-                                                        "layers.")
+    lstm_units: _Items[_Int] = Field((64,), description="lstm: the recurrent layers' units (model.cell), "
+                                                        "1..65,536 each, at most 100 layers.")
     bidirectional: StrictBool = Field(False, description="lstm: bidirectional recurrent layers.")
     cell: Literal["lstm", "gru"] = Field("gru", description="lstm: the recurrent cell, lstm or gru (one layer per "
                                                              "lstm_units entry).")
