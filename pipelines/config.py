@@ -379,11 +379,11 @@ class ModelConfig(_Section):
     standardize: Literal["none", "per_sequence"] = Field(
         "none", description="lstm: per_sequence z-scores each sequence and channel over its own real steps, inside "
                             "the model (serving does the same); none keeps the training split's normalization only.")
-    conv_layers: _Int = Field(3, description="lstm: strided Conv1D layers before the recurrent layers (0..8; 0: "
+    conv_layers: _Int = Field(2, description="lstm: strided Conv1D layers before the recurrent layers (0..8; 0: "
                                              "none); each shortens a sequence to ceil(length / conv_strides) steps.")
     conv_filters: _Int = Field(64, description="lstm: each Conv1D layer's filters (1..4,096).")
-    conv_kernel_size: _Int = Field(5, description="lstm: each Conv1D layer's kernel size in steps (1..1,024).")
-    conv_strides: _Int = Field(2, description="lstm: each Conv1D layer's strides (1..conv_kernel_size).")
+    conv_kernel_size: _Int = Field(9, description="lstm: each Conv1D layer's kernel size in steps (1..1,024).")
+    conv_strides: _Int = Field(4, description="lstm: each Conv1D layer's strides (1..conv_kernel_size).")
     pooling: Literal["last", "mean", "max", "mean_max"] = Field(
         "mean_max", description="lstm: what the Dense layers see: the last recurrent layer's final state (last), or "
                             "its outputs pooled over the real steps (mean, max, or mean_max: both, concatenated).")

@@ -165,7 +165,7 @@ def build_dense(schema: Schema, statistics: Mapping[str, FeatureStatistics], *, 
 
 def build_lstm(schema: Schema, statistics: Mapping[str, FeatureStatistics], *, lstm_units=(64,),
                hidden_units=(64,), dropout: float = 0.0, bidirectional: bool = False, cell: str = "gru",
-               conv_layers: int = 3, conv_filters: int = 64, conv_kernel_size: int = 5, conv_strides: int = 2,
+               conv_layers: int = 2, conv_filters: int = 64, conv_kernel_size: int = 9, conv_strides: int = 4,
                standardize: str = "none", pooling: str = "mean_max") -> keras.Model:
     """A recurrent network over one variable-length sequence feature, masked by its length.
 
@@ -179,7 +179,7 @@ def build_lstm(schema: Schema, statistics: Mapping[str, FeatureStatistics], *, l
     layer's final state (``last``) or pools its outputs over the real steps (``mean``,
     ``max``, ``mean_max``); then the Dense layers and the head. The defaults (those of
     ``model:``) were chosen on long signals (`benchmarks.long_signals`; README: Long
-    signals): a 3-layer Conv1D front-end, a GRU, and mean_max pooling.
+    signals): a 2-layer Conv1D front-end (kernel 9, strides 4), a GRU, and mean_max pooling.
 
     Args:
         schema: the dataset schema (exactly one feature, a sequence).

@@ -11,7 +11,7 @@ padded, so that a sequence scores the same alone, in a batch, or served.
 * `ZeroPadded`: padded steps set to 0 (before a convolution, whose windows reach past
   the end of a sequence, and after it, where bias and activation made them non-zero).
 * `StridedLengths`: the lengths after a strided convolution, ``ceil(length / strides)``.
-* `ConvFrontEnd`: strided ``Conv1D`` layers that shorten long sequences before the
+* `conv_front_end`: strided ``Conv1D`` layers that shorten long sequences before the
   recurrent layer; each pads ``(kernel_size - 1) // 2`` steps on the left and the rest on
   the right, whatever the batch's padded length, so a window's position does not depend
   on the batch (Keras's ``padding="same"`` centres by the padded length when strided).
@@ -92,8 +92,9 @@ class MaskedStandardize(layers.Layer):
 @keras.saving.register_keras_serializable(package="tfstream")
 class StridedLengths(layers.Layer):
     """Lengths ``[batch]`` → ``ceil(length / strides)``: the real steps after a
-    convolution with these strides (`ConvFrontEnd`'s padding gives ``ceil(time / strides)``
-    output steps, the last real one the first whose window starts past no real step)."""
+    convolution with these strides. `conv_front_end` gives ``ceil(time / strides)`` output
+    steps; output step ``j``'s window starts ``(kernel_size - 1) // 2`` steps before input
+    step ``j × strides``, and the output step is real when that input step is."""
 
     def __init__(self, strides: int, **kwargs):
         super().__init__(**kwargs)
