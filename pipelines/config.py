@@ -372,6 +372,10 @@ class OutputConfig(_Section):
         return self
 
 
+_SEQUENCE_ONLY = ("cell", "standardize", "conv_layers", "conv_filters",
+                  "conv_kernel_size", "conv_strides", "pooling")
+
+
 class ModelConfig(_Section):
     """The reference model, built by `training.models`."""
 
@@ -379,12 +383,25 @@ class ModelConfig(_Section):
     type: Literal["dense", "lstm"] = Field(
         description="dense for tabular data, lstm for sequences. A config without `model:` only preprocesses.")
     hidden_units: _Items[_Int] = Field((64, 32), description="Dense layers' units, 1..65,536 each, at most 100 "
-                                                             "layers (lstm: after the LSTM layers).")
+                                                             "layers (lstm: after the recurrent layers).")
     dropout: _Float = Field(0.0, description="Dropout after each layer (0 <= dropout < 1).")
     embedding_dim: _Int = Field(8, description="dense: the embedding size of string features (1..16,384).")
-    lstm_units: _Items[_Int] = Field((64,), description="lstm: LSTM layers' units, 1..65,536 each, at most 100 "
-                                                        "layers.")
-    bidirectional: StrictBool = Field(False, description="lstm: bidirectional LSTM layers.")
+    lstm_units: _Items[_Int] = Field((64,), description="lstm: the recurrent layers' units (model.cell), "
+                                                        "1..65,536 each, at most 100 layers.")
+    bidirectional: StrictBool = Field(False, description="lstm: bidirectional recurrent layers.")
+    cell: Literal["lstm", "gru"] = Field("gru", description="lstm: the recurrent cell, lstm or gru (one layer per "
+                                                             "lstm_units entry).")
+    standardize: Literal["none", "per_sequence"] = Field(
+        "none", description="lstm: per_sequence z-scores each sequence and channel over its own real steps, inside "
+                            "the model (serving does the same); none keeps the training split's normalization only.")
+    conv_layers: _Int = Field(2, description="lstm: strided Conv1D layers before the recurrent layers (0..8; 0: "
+                                             "none); each shortens a sequence to ceil(length / conv_strides) steps.")
+    conv_filters: _Int = Field(64, description="lstm: each Conv1D layer's filters (1..4,096).")
+    conv_kernel_size: _Int = Field(9, description="lstm: each Conv1D layer's kernel size in steps (1..1,024).")
+    conv_strides: _Int = Field(4, description="lstm: each Conv1D layer's strides (1..conv_kernel_size).")
+    pooling: Literal["last", "mean", "max", "mean_max"] = Field(
+        "mean_max", description="lstm: what the Dense layers see: the last recurrent layer's final state (last), or "
+                            "its outputs pooled over the real steps (mean, max, or mean_max: both, concatenated).")
 
     @model_validator(mode="after")
     def _rules(self) -> ModelConfig:
@@ -400,6 +417,17 @@ class ModelConfig(_Section):
                 "wider than the largest language models' embeddings; lower it")
         if self.type == "lstm":
             _check(len(self.lstm_units) >= 1, "model.lstm_units: an lstm model needs at least one layer")
+        _within("model.conv_layers", self.conv_layers, 0, 8,
+                "each layer divides the steps by conv_strides; 8 layers of strides 2 already shorten 256 times")
+        _within("model.conv_filters", self.conv_filters, 1, 4096, "wider than any reference Conv1D; lower it")
+        _within("model.conv_kernel_size", self.conv_kernel_size, 1, 1024, "a wider window belongs in more layers")
+        _within("model.conv_strides", self.conv_strides, 1, self.conv_kernel_size,
+                "strides wider than model.conv_kernel_size skip steps that no window sees; lower the strides or "
+                "widen the kernel")
+        if self.type == "dense":
+            changed = sorted(k for k in _SEQUENCE_ONLY if k in self.model_fields_set)
+            _check(not changed, f"model.{changed[0] if changed else ''}: only an lstm model (a sequence feature) "
+                                f"has it; remove it, or set model.type: lstm")
         return self
 
 

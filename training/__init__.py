@@ -5,7 +5,7 @@ headline metrics (`metrics`) and the model registry that retraining promotes int
 
 Names are imported on first use (PEP 562): `tfstream summary` reads metrics without
 paying for Keras. ``import tfstream.training.models`` registers tfstream's Keras layers
-(`LengthMask`, `FillNonFinite`, `LabelInverse`), so that
+(`FillNonFinite`, `LabelInverse`, and `sequence_layers`' masked layers), so that
 ``keras.models.load_model("model.keras")`` finds them.
 """
 

@@ -10,7 +10,9 @@ applies exactly the training-time preprocessing (no training/serving skew).
   looked up and embedded, then a stack of Dense layers.
 * `build_lstm`: variable-length sequences, right-padded; a mask from the
   ``<name>_length`` input hides the padding (right padding keeps the fused cuDNN
-  kernel usable on a GPU).
+  kernel usable on a GPU); options for long sequences (`training.sequence_layers`):
+  per-sequence standardization, a strided Conv1D front-end, a GRU cell, and pooling
+  over the real steps.
 
 The head follows the label: sigmoid for binary, softmax for multiclass, linear for
 regression. A regression model predicts the label as it learns it (`read` gives it so:
@@ -29,22 +31,13 @@ from keras import layers, ops
 from tfstream.pipelines.config import JobConfig
 from tfstream.pipelines.manifest import CategoricalStatistics, FeatureStatistics, Manifest, NumericStatistics
 from tfstream.transforms.label_scaling import LabelScaling
+from tfstream.training.sequence_layers import LengthMask, MaskedPooling, MaskedStandardize, conv_front_end
 from tfstream.transforms.schema import Feature, Label, Schema, length_key
 
 _log = logging.getLogger(__name__)
-
-@keras.saving.register_keras_serializable(package="tfstream")
-class LengthMask(layers.Layer):
-    """``[batch]`` lengths and a ``[batch, time, dim]`` padded sequence → a boolean
-    ``[batch, time]`` mask that is True on real steps."""
-
-    def call(self, sequence, lengths):
-        steps = ops.arange(ops.shape(sequence)[1], dtype="int64")
-        return ops.less(ops.expand_dims(steps, 0), ops.expand_dims(ops.cast(lengths, "int64"), 1))
-
-    def compute_output_shape(self, sequence_shape, lengths_shape):
-        return tuple(sequence_shape[:2])
-
+# LengthMask lives in `sequence_layers` with the other masked layers; it is imported from here too.
+__all__ = ["FillNonFinite", "LabelInverse", "LengthMask", "build_dense", "build_lstm", "build_model",
+           "compile_for"]
 
 @keras.saving.register_keras_serializable(package="tfstream")
 class FillNonFinite(layers.Layer):
@@ -171,10 +164,22 @@ def build_dense(schema: Schema, statistics: Mapping[str, FeatureStatistics], *, 
 
 
 def build_lstm(schema: Schema, statistics: Mapping[str, FeatureStatistics], *, lstm_units=(64,),
-               hidden_units=(64,), dropout: float = 0.0, bidirectional: bool = False) -> keras.Model:
-    """An LSTM over one variable-length sequence feature, masked by its length.
+               hidden_units=(64,), dropout: float = 0.0, bidirectional: bool = False, cell: str = "gru",
+               conv_layers: int = 2, conv_filters: int = 64, conv_kernel_size: int = 9, conv_strides: int = 4,
+               standardize: str = "none", pooling: str = "mean_max") -> keras.Model:
+    """A recurrent network over one variable-length sequence feature, masked by its length.
 
     Inputs: the padded sequence ``[batch, time, dim]`` and ``<name>_length`` ``[batch]``.
+    The steps are normalized with the training split's statistics; then, in order, and
+    each respecting the lengths (`training.sequence_layers`): ``standardize=
+    "per_sequence"`` z-scores each sequence and channel over its own steps;
+    ``conv_layers`` strided ``Conv1D`` layers shorten the sequence ``conv_strides`` times
+    each (lengths become ``ceil(length / conv_strides)``); the recurrent layers
+    (``cell``: ``lstm`` or ``gru``) run over the real steps; ``pooling`` reads the last
+    layer's final state (``last``) or pools its outputs over the real steps (``mean``,
+    ``max``, ``mean_max``); then the Dense layers and the head. The defaults (those of
+    ``model:``) were chosen on long signals (`benchmarks.long_signals`; README: Long
+    signals): a 2-layer Conv1D front-end (kernel 9, strides 4), a GRU, and mean_max pooling.
 
     Args:
         schema: the dataset schema (exactly one feature, a sequence).
@@ -190,24 +195,33 @@ def build_lstm(schema: Schema, statistics: Mapping[str, FeatureStatistics], *, l
         raise ValueError(f"build_lstm: feature {feature.name!r} holds {feature.dtype}; expected float32 steps")
     seq = _input(feature)
     lengths = keras.Input(shape=(), dtype="int64", name=length_key(feature.name))
+    inputs = {feature.name: seq, length_key(feature.name): lengths}
     mask = LengthMask(name="mask")(seq, lengths)
     fstats = statistics[feature.name]
     x = layers.Normalization(mean=list(fstats.mean), variance=list(fstats.variance),
                              name=f"{feature.name}_normalized")(seq)
     x = _imputed(x, feature, fstats)
+    if standardize == "per_sequence":
+        x = MaskedStandardize(name=f"{feature.name}_standardized")(x, mask)
+    if conv_layers:
+        x, lengths = conv_front_end(x, lengths, num_layers=conv_layers, filters=conv_filters,
+                                    kernel_size=conv_kernel_size, strides=conv_strides)
+        mask = LengthMask(name="conv_mask")(x, lengths)
+    rnn_layer = {"lstm": layers.LSTM, "gru": layers.GRU}[cell]
     for i, units in enumerate(lstm_units):
         last = i == len(lstm_units) - 1
-        rnn = layers.LSTM(units, return_sequences=not last, name=f"lstm_{i}")
+        rnn = rnn_layer(units, return_sequences=not (last and pooling == "last"), name=f"{cell}_{i}")
         if bidirectional:
             rnn = layers.Bidirectional(rnn, name=f"bidirectional_{i}")
         x = rnn(x, mask=mask)
         if dropout:
-            x = layers.Dropout(dropout, name=f"lstm_dropout_{i}")(x)
+            x = layers.Dropout(dropout, name=f"{cell}_dropout_{i}")(x)
+    if pooling != "last":
+        x = MaskedPooling(pooling, name=f"{pooling}_pooling")(x, mask)
     for i, units in enumerate(hidden_units):
         x = layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
         if dropout:
             x = layers.Dropout(dropout, name=f"dropout_{i}")(x)
-    inputs = {feature.name: seq, length_key(feature.name): lengths}
     return keras.Model(inputs, _head(x, schema.label), name="tfstream_lstm")
 
 
@@ -236,5 +250,8 @@ def build_model(manifest: Manifest, config: JobConfig, *, split: Optional[str] =
                             embedding_dim=m.embedding_dim)
     else:
         model = build_lstm(manifest.schema, statistics, lstm_units=m.lstm_units, hidden_units=m.hidden_units,
-                           dropout=m.dropout, bidirectional=m.bidirectional)
+                           dropout=m.dropout, bidirectional=m.bidirectional, cell=m.cell,
+                           conv_layers=m.conv_layers, conv_filters=m.conv_filters,
+                           conv_kernel_size=m.conv_kernel_size, conv_strides=m.conv_strides,
+                           standardize=m.standardize, pooling=m.pooling)
     return compile_for(model, manifest.label, config.train.learning_rate)
