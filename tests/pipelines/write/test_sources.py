@@ -123,7 +123,7 @@ def test_ragged_row_and_bad_utf8_are_quarantined_with_file_and_line(flights_csv,
                    output_dir=str(tmp_path / "o1"))
     [bad] = [r for r in quarantine_records(str(tmp_path / "o1"), m.data) if r["reason"] == "bad_line"]
     assert (bad["row"], bad["lines"], bad["reason"], bad["action"]) == (33, "34", "bad_line", "rejected")
-    assert bad["message"] == f"ragged.csv: row 33 (line 34): expected 19 fields like the header, got 20"
+    assert bad["message"] == "ragged.csv: row 33 (line 34): expected 19 fields like the header, got 20"
     assert m.data["source"]["rows_read"] == 59 and m.data["source"]["rejected"]["bad_line:"] == 1
     data = "\n".join(_lines(flights_csv)[:30]).encode() + b"\n2013,1,1,\xff\xfe,515\n"
     (tmp_path / "latin.csv").write_bytes(data)
