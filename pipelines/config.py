@@ -425,7 +425,10 @@ class ModelConfig(_Section):
                 "strides wider than model.conv_kernel_size skip steps that no window sees; lower the strides or "
                 "widen the kernel")
         if self.type == "dense":
-            changed = sorted(k for k in _SEQUENCE_ONLY if k in self.model_fields_set)
+            # Set and not the default: a dense config written out whole (`to_json`, the
+            # manifest's recorded config) loads again.
+            changed = sorted(k for k in _SEQUENCE_ONLY if k in self.model_fields_set
+                             and getattr(self, k) != type(self).model_fields[k].default)
             _check(not changed, f"model.{changed[0] if changed else ''}: only an lstm model (a sequence feature) "
                                 f"has it; remove it, or set model.type: lstm")
         return self

@@ -122,3 +122,12 @@ def test_sequence_options_on_a_dense_model_are_refused():
         config_from_dict({"name": "t", "source": {"format": "csv", "path": "x.csv"},
                           "features": [{"name": "x", "type": "float"}], "label": {"column": "y", "task": "regression"},
                           "model": {"type": "dense", "pooling": "mean"}})
+
+
+def test_a_dense_config_written_out_whole_loads_again():
+    """The defaults of the sequence options are not "set" options: a dense config's
+    `to_json` (as the manifest records it) holds them, and loads."""
+    job = config_from_dict({"name": "t", "source": {"format": "csv", "path": "x.csv"},
+                            "features": [{"name": "x", "type": "float"}],
+                            "label": {"column": "y", "task": "regression"}, "model": {"type": "dense"}})
+    assert config_from_dict(job.to_json()) == job
