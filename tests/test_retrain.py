@@ -93,6 +93,11 @@ def test_months_in_order_promote_keep_and_nothing_new(tmp_path, raw_spans):
     assert set(rec["versions"]) == {"tfstream", "tensorflow", "keras", "apache-beam"}
     assert rec["candidate"]["scores"]["log_loss"] > 0 and rec["durations"]["total"] > 0
 
+    for parent, _, names in os.walk(tmp_path / "datasets"):  # source.record_paths: relative
+        for name in names:
+            with open(os.path.join(parent, name), "rb") as f:
+                assert raw_spans.encode() not in f.read(), os.path.join(parent, name)
+
     models = os.path.join(str(tmp_path / "models"), "flights_retrain")
     before = _mtimes(tmp_path / "datasets", models)
     again = retrain(config, until="2013-01", verbose=0)

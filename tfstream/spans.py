@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import hashlib
+import json
 import logging
 import os
 import re
@@ -116,12 +118,15 @@ def span_dataset_dir(config: JobConfig, span: str) -> str:
     return os.path.join(config.retrain.datasets_dir, config.name, f"span={span}")
 
 
-def _stats(files: Sequence[str]) -> list[list[Any]]:
+def _stats(files: Sequence[str]) -> str:
+    """SHA-256 of the input files' paths, sizes and modification times: what the record
+    beside a dataset compares, without naming the writing machine's directories in it
+    (``source.record_paths``)."""
     out = []
     for path in files:
         st = os.stat(path)
         out.append([os.path.abspath(path), st.st_size, st.st_mtime_ns])
-    return out
+    return hashlib.sha256(json.dumps(out).encode("utf-8")).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +156,7 @@ def why_stale(config: JobConfig, span: Span) -> Optional[str]:
         return "changed config"
     stats = _stats(span.files)
     recorded = fs.read_json_object(os.path.join(dataset_dir, INPUTS_NAME)) or {}
-    if recorded.get("snapshot") == (manifest.snapshot or {}).get("id") and recorded.get("files") == stats:
+    if recorded.get("snapshot") == (manifest.snapshot or {}).get("id") and recorded.get("files_sha256") == stats:
         return None
     from tfstream.pipelines.write.sources import fingerprint
 
@@ -166,9 +171,9 @@ def why_stale(config: JobConfig, span: Span) -> Optional[str]:
     return None
 
 
-def _remember_inputs(dataset_dir: str, manifest, stats: list[list[Any]]) -> None:
+def _remember_inputs(dataset_dir: str, manifest, stats: str) -> None:
     fs.write_json(os.path.join(dataset_dir, INPUTS_NAME),
-                  {"snapshot": (manifest.snapshot or {}).get("id"), "files": stats})
+                  {"snapshot": (manifest.snapshot or {}).get("id"), "files_sha256": stats})
 
 
 def ensure_dataset(config: JobConfig, span: Span, *, wait: bool = False) -> SpanDataset:
