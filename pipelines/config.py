@@ -547,7 +547,7 @@ class JobConfig(_Section):
         has_seq = any(f.type == "sequence" for f in self.features)
         if self.model is not None and self.model.type == "lstm":
             _check(has_seq, "model.type: an lstm model needs a feature of type sequence")
-        check_sequence_features(self.source, self.features, self.label.column)
+        check_sequence_features(self.source, self.features, self.label.column, self.split)
         try:
             self.schema()
         except ValueError as e:

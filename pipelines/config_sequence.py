@@ -45,7 +45,7 @@ class SequenceTableConfig(_Section):
         return self
 
 
-def check_sequence_features(source, features: Sequence, label_column: str) -> None:
+def check_sequence_features(source, features: Sequence, label_column: str, split=None) -> None:
     """The rules between ``source`` (format, ``sequence``) and the sequence features.
 
     Raises:
@@ -79,3 +79,10 @@ def check_sequence_features(source, features: Sequence, label_column: str) -> No
                                        f"source.sequence.{key}; read another column")
     _check(label_column not in (table.id, table.order),
            f"label.column: {_show(label_column)} is source.sequence's id or order column; name the label's column")
+    if split is not None:  # a sequence's order values are its steps', not one per sequence
+        _check(table.order not in split.key,
+               f"split.key: {_show(table.order)} is source.sequence.order, which differs from step to step; hash "
+               f"the id (the default: remove split.key) or a column that is the same on every step")
+        _check(split.column != table.order,
+               f"split.column: {_show(table.order)} is source.sequence.order, which differs from step to step; name "
+               f"a column that is the same on every step of a sequence")

@@ -267,6 +267,9 @@ def _python_chunks(path: str, name: str, columns: Sequence[str], delimiter: str,
                         yield name, first_row, values
                         values = {c: [] for c in columns}
                     continue
+                # Its fields where the header puts them, if it has them: a long table's
+                # reader rejects the sequence whose id the bad line holds (long_source).
+                bad["fields"] = {c: fields[i] for c, i in zip(columns, index) if i < len(fields)}
                 if values[columns[0]]:
                     yield name, first_row, values
                     values = {c: [] for c in columns}

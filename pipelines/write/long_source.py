@@ -21,7 +21,11 @@ first row, its rows and a reason (`rows.BadLines`):
   feature) whose value differs between the group's rows (the same text in a CSV, the
   same value in Parquet);
 * ``duplicate_order``: two steps with the same order value;
-* ``bad_order``: an order value that is missing or not a number (nor a Parquet time).
+* ``bad_order``: an order value that is missing or not a number (nor a Parquet time);
+* ``missing_step``: a CSV line holding the sequence's id is not a valid row (a wrong
+  number of fields, bad UTF-8: quarantined as a bad line), so a step would be missing.
+  The id is read where the header puts it; a line too short to hold it is quarantined
+  alone.
 
 Rows with no id are rejected together, one entry per file (``missing_id``). A missing
 or non-finite step value is the feature's ``on_nan`` rule's to handle. A read "row" of
@@ -33,7 +37,7 @@ from __future__ import annotations
 
 import datetime
 import math
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -85,8 +89,10 @@ def _bad(name: str, rows: Sequence[int], reason: str, text: str, message: str) -
 
 
 def _group(name: str, data: dict[str, list], numbers: list[int], *, table, step_columns: Sequence[str],
-           na_values: Sequence[str]) -> tuple[dict[str, list], BadLines]:
-    """One file's rows → ``({column: one entry per sequence}, rejected groups)``."""
+           na_values: Sequence[str], broken: Optional[dict] = None) -> tuple[dict[str, list], BadLines]:
+    """One file's rows → ``({column: one entry per sequence}, rejected groups)``.
+    ``broken``: id → the row of a bad CSV line that holds it (the sequence misses a step)."""
+    broken = broken or {}
     ids = data[table.id]
     groups: dict[Any, list[int]] = {}
     no_id: list[int] = []
@@ -110,6 +116,11 @@ def _group(name: str, data: dict[str, list], numbers: list[int], *, table, step_
     for key, members in groups.items():
         rows = [numbers[i] for i in members]
         where = f"sequence id {cut(repr(key))} ({len(members)} row{'s' if len(members) > 1 else ''})"
+        if key in broken:
+            bad.append(_bad(name, rows, "missing_step", where,
+                            f"{where}: row {broken[key]} holds this id but is not a valid row (quarantined as a bad "
+                            f"line), so the sequence would miss a step; fix that line"))
+            continue
         try:
             order = [_order_key(data[table.order][i], na_values) for i in members]
         except _BadOrder as e:
@@ -181,12 +192,13 @@ def long_chunks(path: str, *, source, columns: Sequence[str], step_columns: Sequ
     """
     table = source.sequence
     columns = list(columns)
-    name, data, numbers = None, {c: [] for c in columns}, []
+    name, data, numbers, broken = None, {c: [] for c in columns}, [], {}
 
     def flush():
         if not numbers:
             return
-        out, bad = _group(name, data, numbers, table=table, step_columns=step_columns, na_values=source.na_values)
+        out, bad = _group(name, data, numbers, table=table, step_columns=step_columns, na_values=source.na_values,
+                          broken=broken)
         if bad:
             yield name, bad[0]["row"], bad
         n = len(out[ROW_NUMBERS])
@@ -197,8 +209,11 @@ def long_chunks(path: str, *, source, columns: Sequence[str], step_columns: Sequ
     for chunk in table_chunks(path, source=source, columns=columns):
         if chunk[0] != name:  # a new file (zip member): group the one before
             yield from flush()
-            name, data, numbers = chunk[0], {c: [] for c in columns}, []
-        if isinstance(chunk[2], BadLines):  # bad CSV lines, as in any CSV
+            name, data, numbers, broken = chunk[0], {c: [] for c in columns}, [], {}
+        if isinstance(chunk[2], BadLines):  # bad CSV lines, as in any CSV; their sequences are rejected
+            for line in chunk[2]:
+                if table.id in line.get("fields", {}):
+                    broken.setdefault(line["fields"][table.id], line["row"])
             yield chunk
             continue
         first = chunk[1]

@@ -14,9 +14,10 @@ such path goes through one `PathRecorder`:
 * ``none``: the file's name only, no directory.
 
 The recorded config follows the same rule for the source's paths and patterns, and in
-``relative`` and ``none`` mode drops the absolute directories it names besides
-(``output.dir``, ``train.dir``, ``retrain.datasets_dir``, ``retrain.models_dir``:
-null in the record). Reading the dataset never needs any of them. What is not a path is
+``relative`` and ``none`` mode keeps only the last name of the absolute or remote
+directories it names besides (``output.dir``, ``train.dir``, ``retrain.datasets_dir``,
+``retrain.models_dir``), so it still loads as a config. Reading the dataset never needs
+any of them. What is not a path is
 unchanged: the fingerprint's checksums and file names, so a dataset's identity (and a
 span's "changed input" check) does not depend on the mode.
 """
@@ -80,8 +81,9 @@ class PathRecorder:
         self.root = root
 
     def file(self, name: str) -> str:
-        """A source file's recorded name; ``path!member`` (a zip member) keeps its member."""
-        path, bang, member = name.partition("!")
+        """A source file's recorded name; ``archive.zip!member`` (a zip member, as the CSV
+        reader names it) keeps its member."""
+        path, bang, member = _split_member(name)
         return self._path(path) + bang + member
 
     def _path(self, path: str) -> str:
@@ -97,7 +99,9 @@ class PathRecorder:
             return os.path.basename(path)
         if "://" in path or "://" in root:
             prefix = root.rstrip("/") + "/"
-            return path[len(prefix):] if path.startswith(prefix) else path
+            if path.rstrip("/") == root.rstrip("/"):
+                return "."
+            return path[len(prefix):] if path.startswith(prefix) else posixpath.basename(path.rstrip("/"))
         relative = os.path.relpath(path, root)
         return relative.replace(os.sep, "/")
 
@@ -120,14 +124,15 @@ class PathRecorder:
             source["splits"] = {split: self.pattern(p) if isinstance(p, str) else [self.pattern(q) for q in p]
                                 for split, p in source["splits"].items()}
         if source.get("data_dir") is not None:
-            source["data_dir"] = self._path(source["data_dir"]) if self.mode == "none" else (
-                self._relative(_absolute(source["data_dir"])) or ".")
+            source["data_dir"] = self._path(source["data_dir"])
         if source.get("root") is not None:
             source["root"] = None  # the root itself is the layout the record leaves out
         for section, key in _OTHER_DIRECTORIES:
             block = out.get(section)
-            if isinstance(block, dict) and isinstance(block.get(key), str) and os.path.isabs(block[key]):
-                block[key] = None
+            value = block.get(key) if isinstance(block, dict) else None
+            if isinstance(value, str) and ("://" in value or os.path.isabs(os.path.expanduser(value))):
+                # its last name, relative: the recorded config still loads (retrain's are required)
+                block[key] = posixpath.basename(value.rstrip("/")) or "."
         return out
 
 
@@ -142,7 +147,7 @@ def path_recorder(source, paths: Sequence[str]) -> PathRecorder:
     if declared is not None:
         root = _absolute(declared).rstrip("/") if "://" in declared else _absolute(declared)
         if mode == "relative":
-            outside = [p for p in paths if _outside(_absolute(p.partition("!")[0]), root)]
+            outside = [p for p in paths if _outside(_absolute(_split_member(p)[0]), root)]
             if outside:
                 raise SourceError(
                     f"source.root {declared!r}: {len(outside)} source file(s) are not under it, e.g. {outside[0]!r}; "
@@ -153,7 +158,7 @@ def path_recorder(source, paths: Sequence[str]) -> PathRecorder:
         from tfstream.pipelines.write.tfds_source import tfds_data_dir
 
         return PathRecorder(mode, _absolute(tfds_data_dir(source)))
-    files = [_absolute(p.partition("!")[0]) for p in paths]
+    files = [_absolute(_split_member(p)[0]) for p in paths]
     if not files:  # arrays: the config's own patterns, if any
         files = [_absolute(p) for p in _config_patterns(source)]
     return PathRecorder(mode, _common_directory([_parent(f) for f in files]))
@@ -164,6 +169,13 @@ def _config_patterns(source) -> list[str]:
     for value in (getattr(source, "splits", None) or {}).values():
         patterns.extend([value] if isinstance(value, str) else value)
     return [p for p in patterns if not p.startswith(PACKAGE_PREFIX)]
+
+
+def _split_member(name: str) -> tuple[str, str, str]:
+    """``archive.zip!member`` → ``(archive.zip, "!", member)``; any other name (a "!" in
+    a directory's name included) → ``(name, "", "")``."""
+    zipped, bang, member = name.partition(".zip!")
+    return (zipped + ".zip", "!", member) if bang and not os.path.exists(name) else (name, "", "")
 
 
 def _outside(path: str, root: str) -> bool:

@@ -180,3 +180,41 @@ def test_parquet_list_columns_one_row_per_sequence_and_ragged_steps_rejected(tmp
     assert tag == "_quarantine" and (bad["row"], bad["reason"]) == (2, "bad_shape")
     assert bad["message"] == (f"{path}: row 2: column 's': step 1 holds one value, but the feature declares `dim: 2` "
                               f"(values per step); every step of a sequence needs 2")
+
+
+@pytest.mark.parametrize("split, train, message", [
+    ({"key": ["f"]}, {}, r"^split.key: 'f' is source.sequence.order, which differs from step to step"),
+    ({"column": "f", "values": ["train", "test"], "fractions": None}, {"validation_split": None, "eval_split": "test"},
+     r"^split.column: 'f' is source.sequence.order"),
+])
+def test_the_order_column_cannot_split(make_job, split, train, message):
+    output = {"num_shards": {}} if "column" in split else {}
+    """The grouped rows hold one value per sequence for every other column; the order
+    column's values are the steps', so a split on it is refused on load (it raised a
+    KeyError inside the pipeline)."""
+    with pytest.raises(ConfigError, match=message):
+        make_job("digits_lstm.yaml", source={"lengths_key": None, "format": "csv", "path": "s.csv",
+                                             "sequence": {"id": "r", "order": "f"}},
+                 features=[{"name": "s", "type": "sequence", "dim": 1, "column": "a"}],
+                 label={"column": "digit", "task": "multiclass", "num_classes": 10}, split=split, train=train,
+                 output=output)
+
+
+def test_a_bad_csv_line_rejects_the_sequence_it_belongs_to(tmp_path):
+    """A line that is not a row (here an extra field) is quarantined as a bad line, and
+    the sequence whose id it holds is rejected whole: written without it, the sequence
+    would silently miss its step."""
+    path = tmp_path / "steps.csv"
+    path.write_text("id,t,x,y,label\n"
+                    "a,1,0.5,1,cat\n"
+                    "a,2,0.7,1,cat,EXTRA\n"   # row 2: six fields
+                    "a,3,0.9,1,cat\n"
+                    "b,1,7,8,dog\n"
+                    "b,2,6,8,dog\n")
+    chunks = _chunks(path)
+    bad = [b for _, _, c in chunks if isinstance(c, BadLines) for b in c]
+    assert sorted((b["reason"], b["row"]) for b in bad) == [("bad_line", 2), ("missing_step", 1)]
+    (missing,) = [b for b in bad if b["reason"] == "missing_step"]
+    assert missing["lines"] == "1-3" and "row 2 holds this id but is not a valid row" in missing["message"]
+    (good,) = [c for _, _, c in chunks if not isinstance(c, BadLines)]
+    assert good["id"] == ["b"] and good["x"] == [["7", "6"]]

@@ -1,5 +1,6 @@
 """source.record_paths: a dataset does not carry the writing machine's directory layout."""
 
+import json
 import os
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 
 import tfstream as tfs
 from tfstream.pipelines.config import ConfigError
+from tfstream.pipelines.config_retrain import RetrainConfig
 from tfstream.pipelines.manifest import quarantine_records
 from tfstream.pipelines.write.record_paths import PathRecorder, path_recorder
 from tfstream.pipelines.write.sources import SourceError
@@ -67,7 +69,7 @@ def test_no_directory_of_the_writing_machine_is_recorded_unless_asked(tmp_path, 
     (record,) = quarantine_records(str(tmp_path / "out"))
     assert record["file"] == expected["train"]
     recorded = manifest.config
-    assert recorded["train"]["dir"] == (job["train"]["dir"] if mode == "absolute" else None)
+    assert recorded["train"]["dir"] == (job["train"]["dir"] if mode == "absolute" else "model")
     if mode == "relative":
         assert recorded["source"]["splits"] == {"train": "train/*.csv", "test": "test/*.csv"}
 
@@ -113,3 +115,27 @@ def test_the_recorder_on_zip_members_remote_paths_and_packages():
     recorder = path_recorder(Source(), ["gs://bucket/raw/2013/01.csv", "gs://bucket/raw/2014/01.csv"])
     assert recorder.file("gs://bucket/raw/2014/01.csv") == "2014/01.csv"
     assert path_recorder(Source(), ["/a/b/c.csv", "/a/d/e.csv"]).root == "/a"
+
+
+def test_the_recorded_config_loads_again_and_names_no_remote_directory():
+    """A retraining config's directories are required: the record keeps their last name
+    (null would not load), and a remote directory is a directory too."""
+    job = tfs.load_config(job_dict("flights_retrain.yaml", retrain={"datasets_dir": "/home/alice/ds",
+                                                                   "models_dir": "/home/alice/models"},
+                                   train={"dir": "gs://corp/alice/model"}))
+    for mode in ("relative", "none"):
+        recorded = PathRecorder(mode, "/home/alice/raw").config(job.to_json())
+        assert "alice" not in json.dumps(recorded), recorded
+        retrain = RetrainConfig(**recorded["retrain"])  # required, non-empty: null would not load
+        assert (retrain.datasets_dir, retrain.models_dir, recorded["train"]["dir"]) == ("ds", "models", "model")
+    assert PathRecorder("relative", "gs://b/tfds").config(
+        {"source": {"data_dir": "gs://b/tfds"}})["source"]["data_dir"] == "."
+
+
+def test_a_bang_in_a_directory_is_not_a_zip_member(tmp_path):
+    folder = tmp_path / "data!x"
+    folder.mkdir()
+    (folder / "a.csv").write_text("x\n1\n")
+    recorder = PathRecorder("relative", str(tmp_path))
+    assert recorder.file(str(folder / "a.csv")) == "data!x/a.csv"
+    assert recorder.file(str(tmp_path / "f.zip") + "!in/f.csv") == "f.zip!in/f.csv"
