@@ -369,6 +369,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             beam_args = _beam_args(args, unknown, beam_args)
         if not args.verbose and args.command in ("train", "run", "retrain"):
             import_tensorflow_quietly()  # (preprocessing alone does not import TensorFlow)
+        if args.command in ("train", "run", "retrain"):
+            from tfstream.training.strategy import check_strategy
+
+            check_strategy(config.train.strategy)  # (TFSTREAM_CPU_DEVICES: before TensorFlow starts its devices)
         if args.command == "bench":
             return _bench(unknown)
         if args.command == "config":

@@ -50,6 +50,7 @@ from tfstream.training.export import export_serving
 from tfstream.training.integrity import check_before_training, shard_errors_named
 from tfstream.training.evaluation import evaluate
 from tfstream.training.metrics import beats
+from tfstream.training.strategy import check_strategy, model_scope
 from tfstream.training.models import build_model
 from tfstream.transforms.label_scaling import LabelScaling
 
@@ -275,6 +276,7 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, Sequence[Union[str
     if t.eval_split == t.train_split:
         _log.warning("train.eval_split is the training split %r: its score is not held out; name a split the model "
                      "does not train on", t.eval_split)
+    check_strategy(t.strategy)  # e.g. mirrored on another backend: refused before anything is written
     if manifest.schema != config.schema():
         raise TrainError(
             f"{dataset_dir}: the dataset's schema differs from the config's; re-run `tfstream preprocess` "
@@ -305,10 +307,12 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
         fs.write_json(os.path.join(checkpoints, _DATASET), identity)
     keras.utils.set_random_seed(t.seed)
 
-    model = build_model(manifest, config)
-    if warm_start is not None and not resuming:
-        warm_start(model)
+    with model_scope(t.strategy) as distribution:  # mirrored: the model's variables on every device
+        model = build_model(manifest, config)
+        if warm_start is not None and not resuming:
+            warm_start(model)
     train_ds, val_ds, eval_ds, padding = _datasets(config, manifest, scaling)
+    train_ds, val_ds = distribution.feed(train_ds), distribution.feed(val_ds)
     monitor = "val_loss" if val_ds is not None else "loss"
     best = os.path.join(checkpoints, _BEST)
     backup = os.path.join(checkpoints, _BACKUP)
@@ -356,6 +360,7 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
                                                          "resumed_at_epoch": resumed_at})
     if os.path.exists(best):
         model.load_weights(best)  # the best epoch on the validation split, not the last
+    model = distribution.one_device(model)  # mirrored: evaluated, saved and exported on one device
     with shard_errors_named(manifest, (t.eval_split,)):
         scores, baselines = evaluate(model, eval_ds, manifest, t.train_split, scaling)
 
@@ -388,6 +393,7 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
         "fit_seconds": round(fit_seconds, 2),
         "train_examples_per_second": round(manifest.num_examples(t.train_split) * epochs_now / fit_seconds, 1)
         if fit_seconds and epochs_now else None,
+        "strategy": distribution.record(),  # train.strategy and its replica count
         "eval": scores,
         "baseline": baselines,
         "beats": beats(config.label.task, scores, baselines, t.min_improvement),
