@@ -128,7 +128,7 @@ def fill_to_replicas(replicas: int):
     Example:
         >>> import tensorflow as tf
         >>> ds = tf.data.Dataset.from_tensor_slices(({"x": [[1.0], [2.0], [3.0]]}, [0, 1, 0])).batch(2)
-        >>> [(list(w.numpy()), list(y.numpy())) for _, y, w in fill_to_replicas(2)(ds)]
+        >>> [(w.numpy().tolist(), y.numpy().tolist()) for _, y, w in fill_to_replicas(2)(ds)]
         [([1.0, 1.0], [0, 1]), ([1.0, 0.0], [0, 0])]
     """
     import tensorflow as tf
@@ -147,6 +147,33 @@ def fill_to_replicas(replicas: int):
     return stage
 
 
+def _build_from_one_replica(model) -> None:
+    """Make ``model`` (built under a strategy) build its metrics and loss from the first
+    replica's share of fit's first batch.
+
+    Keras 3 (3.15.1, `TensorFlowTrainer._maybe_symbolic_build`) averages that batch over
+    the replicas (``strategy.reduce("MEAN", ...)``) only to learn its shapes and dtypes,
+    and the average of string features fails ("Value for attr 'T' of string is not in
+    the list of allowed values ... AddN"): a tabular job's categorical features. One
+    replica's share has the same dtypes and shapes but the batch size. This replaces
+    the method on this model only, with Keras's own steps bar the average.
+    """
+    import tensorflow as tf
+
+    strategy = model.distribute_strategy
+
+    def build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:  # (as Keras: its epoch iterator yields (step, step, iterator))
+                data_batch = tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0],
+                                                   next(batches))
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = build
+
+
 @dataclasses.dataclass(frozen=True)
 class Distribution:
     """How the trainer spreads a run over devices (what `model_scope` yields)."""
@@ -160,12 +187,15 @@ class Distribution:
         return {"name": self.name, "replicas": self.replicas, **({"devices": list(self.devices)} if self.devices
                                                                  else {})}
 
-    def feed(self, dataset):
-        """``dataset`` (None: None) as fit should take it: under ``mirrored``, with sample
-        weights and no batch smaller than the replica count (`fill_to_replicas`)."""
-        if dataset is None or self.name != "mirrored":
-            return dataset
-        return dataset.apply(fill_to_replicas(self.replicas))
+    def prepare(self, model, *datasets) -> tuple:
+        """``datasets`` (None: None) as fit should take them for ``model``: under
+        ``mirrored``, with sample weights and no batch smaller than the replica count
+        (`fill_to_replicas`), and ``model`` set to build from one replica's batch
+        (`_build_from_one_replica`)."""
+        if self.name != "mirrored":
+            return datasets
+        _build_from_one_replica(model)
+        return tuple(None if ds is None else ds.apply(fill_to_replicas(self.replicas)) for ds in datasets)
 
     def one_device(self, model):
         """``model``, or under ``mirrored`` a copy of it on one device, with its weights

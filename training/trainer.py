@@ -312,7 +312,7 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
         if warm_start is not None and not resuming:
             warm_start(model)
     train_ds, val_ds, eval_ds, padding = _datasets(config, manifest, scaling)
-    train_ds, val_ds = distribution.feed(train_ds), distribution.feed(val_ds)
+    train_ds, val_ds = distribution.prepare(model, train_ds, val_ds)  # mirrored: no replica without examples
     monitor = "val_loss" if val_ds is not None else "loss"
     best = os.path.join(checkpoints, _BEST)
     backup = os.path.join(checkpoints, _BACKUP)
