@@ -195,6 +195,10 @@ class Distribution:
         if self.name != "mirrored":
             return datasets
         _build_from_one_replica(model)
+        with model.distribute_strategy.scope():  # (the optimizer's variables are mirrored too)
+            # Keras gives sample weights to weighted_metrics only: the copies must not count.
+            compiled = model.get_compile_config()
+            model.compile_from_config({**compiled, "metrics": None, "weighted_metrics": compiled.get("metrics")})
         return tuple(None if ds is None else ds.apply(fill_to_replicas(self.replicas)) for ds in datasets)
 
     def one_device(self, model):
