@@ -3,13 +3,15 @@
 gradients summed across the copies at every step).
 
 The trainer builds and compiles the model, and warm-starts it, inside `model_scope`, so
-its variables are mirrored; Keras 3 `fit`, `predict` and `export` then run under the
-strategy the model was built in: `fit` distributes the tf.data stream itself
+its variables are mirrored; Keras 3 `fit` then distributes the tf.data stream itself
 (``strategy.experimental_distribute_dataset``), splitting each batch across the
 replicas. ``reader.batch_size`` is therefore the **global** batch: 256 over 2 devices
 is 128 per device. A batch that does not split evenly (bucketing's smaller batches, the
-last partial batch, even one smaller than the number of replicas) is split as evenly as
-it goes, and a replica left without examples adds nothing to the step.
+last partial batch) is split as evenly as it goes; one smaller than the number of
+replicas is filled with zero-weight copies (`fill_to_replicas`). The reader, and its
+`PaddingCounter`, see the global batches: the padding efficiency is the one-device
+value. `Distribution.prepare` readies the model and the datasets for fit, and the
+trainer evaluates, saves and exports a one-device copy (`Distribution.one_device`).
 
 The devices are every visible GPU, else the logical CPU devices. A CPU is one logical
 device unless ``TFSTREAM_CPU_DEVICES=N`` (an environment variable) splits it into N
@@ -205,9 +207,10 @@ class Distribution:
         """``model``, or under ``mirrored`` a copy of it on one device, with its weights
         and compile settings: what the trainer evaluates, saves and exports.
 
-        A mirrored model's ``predict_on_batch`` runs the batch on every replica and
-        concatenates their outputs (each example predicted once per replica), and its
-        variables would carry the strategy into the export.
+        A mirrored model's ``predict_on_batch`` (what `evaluation.evaluate` calls) runs
+        the whole batch on every replica and concatenates their outputs: 16 rows for a
+        batch of 8 over 2 devices (Keras 3.15.1). Its export would serve (checked), but
+        the copy is what was evaluated, so the saved model and the export are the copy.
         """
         if self.name != "mirrored":
             return model
