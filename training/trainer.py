@@ -16,7 +16,8 @@ and the best checkpoint, evaluates on the eval split, and writes into the model 
                          model's loss is in the units it learns (standardized)
     metrics.json         eval metrics (in the label's units), the trivial baselines and
                          whether the model beats them (`metrics.beats`), counts, timings,
-                         and the dataset snapshot and digest the model was trained on
+                         the dataset snapshot and digest the model was trained on, and
+                         the train.strategy and its replica count (``strategy``)
 
 Example:
     >>> job = replace(load_config("configs/flights_dense.yaml"), train=TrainConfig(epochs=1, eval_split="eval"))
