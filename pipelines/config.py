@@ -357,6 +357,10 @@ class TrainConfig(_Section):
                           "(0 <= x < 1; 0.01: 1% lower).")
     tensorboard: StrictBool = Field(True, description="Write TensorBoard logs of the per-epoch metrics into "
                                                       "`<model dir>/logs` (view with `tensorboard --logdir`).")
+    strategy: Literal["default", "mirrored", "multi_worker"] = Field(
+        "default", description="default: one device; mirrored: tf.distribute.MirroredStrategy over this machine's "
+                               "devices (TensorFlow backend); multi_worker: Keras' DataParallel across processes "
+                               "on the JAX backend (README: Scaling out).")
 
     @model_validator(mode="after")
     def _rules(self) -> TrainConfig:
