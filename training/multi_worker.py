@@ -54,9 +54,10 @@ import logging
 import os
 import sys
 import tempfile
-from typing import Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, Iterator, Mapping, Optional
 
-from tfstream.pipelines.read.processes import ProcessShard
+if TYPE_CHECKING:  # (the reader imports TensorFlow, which imports Keras: not before use_jax_backend)
+    from tfstream.pipelines.read.processes import ProcessShard
 
 _log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ def _check_backend() -> None:
                                f"(pip install 'tfstream[jax]')")
 
 
-def start(environ: Optional[Mapping[str, str]] = None) -> ProcessShard:
+def start(environ: Optional[Mapping[str, str]] = None) -> "ProcessShard":
     """Join the job: ``jax.distributed.initialize`` with this process's settings (once
     per Python process; CPU collectives over gloo), then Keras' ``DataParallel`` over
     every process's devices, with Keras' own dataset sharding off.
@@ -169,6 +170,8 @@ def start(environ: Optional[Mapping[str, str]] = None) -> ProcessShard:
     _check_backend()
     import jax
     import keras
+
+    from tfstream.pipelines.read.processes import ProcessShard
 
     if not jax.distributed.is_initialized():
         _log.info("multi_worker: process %d of %d, coordinator %s", settings.process_id, settings.num_processes,
@@ -197,7 +200,7 @@ def check_job(config, manifest, count: int) -> None:
 
 
 @contextlib.contextmanager
-def own_dir(process: Optional[ProcessShard], model_dir: str) -> Iterator[str]:
+def own_dir(process: "Optional[ProcessShard]", model_dir: str) -> Iterator[str]:
     """The directory this process writes its model files to: the model dir for process 0
     (and a single process), a scratch directory, removed at the end, for the others."""
     if process is None or process.index == 0:
