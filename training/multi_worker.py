@@ -186,17 +186,34 @@ def start(environ: Optional[Mapping[str, str]] = None) -> "ProcessShard":
     return ProcessShard(jax.process_index(), jax.process_count())
 
 
-def check_job(config, manifest, count: int) -> None:
-    """Refuse what a multi_worker run of ``count`` processes cannot train: every process
-    must feed batches of the same shape at every step."""
-    if config.reader.batch_size % count:
-        raise MultiWorkerError(f"reader.batch_size: {config.reader.batch_size} is the global batch, split evenly "
-                               f"across the {count} processes; make it a multiple of {count}")
+def check_job(config, manifest, process: "ProcessShard") -> dict:
+    """Refuse what a multi_worker run cannot train (every process must feed batches of
+    the same shape at every step), and say what an epoch covers.
+
+    Returns:
+        For metrics.json (``multi_worker``): the process count, the global and
+        per-process batch, how the training split is dealt (by file or by record), and
+        the records each process, and all, take per epoch; ``left_out``: the split's
+        records no process takes in an epoch (`pipelines.read.processes`).
+    """
+    count, batch = process.count, config.reader.batch_size
+    if batch % count:
+        raise MultiWorkerError(f"reader.batch_size: {batch} is the global batch, split evenly across the {count} "
+                               f"processes; make it a multiple of {count}")
     if manifest.schema.sequence_features or config.reader.max_tokens_per_batch is not None:
         raise MultiWorkerError("train.strategy: multi_worker trains datasets without sequence features, in batches "
                                "of reader.batch_size (each process's batches must have the same shape at every "
                                "step; sequences are padded per batch): train this job with train.strategy: default "
                                "or mirrored")
+    plan = process.plan(manifest, config.train.train_split)
+    summary = {"processes": count, "batch_size": batch, "batch_size_per_process": per_process_batch(batch, count),
+               "train_split_by": "record" if plan.by_record else "file", "records_per_process": plan.records,
+               "records_per_epoch": count * plan.records, "left_out": plan.left_out}
+    _log.info("multi_worker: process %d of %d; the %r split is dealt by %s: each epoch, every process takes %d "
+              "records in batches of %d (%d records in all, %d left out)", process.index, count,
+              config.train.train_split, summary["train_split_by"], plan.records, summary["batch_size_per_process"],
+              summary["records_per_epoch"], plan.left_out)
+    return summary
 
 
 @contextlib.contextmanager

@@ -288,19 +288,19 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, Sequence[Union[str
             f"{dataset_dir}: the dataset's schema differs from the config's; re-run `tfstream preprocess` "
             f"with this config"
         )
-    process = None
+    process, processes = None, None
     if t.strategy == "multi_worker":  # training/multi_worker.py: what each process reads and writes
         process = multi_worker.start()
-        multi_worker.check_job(config, manifest, process.count)
+        processes = multi_worker.check_job(config, manifest, process)
     with pins(manifest), multi_worker.own_dir(process, model_dir) as model_dir:
         return _train(config, manifest, dataset_dir, model_dir, verbose, callbacks, restart or process is not None,
-                      warm_start, process)
+                      warm_start, process, processes)
 
 
 def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: str, verbose: int,
            callbacks: Sequence[keras.callbacks.Callback], restart: bool,
            warm_start: Optional[Callable[[keras.Model], Any]] = None,
-           process: Optional[ProcessShard] = None) -> dict[str, Any]:
+           process: Optional[ProcessShard] = None, processes: Optional[dict] = None) -> dict[str, Any]:
     t = config.train
     checkpoints = os.path.join(model_dir, "checkpoints")
     resuming = _check_dataset_identity(checkpoints, manifest, dataset_dir, restart)  # cheap: first
@@ -412,6 +412,7 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
         "beats": beats(config.label.task, scores, baselines, t.min_improvement),
         "label_scaling": None if scaling.is_identity else scaling.to_json(),
         "history": {k: v for k, v in full.items() if k != "epoch"},
+        **({"multi_worker": processes} if processes is not None else {}),
     }
     metrics["beats_baseline"] = metrics["beats"]["beats"]
     fs.write_json(os.path.join(model_dir, METRICS_NAME), metrics)

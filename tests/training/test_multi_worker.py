@@ -27,7 +27,8 @@ import tfstream.training.trainer as trainer
 
 dataset, model_dir, out = sys.argv[1:4]
 config = config_from_dict(job_dict("seed_dense.yaml", reader={"batch_size": 16, "shuffle_buffer": 64},
-                                   train={"epochs": 1, "strategy": "multi_worker"}))
+                                   train={"epochs": 1, "strategy": "multi_worker", "validation_split": "validation"},
+                                   **json.loads(sys.argv[4])))
 seen = {}  # an iterator's number -> the ids of each batch it gave
 iterators = iter(range(1000))
 datasets = trainer._datasets
@@ -60,6 +61,11 @@ with open(out + ".json", "w") as f:
 """
 
 
+# One training shard for two processes: read by record (each keeps every other record).
+SPLITS = {"split": {"fractions": {"train": 0.7, "validation": 0.15, "eval": 0.15}},
+          "output": {"num_shards": {"train": 1, "validation": 1, "eval": 1}}}
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -72,13 +78,13 @@ def numeric_dataset(tmp_path_factory):
     from tfstream.pipelines.write.arrays import write_arrays
     from tfstream.testing import job_dict
 
-    config = config_from_dict(job_dict("seed_dense.yaml", output={"num_shards": {"train": 1, "eval": 1}}))
+    config = config_from_dict(job_dict("seed_dense.yaml", **SPLITS))
     rng = np.random.default_rng(0)
-    x = rng.random((401, 10), dtype=np.float32)
-    x[:, 0] = np.arange(401)  # the row's number: a record's id
+    x = rng.random((404, 10), dtype=np.float32)
+    x[:, 0] = np.arange(404)  # the row's number: a record's id
     path = str(tmp_path_factory.mktemp("numeric") / "dataset")
-    manifest = write_arrays(config, {"X": x, "y": rng.integers(0, 2, 401)}, path)
-    assert manifest.num_examples("train") % 2 == 0  # two processes take every record (161 each: a last batch of 1)
+    manifest = write_arrays(config, {"X": x, "y": rng.integers(0, 2, 404)}, path)
+    assert manifest.num_examples("train") == 278  # two processes take every record (139 each: a last batch of 3)
     return path
 
 
@@ -98,7 +104,7 @@ def test_two_processes_train_one_model(numeric_dataset, tmp_path):
         log = open(tmp_path / f"process{i}.log", "w+")
         logs.append(log)
         procs.append(subprocess.Popen([sys.executable, "-c", DRIVER, numeric_dataset, str(model_dir),
-                                       str(tmp_path / f"out{i}")], env=env, stdout=log, stderr=subprocess.STDOUT))
+                                       str(tmp_path / f"out{i}"), json.dumps(SPLITS)], env=env, stdout=log, stderr=subprocess.STDOUT))
     try:
         for p in procs:
             p.wait(timeout=240)  # a hang (a collective waiting forever) fails, never blocks
@@ -120,8 +126,15 @@ def test_two_processes_train_one_model(numeric_dataset, tmp_path):
 
     assert len(weights[0].files) == len(weights[1].files) > 0
     assert all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0].files)
-    saved = keras.models.load_model(model_dir / "model.keras").get_weights()
-    assert all(np.array_equal(w, weights[1][f"arr_{j}"]) for j, w in enumerate(saved))
+    model = keras.models.load_model(model_dir / "model.keras")
+    assert all(np.array_equal(w, weights[1][f"arr_{j}"]) for j, w in enumerate(model.get_weights()))
+
+    # The validation figures are the whole validation split's, as one process scores it.
+    from tfstream.pipelines.read.reader import read
+
+    alone = model.evaluate(read(numeric_dataset, "validation", batch_size=16, shuffle=False), return_dict=True,
+                           verbose=0)
+    assert out[0]["metrics"]["history"]["val_loss"][0] == pytest.approx(alone["loss"], rel=1e-5)
 
     # The epoch fed every training record once, half to each process, in batches of 8.
     manifest = load_manifest(numeric_dataset)
@@ -134,6 +147,9 @@ def test_two_processes_train_one_model(numeric_dataset, tmp_path):
     # Only process 0 wrote: the model dir is its, process 1 left nothing in its scratch.
     metrics = out[0]["metrics"]
     assert metrics["epochs_run"] == 1 and metrics["eval"]["accuracy"] is not None
+    assert metrics["multi_worker"] == {"processes": 2, "batch_size": 16, "batch_size_per_process": 8,
+                                       "train_split_by": "record", "records_per_process": 139,
+                                       "records_per_epoch": 278, "left_out": 0}
     assert out[1]["metrics"] == {"process_index": 1, "num_processes": 2, "epochs_run": 1}
     assert json.load(open(model_dir / "metrics.json"))["eval"] == metrics["eval"]
     assert sorted(os.listdir(model_dir)) == ["checkpoints", "export", "history.csv", "learning_curves.png", "logs",
