@@ -253,6 +253,10 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, Sequence[Union[str
     epoch goes straight to evaluation. A resume on a dataset that was republished with
     other records is refused (``restart=True`` starts afresh).
 
+    With ``train.strategy: multi_worker``, each process of the job calls it (see
+    `multi_worker`): process 0 returns the content of ``metrics.json``, the others
+    ``{"process_index", "num_processes", "epochs_run"}``; such a run does not resume.
+
     Returns:
         The content of ``metrics.json``; ``eval_split`` names the split scored.
 
