@@ -367,8 +367,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command in ("train", "run", "retrain"):
             _require_model(config, args.config)  # before anything runs
             if config.train.strategy == "multi_worker":
-                from tfstream.training.multi_worker import settings_from_env, use_jax_backend
+                from tfstream.training.multi_worker import refuse, settings_from_env, use_jax_backend
 
+                if args.command != "train":
+                    refuse(args.command)
                 use_jax_backend()  # before TensorFlow imports Keras
                 settings_from_env()  # a process not told its place fails now, not after the imports
         if args.command == "retrain":

@@ -128,6 +128,19 @@ def settings_from_env(environ: Optional[Mapping[str, str]] = None) -> ProcessSet
     return ProcessSettings(coordinator, count, index)
 
 
+def refuse(command: str) -> None:
+    """Refuse ``command`` (``run``, ``retrain``) for a multi_worker config: each process of
+    the job runs `train` alone, on a dataset written beforehand.
+
+    Raises:
+        MultiWorkerError: always.
+    """
+    raise MultiWorkerError(f"train.strategy: multi_worker trains with several processes, each running `tfstream "
+                           f"train` (or train()) on a dataset written beforehand; `{command}` would run in every "
+                           f"process: write the dataset once (`tfstream preprocess`), then launch `tfstream train` "
+                           f"in each process (README: Scaling out), or set train.strategy: default for `{command}`")
+
+
 def use_jax_backend(environ=None) -> None:
     """Select Keras' JAX backend for a multi_worker run, before Keras is imported (the CLI
     calls it before importing TensorFlow, which imports Keras).

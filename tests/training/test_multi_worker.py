@@ -220,3 +220,16 @@ def test_the_cli_refuses_a_process_not_told_its_place(tmp_path):
     assert done.returncode == 2
     assert "train.strategy: multi_worker needs TFSTREAM_COORDINATOR" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "retrain"])
+def test_run_and_retrain_are_refused(tmp_path, command, capsys):
+    import yaml
+
+    from tfstream.cli import main
+    from tfstream.testing import job_dict
+
+    config = tmp_path / "job.yaml"
+    config.write_text(yaml.safe_dump(job_dict("flights_retrain.yaml", train={"strategy": "multi_worker"})))
+    assert main([command, "--config", str(config)]) == 2
+    assert f"`{command}` would run in every process: write the dataset once" in capsys.readouterr().err
