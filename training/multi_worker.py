@@ -37,6 +37,8 @@ How a run goes (`training.trainer` calls `start`, `per_process_batch`, `local_mo
   the others are done.
 * **no resume**: every process would have to restore the same epoch and weights; a
   rerun of an interrupted multi_worker run starts afresh (``--restart``).
+* **your callbacks** (``train(callbacks=...)``) run on every process: one that writes
+  files should check ``jax.process_index() == 0``.
 
 Example:
     >>> settings_from_env({"TFSTREAM_COORDINATOR": "10.0.0.1:1234", "TFSTREAM_NUM_PROCESSES": "4",
