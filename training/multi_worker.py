@@ -36,7 +36,9 @@ How a run goes (`training.trainer` calls `start`, `per_process_batch`, `local_mo
   (no collectives) and scores the whole eval split alone, as a single process does;
   the others are done.
 * **no resume**: every process would have to restore the same epoch and weights; a
-  rerun of an interrupted multi_worker run starts afresh (``--restart``).
+  rerun of an interrupted multi_worker run starts afresh (``--restart``). A process
+  that dies takes the others down (JAX's heartbeat timeout: 93 s measured here, after a
+  SIGKILL of process 1 of 2): rerun the whole job.
 * **your callbacks** (``train(callbacks=...)``) run on every process: one that writes
   files should check ``jax.process_index() == 0``.
 
