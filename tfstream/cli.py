@@ -260,6 +260,10 @@ def _train(config, dataset: Optional[str], model_dir: Optional[str], restart: bo
 
     _log.info("train %r: %s model, %d epoch(s) at most", config.name, config.model.type, config.train.epochs)
     metrics = train(config, dataset=dataset, model_dir=model_dir, restart=restart)
+    if metrics.get("process_index"):  # multi_worker: process 0 evaluates and writes the model dir
+        _log.info("process %d of %d: trained %d epoch(s); process 0 writes the model", metrics["process_index"],
+                  metrics["num_processes"], metrics["epochs_run"])
+        return metrics
     judged = metrics["beats"]
     _log.info("eval %s %s, best trivial baseline (%s) %s: %s by more than %g%%; %s", judged["metric"],
               cell(judged["model"]), judged["against"], cell(judged["baseline"]),
@@ -362,6 +366,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             config = _with_epochs(load_config(args.config), getattr(args, "epochs", None))
         if args.command in ("train", "run", "retrain"):
             _require_model(config, args.config)  # before anything runs
+            if config.train.strategy == "multi_worker":
+                from tfstream.training.multi_worker import refuse, settings_from_env, use_jax_backend
+
+                if args.command != "train":
+                    refuse(args.command)
+                use_jax_backend()  # before TensorFlow imports Keras
+                settings_from_env()  # a process not told its place fails now, not after the imports
         if args.command == "retrain":
             config.require_retrain()
         if args.command in ("preprocess", "run"):

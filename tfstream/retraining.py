@@ -165,6 +165,10 @@ def retrain(config: JobConfig, *, until: Optional[str] = None, wait: Union[bool,
             `exit_status` gives it) was appended.
     """
     config.require_retrain()
+    if config.train.strategy == "multi_worker":  # every process would retrain, gate and promote
+        from tfstream.training.multi_worker import refuse
+
+        refuse("retrain")
     directory = registry_dir(config)
     started = time.perf_counter()
     record: dict[str, Any] = {

@@ -245,7 +245,8 @@ def evaluate(model, dataset, manifest, train_split: str, label_scaling=None, *,
 
         auc = keras.metrics.AUC(name="auc")  # (200 thresholds, as Keras reports it during fit)
     for features, labels in dataset:
-        out = np.asarray(model.predict_on_batch(features), dtype=np.float64)
+        # As NumPy: Keras' JAX backend does not take TensorFlow tensors in predict_on_batch.
+        out = np.asarray(model.predict_on_batch({k: v.numpy() for k, v in features.items()}), dtype=np.float64)
         if losses is not None:
             units = label_scaling.invert(out) if label.task == "regression" and label_scaling is not None else out
             losses.append((labels.numpy(), example_losses(labels.numpy(), units, label.task)))

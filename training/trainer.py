@@ -40,11 +40,13 @@ from tfstream.pipelines import fs
 from tfstream.pipelines.config import JobConfig
 from tfstream.pipelines.manifest import Manifest, ManifestError, load_manifest
 from tfstream.pipelines.read.memory import MemoryBudgetError, MemoryEstimate, MiB, check_budget, estimate_input_memory
+from tfstream.pipelines.read.processes import ProcessShard
 from tfstream.pipelines.read.reader import read
 from tfstream.pipelines.read.stages import PaddingCounter
 from tfstream.pipelines.snapshots import pins
 from tfstream.pipelines.window import window_manifest
 from tfstream.pipelines.inspect.plots import write_learning_curves
+from tfstream.training import multi_worker
 from tfstream.training.callbacks import (AtomicBackupAndRestore, AtomicModelCheckpoint, EpochScalars,
                                         ResumedEarlyStopping)
 from tfstream.training.export import export_serving
@@ -118,9 +120,12 @@ def _plan_memory(config: JobConfig, manifest: Manifest) -> MemoryEstimate:
     return estimate
 
 
-def _datasets(config: JobConfig, manifest: Manifest, scaling: LabelScaling):
+def _datasets(config: JobConfig, manifest: Manifest, scaling: LabelScaling, process: Optional[ProcessShard] = None):
     """The training, validation and evaluation datasets, and the training set's
     `PaddingCounter` (None without sequence features).
+
+    With ``process`` (multi_worker), the training split is this process's part, in
+    batches of its share of ``reader.batch_size`` (`multi_worker`).
 
     Only the training split is bucketed and cached (`ReadOptions.for_evaluation`). The
     training and validation labels are scaled as the model learns them (``scaling``);
@@ -128,8 +133,11 @@ def _datasets(config: JobConfig, manifest: Manifest, scaling: LabelScaling):
     """
     t = config.train
     counter = PaddingCounter() if manifest.schema.sequence_features else None
+    share = {} if process is None else {"process": process,
+                                        "batch_size": multi_worker.per_process_batch(config.reader.batch_size,
+                                                                                     process.count)}
     train_ds = read(manifest, t.train_split, config.reader, shuffle=True, padding_counter=counter,
-                    label_scaling=scaling)
+                    label_scaling=scaling, **share)
     evaluation = config.reader.for_evaluation()
 
     def plain(split: str, **kwargs):
@@ -247,6 +255,10 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, Sequence[Union[str
     epoch goes straight to evaluation. A resume on a dataset that was republished with
     other records is refused (``restart=True`` starts afresh).
 
+    With ``train.strategy: multi_worker``, each process of the job calls it (see
+    `multi_worker`): process 0 returns the content of ``metrics.json``, the others
+    ``{"process_index", "num_processes", "epochs_run"}``; such a run does not resume.
+
     Returns:
         The content of ``metrics.json``; ``eval_split`` names the split scored.
 
@@ -283,13 +295,19 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, Sequence[Union[str
             f"{dataset_dir}: the dataset's schema differs from the config's; re-run `tfstream preprocess` "
             f"with this config"
         )
-    with pins(manifest):
-        return _train(config, manifest, dataset_dir, model_dir, verbose, callbacks, restart, warm_start)
+    process, processes = None, None
+    if t.strategy == "multi_worker":  # training/multi_worker.py: what each process reads and writes
+        process = multi_worker.start()
+        processes = multi_worker.check_job(config, manifest, process)
+    with pins(manifest), multi_worker.own_dir(process, model_dir) as model_dir:
+        return _train(config, manifest, dataset_dir, model_dir, verbose, callbacks, restart or process is not None,
+                      warm_start, process, processes)
 
 
 def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: str, verbose: int,
            callbacks: Sequence[keras.callbacks.Callback], restart: bool,
-           warm_start: Optional[Callable[[keras.Model], Any]] = None) -> dict[str, Any]:
+           warm_start: Optional[Callable[[keras.Model], Any]] = None,
+           process: Optional[ProcessShard] = None, processes: Optional[dict] = None) -> dict[str, Any]:
     t = config.train
     checkpoints = os.path.join(model_dir, "checkpoints")
     resuming = _check_dataset_identity(checkpoints, manifest, dataset_dir, restart)  # cheap: first
@@ -312,7 +330,7 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
         model = build_model(manifest, config)
         if warm_start is not None and not resuming:
             warm_start(model)
-    train_ds, val_ds, eval_ds, padding = _datasets(config, manifest, scaling)
+    train_ds, val_ds, eval_ds, padding = _datasets(config, manifest, scaling, process)
     train_ds, val_ds = distribution.prepare(model, train_ds, val_ds)  # mirrored: no replica without examples
     monitor = "val_loss" if val_ds is not None else "loss"
     best = os.path.join(checkpoints, _BEST)
@@ -343,7 +361,8 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
               if t.early_stopping_patience else []),
             # Last: an epoch is backed up only once it is checkpointed and logged, so a resume
             # never skips an epoch that the history and the best checkpoint have not seen.
-            AtomicBackupAndRestore(backup),
+            # (Not multi_worker's: every process would have to restore the same state.)
+            *([AtomicBackupAndRestore(backup)] if process is None else []),
         ]
 
         start = time.perf_counter()
@@ -359,6 +378,10 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
         os.replace(f"{last[:-len('.weights.h5')]}.tmp.weights.h5", last)
         fs.write_json(os.path.join(checkpoints, _FITTED), {"fit_seconds": fit_seconds, "epochs_now": epochs_now,
                                                          "resumed_at_epoch": resumed_at})
+    if process is not None:  # process 0 goes on alone, with a model of its own; the others are done
+        model = multi_worker.local_model(model, manifest, config)
+        if process.index:
+            return {"process_index": process.index, "num_processes": process.count, "epochs_run": epochs_now}
     if os.path.exists(best):
         model.load_weights(best)  # the best epoch on the validation split, not the last
     model = distribution.one_device(model)  # mirrored: evaluated, saved and exported on one device
@@ -400,6 +423,7 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
         "beats": beats(config.label.task, scores, baselines, t.min_improvement),
         "label_scaling": None if scaling.is_identity else scaling.to_json(),
         "history": {k: v for k, v in full.items() if k != "epoch"},
+        **({"multi_worker": processes} if processes is not None else {}),
     }
     metrics["beats_baseline"] = metrics["beats"]["beats"]
     fs.write_json(os.path.join(model_dir, METRICS_NAME), metrics)

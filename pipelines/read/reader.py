@@ -29,6 +29,7 @@ from tfstream.pipelines.config import ReadOptions
 from tfstream.pipelines.manifest import Manifest, load_manifest
 from tfstream.pipelines.read.bucketing import DEFAULT_NUM_BUCKETS, bucket_by_length, bucket_plan
 from tfstream.pipelines.read.memory import memory_cache_warning, parallel_shards, shuffle_buffer_held
+from tfstream.pipelines.read.processes import ProcessShard, take_records
 from tfstream.pipelines.read.stages import (
     BLOCK_SIZE,
     PaddingCounter,
@@ -60,6 +61,7 @@ def read(
     padding_counter: Optional[PaddingCounter] = None,
     raw_labels: bool = False,
     label_scaling: Optional[LabelScaling] = None,
+    process: Optional[ProcessShard] = None,
     **overrides: Any,
 ) -> tf.data.Dataset:
     """Stream one split of a tfstream dataset as batches of ``(features, label)``.
@@ -82,6 +84,9 @@ def read(
             default: the dataset's (its ``label.transform``, and standardized with the
             training split's statistics unless its config says
             ``label.standardize: false``).
+        process: read only this process's part of the split, the same number of
+            records on every process (`processes.ProcessShard`; several processes
+            training together). Not with ``max_tokens_per_batch``.
         **overrides: `ReadOptions` fields that replace those of ``options``
             (``read(d, "train", batch_size=32, seed=0)``; see
             `ReadOptions.with_overrides`).
@@ -122,6 +127,15 @@ def read(
     schema = manifest.schema
     n = manifest.num_examples(split)
     batch_size = options.batch_size
+    part = None
+    if process is not None:
+        if options.max_tokens_per_batch is not None:
+            raise ValueError("read(process=...) reads batches of batch_size records, the same shape on every "
+                             "process; unset max_tokens_per_batch")
+        part = process.plan(manifest, split)
+        if warning := process.warning(manifest, split):
+            _log.warning("%s", warning)
+        n = part.records  # what this process gives per epoch
     plan, bucket_key = None, None
     if options.max_tokens_per_batch is not None:
         if not schema.sequence_features:
@@ -141,13 +155,18 @@ def read(
         # layout, so the layout is part of its name.
         layout = f"blocks{BLOCK_SIZE}" if shuffle else "records"
         cache = f"{cache}.{split}.{manifest.split(split).digest[:16]}.{layout}"
+        if process is not None:
+            cache += f".process{process.index}of{process.count}"
     elif cache == "memory" and (warning := memory_cache_warning(manifest, split)):
         _log.warning("%s", warning)
     # Unshuffled reads keep the stored order (predictions line up with records); seeded
     # reads are reproducible; otherwise tf.data may reorder for speed.
     deterministic = True if (options.seed is not None or not shuffle) else None
 
-    files = list_shards(manifest, split, shuffle=shuffle, seed=options.seed)
+    # By record, every process lists every shard in the stored order: `Dataset.shard`
+    # then deals the same records on every process.
+    files = list_shards(manifest, split, shuffle=shuffle and not (part and part.by_record), seed=options.seed,
+                        paths=part.paths if part else None)
     if shuffle:
         # Blocks, not records, from here to the batches: see `stages`. Settings larger
         # than the split are held to it (same order; TensorFlow sizes threads and
@@ -156,16 +175,26 @@ def read(
         # a few records short or long would otherwise pass the batch count below.
         cycle_length = parallel_shards(manifest, split, options.cycle_length)
         buffer_size = shuffle_buffer_held(manifest, split, options.shuffle_buffer, BLOCK_SIZE)
-        ds = files.apply(interleave_blocks(compression=manifest.compression, cycle_length=cycle_length,
-                                           deterministic=deterministic, records=shard_records(manifest, split)))
+        if part is not None and part.by_record:
+            ds = files.apply(read_shards(compression=manifest.compression))
+            ds = ds.shard(process.count, process.index).batch(BLOCK_SIZE)
+        else:
+            ds = files.apply(interleave_blocks(compression=manifest.compression, cycle_length=cycle_length,
+                                               deterministic=deterministic, records=shard_records(manifest, split)))
         ds = ds.apply(cache_records(cache=cache))
         ds = ds.apply(shuffle_blocks(buffer_size=buffer_size, block_size=BLOCK_SIZE, seed=options.seed,
                                      deterministic=deterministic))
+        if part is not None:
+            ds = ds.apply(take_records(part.records))
     else:
         ds = files.apply(read_shards(compression=manifest.compression))
+        if part is not None and part.by_record:
+            ds = ds.shard(process.count, process.index)
         # The manifest knows the record count: declaring it fails loudly if the shards
         # do not hold what the manifest says (and gives Keras a step count, below).
-        ds = ds.apply(tf.data.experimental.assert_cardinality(n))
+        ds = ds.apply(tf.data.experimental.assert_cardinality(part.held if part else n))
+        if part is not None:
+            ds = ds.take(n)
         ds = ds.apply(cache_records(cache=cache))
     if repeat:
         ds = ds.repeat()

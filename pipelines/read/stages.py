@@ -33,7 +33,7 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Callable, Mapping, Optional, Union
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 import tensorflow as tf
 
@@ -53,7 +53,7 @@ BLOCK_SIZE = 128
 
 
 def list_shards(manifest: Union[Manifest, str], split: str, *, shuffle: bool = True,
-                seed: Optional[int] = None) -> tf.data.Dataset:
+                seed: Optional[int] = None, paths: Optional[Sequence[str]] = None) -> tf.data.Dataset:
     """A dataset of the split's shard paths, taken from the manifest only.
 
     Args:
@@ -61,10 +61,12 @@ def list_shards(manifest: Union[Manifest, str], split: str, *, shuffle: bool = T
         split: the split name.
         shuffle: shuffle the file order (again each epoch).
         seed: makes the file order reproducible.
+        paths: some of the split's shard paths, to list instead of all of them (one
+            process's part: `processes.ProcessShard`).
     """
     if isinstance(manifest, str):
         manifest = load_manifest(manifest)
-    paths = manifest.shard_paths(split)
+    paths = manifest.shard_paths(split) if paths is None else list(paths)
     files = tf.data.Dataset.from_tensor_slices(tf.constant(paths, dtype=tf.string))
     if shuffle and len(paths) > 1:
         files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
