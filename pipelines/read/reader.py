@@ -28,6 +28,7 @@ import tensorflow as tf
 from tfstream.pipelines.config import ReadOptions
 from tfstream.pipelines.manifest import Manifest, load_manifest
 from tfstream.pipelines.read.bucketing import DEFAULT_NUM_BUCKETS, bucket_by_length, bucket_plan
+from tfstream.pipelines.read.lookups import categorical_ids as lookup_categoricals
 from tfstream.pipelines.read.memory import memory_cache_warning, parallel_shards, shuffle_buffer_held
 from tfstream.pipelines.read.stages import (
     BLOCK_SIZE,
@@ -60,6 +61,7 @@ def read(
     padding_counter: Optional[PaddingCounter] = None,
     raw_labels: bool = False,
     label_scaling: Optional[LabelScaling] = None,
+    categorical_ids: Optional[str] = None,
     **overrides: Any,
 ) -> tf.data.Dataset:
     """Stream one split of a tfstream dataset as batches of ``(features, label)``.
@@ -82,6 +84,9 @@ def read(
             default: the dataset's (its ``label.transform``, and standardized with the
             training split's statistics unless its config says
             ``label.standardize: false``).
+        categorical_ids: give categorical features as ``int64`` ids, looked up with the
+            vocabulary of this split (the one the model is built from; see `lookups`), not
+            as strings: for a model on a Keras backend other than TensorFlow.
         **overrides: `ReadOptions` fields that replace those of ``options``
             (``read(d, "train", batch_size=32, seed=0)``; see
             `ReadOptions.with_overrides`).
@@ -191,6 +196,9 @@ def read(
         label_scaling = manifest.label_scaling()
     ds = ds.apply(parse_and_pad(schema, boundaries=plan.boundaries if plan is not None else None,
                                 label_scaling=label_scaling, deterministic=deterministic))
+    if categorical_ids is not None:
+        ds = ds.apply(lookup_categoricals(schema, manifest.split(categorical_ids).features,
+                                          deterministic=deterministic))
     if padding_counter is not None:
         ds = ds.apply(count_padding(padding_counter, schema))
     ds = ds.apply(prefetch(buffer_size=options.prefetch))
