@@ -71,8 +71,9 @@ def _lstm(request: dict) -> dict:
     from tfstream.training.trainer import train
 
     # The default sequence model (Conv1D front-end, GRU, mean_max), bucketed by length
-    # (the config's reader.max_tokens_per_batch).
-    job = config_from_dict(job_dict("digits_lstm.yaml", source={"path": request["digits_npz"]}))
+    # (reader.max_tokens_per_batch; with request["lstm_reader"]'s overrides).
+    job = config_from_dict(job_dict("digits_lstm.yaml", source={"path": request["digits_npz"]},
+                                    reader=request.get("lstm_reader", {})))
     assert job.reader.max_tokens_per_batch and job.require_model().conv_layers and job.require_model().cell == "gru"
     job = replace(job, train=replace(job.train, epochs=request["lstm_epochs"], seed=request["seed"]))
     metrics = train(job, dataset=request["digits_dataset"], model_dir=os.path.join(request["out"], "lstm"),
@@ -93,6 +94,23 @@ def _lstm(request: dict) -> dict:
             "served_shape": list(served.shape)}
 
 
+def _retrain_refused():
+    """`retrain`'s refusal off TensorFlow (before it reads or writes anything); None on TensorFlow."""
+    from tfstream.pipelines.config import load_config
+    from tfstream.retraining import retrain
+    from tfstream.training.trainer import TrainError
+
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        return None  # (retrain would run: tests/test_retrain.py runs it)
+    try:
+        retrain(load_config("configs/flights_retrain.yaml"))
+    except TrainError as e:
+        return str(e)
+    return "not refused"
+
+
 def main() -> None:
     request = json.loads(sys.argv[1])
     import keras
@@ -100,6 +118,7 @@ def main() -> None:
     out = {"backend": keras.backend.backend()}
     for name in request["models"]:
         out[name] = {"dense": _dense, "lstm": _lstm}[name](request)
+    out["retrain_refused"] = _retrain_refused()
     print(json.dumps(out))
 
 
