@@ -9,13 +9,12 @@ the label's transform and standardization (`models.LabelInverse`).
 
 On every Keras backend the export is the same TensorFlow SavedModel. On TensorFlow the
 trained model is exported as it is (`export_serving`). On another backend (JAX, PyTorch)
-the trained model takes categorical features as ids (`pipelines.read.lookups`), and
-Keras's own export (jax2tf on JAX; none to a SavedModel on PyTorch) would serve ids, and
-it traces a model with masks over an unknown number of steps poorly: `export_saved`
-exports the saved ``model.keras`` (a format every backend reads) in a child process on
-the TensorFlow backend instead, with each categorical input's `StringLookup` put back in
-front of it (the reader's, by its config). The export then takes raw features, and
-serves the trained weights exactly (tests/training/test_backends.py).
+the trained model takes categorical features as ids (`pipelines.read.lookups`), so its
+own export would serve ids: `export_saved` exports the saved ``model.keras`` (a format
+every backend reads) in a child process on the TensorFlow backend instead, with each
+categorical input's `StringLookup` put back in front of it (the reader's, by its
+config). The export then takes raw features and serves the trained weights: on the
+same raw inputs it gives the trained model's predictions (tests/training/test_backends.py).
 """
 
 from __future__ import annotations
