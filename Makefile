@@ -14,7 +14,7 @@ $(BIN)/python:
 # Re-install when the package metadata changes; the install is editable, so code
 # changes need no re-install.
 $(STAMP): setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,datasets,dask]'
+	$(BIN)/python -m pip install --quiet -e '.[test,datasets,dask,jax]'
 	touch $(STAMP)
 
 install: $(STAMP)

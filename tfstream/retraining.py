@@ -163,12 +163,25 @@ def retrain(config: JobConfig, *, until: Optional[str] = None, wait: Union[bool,
     Raises:
         Exception: whatever failed, after its record (with the exit status
             `exit_status` gives it) was appended.
+        TrainError: Keras runs on a backend other than TensorFlow (refused before
+            anything is read or written).
     """
     config.require_retrain()
     if config.train.strategy == "multi_worker":  # every process would retrain, gate and promote
         from tfstream.training.multi_worker import refuse
 
         refuse("retrain")
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        from tfstream.training.trainer import TrainError
+
+        # The gate scores the champion and the candidate on the stream the reader gives
+        # the TensorFlow models (raw strings); off TensorFlow each model takes ids from its
+        # own training window's vocabularies (`pipelines.read.lookups`), not yet threaded here.
+        raise TrainError(f"tfstream retrain runs on the TensorFlow backend only; KERAS_BACKEND is "
+                         f"{keras.backend.backend()!r}. Unset KERAS_BACKEND (or set it to tensorflow) for "
+                         f"retraining; `tfstream train` runs on {keras.backend.backend()}")
     directory = registry_dir(config)
     started = time.perf_counter()
     record: dict[str, Any] = {

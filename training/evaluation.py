@@ -239,14 +239,16 @@ def evaluate(model, dataset, manifest, train_split: str, label_scaling=None, *,
     else:
         counts = stats.class_counts or {}
         scores = ClassificationScores(label.classes, [counts.get(c, 0) for c in label.classes])
+    import keras
+
     auc = None
     if label.task == "binary":
-        import keras
-
         auc = keras.metrics.AUC(name="auc")  # (200 thresholds, as Keras reports it during fit)
+    # JAX's and PyTorch's predict_on_batch take arrays, not tf.Tensors (fit converts its own).
+    as_input = (lambda f: f) if keras.backend.backend() == "tensorflow" else \
+        (lambda f: {k: v.numpy() for k, v in f.items()})
     for features, labels in dataset:
-        # As NumPy: Keras' JAX backend does not take TensorFlow tensors in predict_on_batch.
-        out = np.asarray(model.predict_on_batch({k: v.numpy() for k, v in features.items()}), dtype=np.float64)
+        out = np.asarray(model.predict_on_batch(as_input(features)), dtype=np.float64)
         if losses is not None:
             units = label_scaling.invert(out) if label.task == "regression" and label_scaling is not None else out
             losses.append((labels.numpy(), example_losses(labels.numpy(), units, label.task)))

@@ -6,11 +6,24 @@ tensors: the numbers and strings of the source, not preprocessed values. TF Serv
 `saved_model_cli` and `tf.saved_model.load` read it without tfstream or Keras. A
 regression model's export predicts in the label's units: it ends with the inverse of
 the label's transform and standardization (`models.LabelInverse`).
+
+On every Keras backend the export is the same TensorFlow SavedModel. On TensorFlow the
+trained model is exported as it is (`export_serving`). On another backend (JAX, PyTorch)
+the trained model takes categorical features as ids (`pipelines.read.lookups`), so its
+own export would serve ids: `export_saved` exports the saved ``model.keras`` (a format
+every backend reads) in a child process on the TensorFlow backend instead, with each
+categorical input's `StringLookup` put back in front of it (the reader's, by its
+config). The export then takes raw features and serves the trained weights: on the
+same raw inputs it gives the trained model's predictions (tests/training/test_backends.py).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+import json
+import os
+import subprocess
+import sys
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
@@ -40,6 +53,68 @@ def export_serving(model, path: str, label_scaling=None) -> str:
     shutil.rmtree(path, ignore_errors=True)
     serving_model(model, label_scaling).export(path, format="tf_saved_model", verbose=False)
     return path
+
+
+def export_saved(model_file: str, path: str, label_scaling=None,
+                 lookups: Optional[Mapping[str, Mapping[str, Any]]] = None) -> str:
+    """Export the saved model ``model_file`` (``model.keras``) as `export_serving` would on
+    the TensorFlow backend, from any backend: in a child process with
+    ``KERAS_BACKEND=tensorflow``.
+
+    Args:
+        label_scaling: as in `export_serving`.
+        lookups: input name → the config of the `StringLookup` (``layer.get_config()``)
+            that maps its raw strings to the ids the model takes; the export takes the
+            strings.
+
+    Raises:
+        RuntimeError: the child failed (its last lines of stderr are in the message);
+            ``model_file`` is left as it was.
+    """
+    request = {"model_file": os.path.abspath(model_file), "path": os.path.abspath(path),
+               "label_scaling": None if label_scaling is None else label_scaling.to_json(),
+               "lookups": dict(lookups or {})}
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    done = subprocess.run([sys.executable, "-m", __name__], input=json.dumps(request), env=env, text=True,
+                          capture_output=True)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"exporting {model_file} on the TensorFlow backend (a child process with "
+                           f"KERAS_BACKEND=tensorflow) failed with exit status {done.returncode}; the trained "
+                           f"model is saved in {model_file}. Its stderr ends:\n{tail}")
+    return path
+
+
+def _with_lookups(model, lookups: Mapping[str, Mapping[str, Any]]):
+    """``model`` with a `StringLookup` (from its config) in front of each input it names:
+    those inputs take strings."""
+    if not lookups:
+        return model
+    import keras
+
+    inputs, mapped = {}, {}
+    for name, tensor in dict(model.input).items():
+        if name in lookups:
+            inputs[name] = keras.Input(shape=tensor.shape[1:], dtype="string", name=name)
+            mapped[name] = keras.layers.StringLookup.from_config(dict(lookups[name]))(inputs[name])
+        else:
+            inputs[name] = mapped[name] = keras.Input(shape=tensor.shape[1:], dtype=tensor.dtype, name=name)
+    return keras.Model(inputs, model(mapped), name=model.name)
+
+
+def _export_request(request: Mapping[str, Any]) -> None:
+    """`export_saved`'s child: on the TensorFlow backend, load, wrap, export."""
+    import keras
+
+    import tfstream.training.models  # noqa: F401  (registers tfstream's layers for load_model)
+    from tfstream.transforms.label_scaling import LabelScaling
+
+    if keras.backend.backend() != "tensorflow":
+        raise SystemExit(f"the export runs on the TensorFlow backend; KERAS_BACKEND is {keras.backend.backend()!r}")
+    model = keras.models.load_model(request["model_file"], compile=False)
+    scaling = request["label_scaling"]
+    export_serving(_with_lookups(model, request["lookups"]), request["path"],
+                   None if scaling is None else LabelScaling(**scaling))
 
 
 def load_serving(path: str) -> Callable[[Mapping[str, Any]], np.ndarray]:
@@ -73,3 +148,7 @@ def load_serving(path: str) -> Callable[[Mapping[str, Any]], np.ndarray]:
         return value.numpy()
 
     return predict
+
+
+if __name__ == "__main__":
+    _export_request(json.loads(sys.stdin.read()))

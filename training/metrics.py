@@ -89,12 +89,15 @@ def format_summary(runs: Sequence[tuple[str, Mapping[str, Any]]], *, terminal: O
     """One row per run's metrics.json: the proper score next to the best trivial
     baseline's, and the other figures (`also`), with the scored split named and counted
     (``eval_split``; ``eval`` in metrics written before it was recorded), and the
-    training split counted, whatever their names."""
+    training split counted, whatever their names. A model trained on a Keras backend
+    other than TensorFlow names it: ``dense (jax)``."""
     rows = []
     for name, m in runs:
         metric, value, base = headline(m)
         scored = m.get("eval_split") or "eval"
-        rows.append([name, m["model"], m["examples"].get(m.get("train_split") or "train"), scored,
+        backend = m.get("backend") or "tensorflow"  # not recorded before backends: TensorFlow
+        model = m["model"] if backend == "tensorflow" else f"{m['model']} ({backend})"
+        rows.append([name, model, m["examples"].get(m.get("train_split") or "train"), scored,
                      m["examples"].get(scored), m["epochs_run"], metric, value, base, m.get("beats_baseline"),
                      m.get("train_examples_per_second"), also(m)])
     return render_table(

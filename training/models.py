@@ -14,6 +14,12 @@ applies exactly the training-time preprocessing (no training/serving skew).
   per-sequence standardization, a strided Conv1D front-end, a GRU cell, and pooling
   over the real steps.
 
+On a Keras backend other than TensorFlow (``KERAS_BACKEND=jax``), `StringLookup` cannot
+be part of the model: `build_model` then builds it to take categorical features as
+``int64`` ids, looked up in the reader with the same layer (`pipelines.read.lookups`),
+and the serving export puts the lookup back (`export`): it takes raw strings on every
+backend.
+
 The head follows the label: sigmoid for binary, softmax for multiclass, linear for
 regression. A regression model predicts the label as it learns it (`read` gives it so:
 ``label.transform``, then standardized); `LabelInverse`, which the serving export ends
@@ -30,6 +36,7 @@ from keras import layers, ops
 
 from tfstream.pipelines.config import JobConfig
 from tfstream.pipelines.manifest import CategoricalStatistics, FeatureStatistics, Manifest, NumericStatistics
+from tfstream.pipelines.read.lookups import lookup_size, string_lookup
 from tfstream.transforms.label_scaling import LabelScaling
 from tfstream.training.sequence_layers import LengthMask, MaskedPooling, MaskedStandardize, conv_front_end
 from tfstream.transforms.schema import Feature, Label, Schema, length_key
@@ -37,7 +44,13 @@ from tfstream.transforms.schema import Feature, Label, Schema, length_key
 _log = logging.getLogger(__name__)
 # LengthMask lives in `sequence_layers` with the other masked layers; it is imported from here too.
 __all__ = ["FillNonFinite", "LabelInverse", "LengthMask", "build_dense", "build_lstm", "build_model",
-           "compile_for"]
+           "compile_for", "lookups_in_model"]
+
+
+def lookups_in_model() -> bool:
+    """Whether the reference models look categorical strings up themselves: only on the
+    TensorFlow backend (elsewhere the reader does: `pipelines.read.lookups`)."""
+    return keras.backend.backend() == "tensorflow"
 
 @keras.saving.register_keras_serializable(package="tfstream")
 class FillNonFinite(layers.Layer):
@@ -90,18 +103,16 @@ def _imputed(x, feature: Feature, stats: FeatureStatistics):
     return x
 
 
-def _embed(x, feature: Feature, stats: CategoricalStatistics, embedding_dim: int):
+def _embed(x, feature: Feature, stats: CategoricalStatistics, embedding_dim: int, lookup: bool):
     vocabulary = stats.tokens
-    if not vocabulary:
-        raise ValueError(f"feature {feature.name!r}: the training split has no vocabulary to build a lookup from")
     unique = stats.num_unique if stats.num_unique is not None else len(vocabulary)
-    oov = stats.oov_buckets or 1
     if unique > len(vocabulary):
         _log.info("feature %r: the %d most frequent of %d tokens have their own id; the other %d share %d "
                   "out-of-vocabulary bucket(s) (features[].vocab_size)", feature.name, len(vocabulary), unique,
-                  unique - len(vocabulary), oov)
-    ids = layers.StringLookup(vocabulary=vocabulary, num_oov_indices=oov, name=f"{feature.name}_lookup")(x)
-    size = len(vocabulary) + oov
+                  unique - len(vocabulary), stats.oov_buckets or 1)
+    lookup_layer = string_lookup(feature.name, stats)  # also when not applied: it checks the vocabulary
+    ids = lookup_layer(x) if lookup else x
+    size = lookup_size(stats)
     return layers.Embedding(size, min(embedding_dim, size), name=f"{feature.name}_embedding")(ids)
 
 
@@ -131,13 +142,15 @@ def compile_for(model: keras.Model, label: Label, learning_rate: float) -> keras
 
 
 def build_dense(schema: Schema, statistics: Mapping[str, FeatureStatistics], *, hidden_units=(64, 32),
-                dropout: float = 0.0, embedding_dim: int = 8) -> keras.Model:
+                dropout: float = 0.0, embedding_dim: int = 8, lookups: bool = True) -> keras.Model:
     """A Dense network over numeric and categorical features.
 
     Args:
         schema: the dataset schema (no sequence features).
         statistics: feature name → its statistics over the training split
             (``manifest.split("train").features``).
+        lookups: categorical inputs are strings, looked up in the model (TensorFlow
+            only); False: they are ``int64`` ids (`pipelines.read.lookups`).
 
     Example:
         >>> m = load_manifest(dataset_dir)
@@ -149,10 +162,12 @@ def build_dense(schema: Schema, statistics: Mapping[str, FeatureStatistics], *, 
         raise ValueError("build_dense: the schema has sequence features; use build_lstm")
     inputs, parts = {}, []
     for feature in schema.features:
-        x = inputs[feature.name] = _input(feature)
+        ids = feature.kind == "categorical" and not lookups
+        x = inputs[feature.name] = (keras.Input(shape=feature.shape, dtype="int64", name=feature.name) if ids
+                                    else _input(feature))
         fstats = statistics[feature.name]
         if feature.kind == "categorical":
-            parts.append(_embed(x, feature, fstats, embedding_dim))
+            parts.append(_embed(x, feature, fstats, embedding_dim, lookups))
         else:
             parts.append(_normalize(x, feature, fstats))
     x = layers.Concatenate(name="features")(parts) if len(parts) > 1 else parts[0]
@@ -225,7 +240,8 @@ def build_lstm(schema: Schema, statistics: Mapping[str, FeatureStatistics], *, l
     return keras.Model(inputs, _head(x, schema.label), name="tfstream_lstm")
 
 
-def build_model(manifest: Manifest, config: JobConfig, *, split: Optional[str] = None) -> keras.Model:
+def build_model(manifest: Manifest, config: JobConfig, *, split: Optional[str] = None,
+                lookups: Optional[bool] = None) -> keras.Model:
     """The reference model of a job, built from a dataset's statistics and compiled.
 
     The config's ``model:`` section names the model (``dense`` for tabular data,
@@ -237,6 +253,8 @@ def build_model(manifest: Manifest, config: JobConfig, *, split: Optional[str] =
         manifest: the dataset's manifest (`load_manifest`).
         config: the job config (`load_config`).
         split: the split whose statistics the model is built from.
+        lookups: whether categorical inputs are strings looked up in the model, or ids
+            looked up by the reader; default: `lookups_in_model` (the Keras backend's).
 
     Example:
         >>> model = build_model(load_manifest(dataset_dir), load_config("configs/flights_dense.yaml"))
@@ -247,7 +265,8 @@ def build_model(manifest: Manifest, config: JobConfig, *, split: Optional[str] =
     statistics = manifest.split(split or config.train.train_split).features
     if m.type == "dense":
         model = build_dense(manifest.schema, statistics, hidden_units=m.hidden_units, dropout=m.dropout,
-                            embedding_dim=m.embedding_dim)
+                            embedding_dim=m.embedding_dim,
+                            lookups=lookups_in_model() if lookups is None else lookups)
     else:
         model = build_lstm(manifest.schema, statistics, lstm_units=m.lstm_units, hidden_units=m.hidden_units,
                            dropout=m.dropout, bidirectional=m.bidirectional, cell=m.cell,

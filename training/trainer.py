@@ -6,7 +6,8 @@ and the best checkpoint, evaluates on the eval split, and writes into the model 
 
     model.keras          the trained model (Keras format; reload with keras.models.load_model
                          after importing tfstream.training)
-    export/              SavedModel serving raw features (see training.export)
+    export/              SavedModel serving raw features (see training.export), on every
+                         Keras backend
     checkpoints/         best weights, and a backup that lets an interrupted run resume
                          (with the dataset it trained on: dataset.json)
     learning_curves.png  loss and metrics per epoch, training and validation (from history.csv)
@@ -16,8 +17,13 @@ and the best checkpoint, evaluates on the eval split, and writes into the model 
                          model's loss is in the units it learns (standardized)
     metrics.json         eval metrics (in the label's units), the trivial baselines and
                          whether the model beats them (`metrics.beats`), counts, timings,
-                         the dataset snapshot and digest the model was trained on, and
-                         the train.strategy and its replica count (``strategy``)
+                         the dataset snapshot and digest the model was trained on, the
+                         train.strategy and its replica count (``strategy``), and the
+                         Keras backend it was trained on (``backend``)
+
+The Keras backend is Keras's own choice (``KERAS_BACKEND``: tensorflow, jax, torch). The
+reader is tf.data on every backend; on one other than TensorFlow it also looks the
+categorical features up (`pipelines.read.lookups`), as the model cannot.
 
 Example:
     >>> job = replace(load_config("configs/flights_dense.yaml"), train=TrainConfig(epochs=1, eval_split="eval"))
@@ -49,12 +55,13 @@ from tfstream.pipelines.inspect.plots import write_learning_curves
 from tfstream.training import multi_worker
 from tfstream.training.callbacks import (AtomicBackupAndRestore, AtomicModelCheckpoint, EpochScalars,
                                         ResumedEarlyStopping)
-from tfstream.training.export import export_serving
+from tfstream.pipelines.read.lookups import string_lookup
+from tfstream.training.export import export_saved, export_serving
 from tfstream.training.integrity import check_before_training, shard_errors_named
 from tfstream.training.evaluation import evaluate
 from tfstream.training.metrics import beats
 from tfstream.training.strategy import check_strategy, model_scope
-from tfstream.training.models import build_model
+from tfstream.training.models import build_model, lookups_in_model
 from tfstream.transforms.label_scaling import LabelScaling
 
 _log = logging.getLogger(__name__)
@@ -136,12 +143,13 @@ def _datasets(config: JobConfig, manifest: Manifest, scaling: LabelScaling, proc
     share = {} if process is None else {"process": process,
                                         "batch_size": multi_worker.per_process_batch(config.reader.batch_size,
                                                                                      process.count)}
+    ids = None if lookups_in_model() else t.train_split  # the model's vocabularies, looked up in the reader
     train_ds = read(manifest, t.train_split, config.reader, shuffle=True, padding_counter=counter,
-                    label_scaling=scaling, **share)
+                    label_scaling=scaling, categorical_ids=ids, **share)
     evaluation = config.reader.for_evaluation()
 
     def plain(split: str, **kwargs):
-        return read(manifest, split, evaluation, shuffle=False, **kwargs)
+        return read(manifest, split, evaluation, shuffle=False, categorical_ids=ids, **kwargs)
 
     val_ds = plain(t.validation_split, label_scaling=scaling) if t.validation_split else None
     return train_ds, val_ds, plain(t.eval_split, raw_labels=True), counter
@@ -304,6 +312,23 @@ def train(config: JobConfig, *, dataset: Union[str, Manifest, Sequence[Union[str
                       warm_start, process, processes)
 
 
+def _export(model: keras.Model, manifest: Manifest, config: JobConfig, model_dir: str,
+            scaling: LabelScaling) -> str:
+    """The serving export (raw features) of the trained model, saved in ``model_dir``."""
+    path = os.path.join(model_dir, "export")
+    if lookups_in_model():
+        return export_serving(model, path, scaling)
+    statistics = manifest.split(config.train.train_split).features
+    lookups = {f.name: string_lookup(f.name, statistics[f.name]).get_config()
+               for f in manifest.schema.features if f.kind == "categorical"}
+    _log.info("exporting on the TensorFlow backend (the model trained on %s; see training.export)",
+              keras.backend.backend())
+    try:
+        return export_saved(os.path.join(model_dir, "model.keras"), path, scaling, lookups)
+    except RuntimeError as e:
+        raise TrainError(str(e)) from None
+
+
 def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: str, verbose: int,
            callbacks: Sequence[keras.callbacks.Callback], restart: bool,
            warm_start: Optional[Callable[[keras.Model], Any]] = None,
@@ -389,7 +414,7 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
         scores, baselines = evaluate(model, eval_ds, manifest, t.train_split, scaling)
 
     model.save(os.path.join(model_dir, "model.keras"))
-    export_dir = export_serving(model, os.path.join(model_dir, "export"), scaling)
+    export_dir = _export(model, manifest, config, model_dir, scaling)
 
     full = _read_history(history_csv)  # every epoch, across resumes
     if full:
@@ -401,6 +426,7 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
         "job": config.name,
         "task": config.label.task,
         "model": config.require_model().type,
+        "backend": keras.backend.backend(),
         "dataset_dir": os.path.abspath(dataset_dir),
         "dataset": identity,
         "model_dir": model_dir,

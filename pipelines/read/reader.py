@@ -28,6 +28,7 @@ import tensorflow as tf
 from tfstream.pipelines.config import ReadOptions
 from tfstream.pipelines.manifest import Manifest, load_manifest
 from tfstream.pipelines.read.bucketing import DEFAULT_NUM_BUCKETS, bucket_by_length, bucket_plan
+from tfstream.pipelines.read.lookups import categorical_ids as lookup_categoricals
 from tfstream.pipelines.read.memory import memory_cache_warning, parallel_shards, shuffle_buffer_held
 from tfstream.pipelines.read.processes import ProcessShard, take_records
 from tfstream.pipelines.read.stages import (
@@ -62,6 +63,7 @@ def read(
     raw_labels: bool = False,
     label_scaling: Optional[LabelScaling] = None,
     process: Optional[ProcessShard] = None,
+    categorical_ids: Optional[str] = None,
     **overrides: Any,
 ) -> tf.data.Dataset:
     """Stream one split of a tfstream dataset as batches of ``(features, label)``.
@@ -87,6 +89,9 @@ def read(
         process: read only this process's part of the split, the same number of
             records on every process (`processes.ProcessShard`; several processes
             training together). Not with ``max_tokens_per_batch``.
+        categorical_ids: give categorical features as ``int64`` ids, looked up with the
+            vocabulary of this split (the one the model is built from; see `lookups`), not
+            as strings: for a model on a Keras backend other than TensorFlow.
         **overrides: `ReadOptions` fields that replace those of ``options``
             (``read(d, "train", batch_size=32, seed=0)``; see
             `ReadOptions.with_overrides`).
@@ -220,6 +225,9 @@ def read(
         label_scaling = manifest.label_scaling()
     ds = ds.apply(parse_and_pad(schema, boundaries=plan.boundaries if plan is not None else None,
                                 label_scaling=label_scaling, deterministic=deterministic))
+    if categorical_ids is not None:
+        ds = ds.apply(lookup_categoricals(schema, manifest.split(categorical_ids).features,
+                                          deterministic=deterministic))
     if padding_counter is not None:
         ds = ds.apply(count_padding(padding_counter, schema))
     ds = ds.apply(prefetch(buffer_size=options.prefetch))

@@ -81,3 +81,32 @@ def test_label_inverse_inverts_the_label_scaling_and_reloads(tmp_path):
     model.save(tmp_path / "m.keras")
     np.testing.assert_allclose(keras.models.load_model(tmp_path / "m.keras").predict(z, verbose=0),
                                scaling.invert(z), rtol=1e-5)
+
+
+def test_the_model_on_the_readers_ids_is_the_model_on_strings(flights_dataset):
+    """Off TensorFlow the reader looks categorical features up (`categorical_ids`) and the
+    model takes ids (``lookups=False``): with the same weights, it gives what the model
+    with its own `StringLookup` gives on the strings, unseen tokens (hashed into several
+    out-of-vocabulary buckets) included."""
+    import dataclasses
+
+    import tensorflow as tf
+
+    from tfstream.pipelines.read.lookups import categorical_ids
+    from tfstream.pipelines.read.reader import read
+
+    m = load_manifest(flights_dataset)
+    stats = dict(m.split("train").features)
+    stats["carrier"] = dataclasses.replace(stats["carrier"], oov_buckets=3)
+    strings, ids = build_dense(m.schema, stats), build_dense(m.schema, stats, lookups=False)
+    assert ids.input["carrier"].dtype == "int64" and strings.input["carrier"].dtype == "string"
+    for layer in ids.layers:
+        if layer.weights:
+            layer.set_weights(strings.get_layer(layer.name).get_weights())
+    features, label = next(iter(read(m, "eval", batch_size=64, shuffle=False)))
+    carriers = features["carrier"].numpy()
+    carriers[:8] = [b"ZZ", b"QQ", b"XX", b"no such", b"", b"A", b"B", b"C"]
+    features = {**features, "carrier": tf.constant(carriers)}
+    looked_up, _ = next(iter(tf.data.Dataset.from_tensors((features, label)).apply(categorical_ids(m.schema, stats))))
+    assert looked_up["carrier"].dtype == tf.int64 and len(set(looked_up["carrier"][:8].numpy()) & {0, 1, 2}) >= 2
+    np.testing.assert_allclose(np.asarray(ids(looked_up)), np.asarray(strings(features)), rtol=1e-6, atol=1e-7)
