@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tfstream-installed
 RUNS   ?= runs
 
-.PHONY: demo demo-retrain test install browser clean
+.PHONY: demo demo-retrain test install browser torch clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,8 +65,38 @@ browser:
 		|| echo "browser test skipped: apt-get could not install chromium chromium-driver"; \
 	fi
 
+# Keras's PyTorch backend test (tests/training/test_backends.py) needs torch's CPU build.
+# PyPI's `torch` for Linux is the CUDA build (about 3 GB with its nvidia-* wheels), so this
+# never asks an index for plain `torch`: (a) torch already importable: nothing to do;
+# (b) a `torch-*+cpu-<this Python>-*.whl` in a folder of pip's find-links (its config or
+# PIP_FIND_LINKS): the newest such wheel (its small dependencies come from the index);
+# (c) else PyTorch's CPU index, asked alone (pip's config files and PIP_* index variables
+# set aside, so no other index can offer the CUDA build), with a 10 s timeout; else the
+# test skips, and this says how to install torch. Never fails.
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+torch: $(STAMP)
+	@if $(BIN)/python -c "import torch" 2>/dev/null; then \
+		echo "torch backend test: torch $$($(BIN)/python -c 'import torch; print(torch.__version__)') found"; exit 0; \
+	fi; \
+	tag=$$($(BIN)/python -c "import sys; print('cp%d%d' % sys.version_info[:2])"); \
+	dirs=$$( { $(BIN)/python -m pip config get global.find-links 2>/dev/null; echo "$$PIP_FIND_LINKS"; } \
+		| tr ' ' '\n' | sed 's|^file://||' | sort -u); \
+	wheel=$$(for d in $$dirs; do [ -d "$$d" ] && ls "$$d"/torch-*+cpu-$$tag-$$tag-*.whl 2>/dev/null; done \
+		| awk -F/ '{print $$NF, $$0}' | sort -V | tail -n 1 | cut -d' ' -f2); \
+	if [ -n "$$wheel" ] && $(BIN)/python -m pip install --quiet "$$wheel" 2>/dev/null; then \
+		echo "torch backend test: installed $$(basename $$wheel)"; \
+	elif env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+		$(BIN)/python -m pip install --quiet --only-binary :all: --index-url $(TORCH_CPU_INDEX) \
+		--timeout 10 --retries 0 torch >/dev/null 2>&1; then \
+		echo "torch backend test: installed torch $$($(BIN)/python -c 'import torch; print(torch.__version__)')" \
+			"from $(TORCH_CPU_INDEX)"; \
+	else \
+		echo "torch backend test skipped: no torch CPU wheel in pip's find-links and $(TORCH_CPU_INDEX)" \
+			"not reachable; install it with '$(BIN)/python -m pip install torch --index-url $(TORCH_CPU_INDEX)'"; \
+	fi
+
 # pytest exits 5 when it collects no test; make then fails, as it should.
-test: $(STAMP) browser
+test: $(STAMP) browser torch
 	$(BIN)/python -m pytest
 
 clean:
