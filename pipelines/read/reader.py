@@ -34,6 +34,7 @@ from tfstream.pipelines.read.stages import (
     PaddingCounter,
     cache_records,
     count_padding,
+    distribute_to_service,
     interleave_blocks,
     list_shards,
     parse_and_pad,
@@ -146,6 +147,14 @@ def read(
     # Unshuffled reads keep the stored order (predictions line up with records); seeded
     # reads are reproducible; otherwise tf.data may reorder for speed.
     deterministic = True if (options.seed is not None or not shuffle) else None
+    service = options.service
+    # Through a service, each worker batches what it reads: the batch counts below hold
+    # for the whole split only, so they are asserted here, in-process, or after the
+    # service (`_from_service`). Unpadded batches are batched again here, whole: the
+    # workers' partial batches are not dropped there.
+    local = service is None
+    rebatch_here = not local and not schema.sequence_features
+    worker_drop = drop_remainder and not rebatch_here
 
     files = list_shards(manifest, split, shuffle=shuffle, seed=options.seed)
     if shuffle:
@@ -165,38 +174,73 @@ def read(
         ds = files.apply(read_shards(compression=manifest.compression))
         # The manifest knows the record count: declaring it fails loudly if the shards
         # do not hold what the manifest says (and gives Keras a step count, below).
-        ds = ds.apply(tf.data.experimental.assert_cardinality(n))
+        if local:
+            ds = ds.apply(tf.data.experimental.assert_cardinality(n))
         ds = ds.apply(cache_records(cache=cache))
     if repeat:
         ds = ds.repeat()
     if plan is not None:
-        ds = ds.apply(bucket_by_length(plan=plan, length_key=bucket_key, drop_remainder=drop_remainder))
-        if not repeat and sum(plan.counts) == n:
+        ds = ds.apply(bucket_by_length(plan=plan, length_key=bucket_key, drop_remainder=worker_drop))
+        if local and not repeat and sum(plan.counts) == n:
             # Each bucket holds the same sequences every epoch, so the batch count is
             # known: Keras gets its step count (without it, Keras 3 warns that the
             # input "ran out of data" after the first epoch).
             ds = ds.apply(tf.data.experimental.assert_cardinality(plan.num_batches(drop_remainder)))
     elif shuffle:
-        ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
-        if not repeat:
+        ds = ds.rebatch(batch_size, drop_remainder=worker_drop)
+        if local and not repeat:
             # Blocks hide the record count (each shard's is checked in `interleave_blocks`);
             # the batch count tells Keras the steps.
             ds = ds.apply(tf.data.experimental.assert_cardinality(
                 n // batch_size if drop_remainder else -(-n // batch_size)))
     else:
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        ds = ds.batch(batch_size, drop_remainder=worker_drop)
     if raw_labels:
         label_scaling = None
     elif label_scaling is None:
         label_scaling = manifest.label_scaling()
     ds = ds.apply(parse_and_pad(schema, boundaries=plan.boundaries if plan is not None else None,
                                 label_scaling=label_scaling, deterministic=deterministic))
-    if padding_counter is not None:
-        ds = ds.apply(count_padding(padding_counter, schema))
-    ds = ds.apply(prefetch(buffer_size=options.prefetch))
     tf_options = tf.data.Options()
     if not deterministic:
         tf_options.deterministic = False
     if options.memory_budget_mb is not None:
         tf_options.autotune.ram_budget = int(options.memory_budget_mb) << 20
+    if not local:
+        # The options travel with the pipeline to the workers (their autotuner's budget).
+        ds = ds.with_options(tf_options).apply(_from_service(
+            options, n, rebatch=rebatch_here, drop_remainder=drop_remainder, repeat=repeat))
+    if padding_counter is not None:  # its variables are this process's: after the service
+        ds = ds.apply(count_padding(padding_counter, schema))
+    ds = ds.apply(prefetch(buffer_size=options.prefetch))
     return ds.with_options(tf_options)
+
+
+def _from_service(options: ReadOptions, n: int, *, rebatch: bool, drop_remainder: bool, repeat: bool):
+    """The batches of ``options.service``'s workers, received here.
+
+    Each worker batches the shards it reads, so the batch count depends on how the
+    shards fell to the workers (each worker's last batch is partial); Keras 3 counts
+    the batches of the first epoch and stops later epochs there. Batches without
+    sequences (one shape, whatever the padding) are therefore batched again here
+    (``rebatch``: vectorized, no per-record cost): ``distributed_epoch`` then yields the
+    split's batch count every epoch, asserted for Keras when the job is this reader's
+    own (a shared ``job_name`` splits the records among its readers, in proportions
+    unknown here); ``parallel_epochs`` yields (workers x the split's records), the
+    same each epoch while the workers stay. Padded sequence batches (each its own
+    length) are kept as the workers made them: up to one partial batch per worker.
+    """
+    service = options.service
+    b = options.batch_size
+
+    def stage(ds):
+        ds = ds.apply(distribute_to_service(dispatcher=service.dispatcher, processing_mode=service.processing_mode,
+                                            job_name=service.job_name))
+        if not rebatch:
+            return ds
+        ds = ds.rebatch(b, drop_remainder=drop_remainder)
+        if not repeat and service.processing_mode == "distributed_epoch" and service.job_name is None:
+            ds = ds.apply(tf.data.experimental.assert_cardinality(n // b if drop_remainder else -(-n // b)))
+        return ds
+
+    return stage

@@ -1,0 +1,226 @@
+"""Reading through a tf.data service (``reader.service``): a dispatcher and two workers
+on 127.0.0.1, each record counted per epoch by a unique id, in both processing modes;
+Keras fit over several epochs; `train` through the service; the CLI's servers as
+subprocesses; and the config errors."""
+
+import collections
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfstream.pipelines.config import ConfigError, ReadOptions
+from tfstream.pipelines.read.memory import estimate_input_memory
+from tfstream.pipelines.read.reader import read
+
+N = 600  # records written; the train split holds about 80 % of them
+BATCH = 32
+
+
+@pytest.fixture(scope="module")
+def service():
+    """A dispatcher and two workers in this process, on loopback."""
+    svc = tf.data.experimental.service
+    dispatcher = svc.DispatchServer(svc.DispatcherConfig(port=0, job_gc_check_interval_ms=200, job_gc_timeout_ms=200))
+    address = dispatcher.target.split("://")[1]
+    workers = [svc.WorkerServer(svc.WorkerConfig(dispatcher_address=address, worker_address="127.0.0.1:%port%"))
+               for _ in range(2)]
+    yield dispatcher.target
+    # A worker's stop waits, seconds to a minute, for the jobs its readers left (Keras
+    # keeps its last epoch's iterator): stopped on the side, the test session goes on.
+    threading.Thread(target=lambda: [server.stop() for server in (*workers, dispatcher)], daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def id_dataset(tmp_path_factory):
+    """A Dense dataset whose records carry a unique ``rid`` (0..N-1); 4 training shards."""
+    from tfstream.pipelines.config import config_from_dict
+    from tfstream.pipelines.write.arrays import write_arrays
+    from tfstream.testing import job_dict
+
+    job = config_from_dict(job_dict("seed_dense.yaml", features=[
+        {"name": "x", "type": "float", "column": "X", "shape": [10]}, {"name": "rid", "type": "int"}],
+        output={"num_shards": {"train": 4, "eval": 1}}, reader={"batch_size": BATCH, "seed": 3},
+        train={"epochs": 2, "eval_split": "eval"}))
+    rng = np.random.default_rng(0)
+    x = rng.random((N, 10), dtype=np.float32)
+    y = (x[:, :5].sum(axis=1) > 2.5).astype(np.int64)  # learnable: a Dense model must beat the prior
+    out = str(tmp_path_factory.mktemp("ids") / "ds")
+    manifest = write_arrays(job, {"X": x, "rid": np.arange(N), "y": y}, out)
+    return job, manifest, out
+
+
+def _ids(ds) -> collections.Counter:
+    return collections.Counter(int(i) for features, _ in ds for i in features["rid"].numpy())
+
+
+def _train_ids(manifest) -> collections.Counter:
+    return _ids(read(manifest, "train", batch_size=256, shuffle=False))
+
+
+def _options(job, target, mode, **service):
+    return job.reader.with_overrides(service={"dispatcher": target, "processing_mode": mode, **service})
+
+
+@pytest.mark.slow
+def test_each_record_once_per_epoch_in_distributed_epoch(id_dataset, service):
+    job, manifest, _ = id_dataset
+    want = _train_ids(manifest)
+    n = sum(want.values())
+    assert set(want.values()) == {1} and 400 < n < N
+    ds = read(manifest, "train", _options(job, service, "distributed_epoch"))
+    assert int(ds.cardinality()) == -(-n // BATCH)  # rebatched here: the split's batch count, for Keras
+    for _ in range(2):
+        batches = [int(label.shape[0]) for _, label in ds]
+        assert sum(batches) == n and len(batches) == -(-n // BATCH)
+        assert _ids(ds) == want  # each record once, every epoch
+
+
+@pytest.mark.slow
+def test_each_record_twice_per_epoch_with_two_workers_in_parallel_epochs(id_dataset, service):
+    job, manifest, _ = id_dataset
+    want = _train_ids(manifest)
+    ds = read(manifest, "train", _options(job, service, "parallel_epochs"))
+    assert int(ds.cardinality()) == tf.data.UNKNOWN_CARDINALITY  # workers x the split: not known here
+    for _ in range(2):
+        assert _ids(ds) == collections.Counter({i: 2 for i in want})
+
+
+class _Seen(keras.layers.Layer):
+    """Counts the ids of the records a model is fed (a non-trainable variable)."""
+
+    def build(self, input_shape):
+        self.counts = self.add_weight(shape=(N,), initializer="zeros", dtype="int64", trainable=False)
+
+    def call(self, rid):
+        self.counts.assign_add(tf.math.bincount(tf.cast(rid, tf.int32), minlength=N, maxlength=N, dtype=tf.int64))
+        return tf.cast(rid, "float32")[:, None] * 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode,job_name,copies", [("distributed_epoch", None, 1), ("distributed_epoch", "shared", 1),
+                                                  ("parallel_epochs", None, 2)])
+def test_keras_fit_sees_each_epochs_records(id_dataset, service, mode, job_name, copies):
+    """Keras 3 fit re-iterates the dataset each epoch; each epoch is a new service job
+    (also with a job_name, when the job's one reader has read it to the end)."""
+    job, manifest, _ = id_dataset
+    want = _train_ids(manifest)
+    extra = {"job_name": f"{job_name}-{mode}"} if job_name else {}
+    ds = read(manifest, "train", _options(job, service, mode, **extra))
+    x = keras.Input((10,), name="x")
+    rid = keras.Input((), name="rid", dtype="int64")
+    seen = _Seen()
+    out = keras.layers.Dense(1, activation="sigmoid")(keras.layers.Concatenate()([x, seen(rid)]))
+    model = keras.Model({"x": x, "rid": rid}, out)
+    model.compile("adam", "binary_crossentropy")
+    per_epoch = []
+
+    class Check(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.counts.assign(tf.zeros(N, tf.int64))
+
+        def on_epoch_end(self, epoch, logs=None):
+            per_epoch.append(collections.Counter({i: int(c) for i, c in enumerate(seen.counts.numpy()) if c}))
+
+    model.fit(ds.map(lambda f, y: ({"x": f["x"], "rid": f["rid"]}, y)), epochs=3, callbacks=[Check()], verbose=0)
+    assert per_epoch == [collections.Counter({i: copies for i in want})] * 3
+
+
+@pytest.mark.slow
+def test_train_through_the_service(id_dataset, service, tmp_path):
+    from tfstream.pipelines.config_types import replace
+    from tfstream.training.trainer import train
+
+    job, manifest, out = id_dataset
+    job = replace(job, reader=_options(job, service, "distributed_epoch"))
+    metrics = train(job, dataset=out, model_dir=str(tmp_path / "model"), verbose=0)
+    assert os.path.exists(tmp_path / "model" / "metrics.json") and metrics["epochs_run"] == 2
+    assert np.isfinite(metrics["history"]["loss"]).all() and metrics["history"]["loss"][-1] < 0.75
+    assert metrics["eval"]["log_loss"] < 0.75  # the eval split is read here, in order, and scored
+    # The trainer holds only the batches it receives: the workers' shuffle buffer is not counted.
+    assert metrics["input_memory_mib"]["expected"] < estimate_input_memory(manifest, "train", job.reader.with_overrides(
+        service=None)).expected / 2**20
+
+
+def test_memory_estimate_counts_only_the_trainers_part(id_dataset):
+    job, manifest, _ = id_dataset
+    local = estimate_input_memory(manifest, "train", job.reader)
+    remote = estimate_input_memory(manifest, "train", _options(job, "grpc://localhost:5050", "distributed_epoch"))
+    assert {p.name for p in local.parts} >= {"shuffle buffer", "read buffers"}
+    assert [p.name for p in remote.parts] == ["batches received", "prefetch"]
+    assert remote.expected < local.expected
+
+
+def test_evaluation_reads_never_go_through_the_service():
+    options = ReadOptions(service={"dispatcher": "grpc://localhost:5050"})
+    assert options.service.processing_mode == "distributed_epoch" and options.service.job_name is None
+    assert options.for_evaluation().service is None
+
+
+@pytest.mark.parametrize("service,message", [
+    ({"dispatcher": "localhost:5050"},
+     "reader.service.dispatcher: expected grpc://HOST:PORT (the address `tfstream data-service dispatcher` prints, "
+     "e.g. grpc://trainer-1:5050), got 'localhost:5050'; write the host and the port after grpc://"),
+    ({"dispatcher": "grpc://host:99999"}, "reader.service.dispatcher: expected grpc://HOST:PORT"),
+    ({"dispatcher": "grpc://host:5050", "job_name": "a b"},
+     "reader.service.job_name: expected 1..128 letters, digits, '.', '_' or '-', got 'a b'; rename it"),
+    ({"dispatcher": "grpc://host:5050", "processing_mode": "parallel"}, "reader.service.processing_mode: "),
+    ({}, "reader.service.dispatcher: "),
+    ({"dispatcher": "grpc://host:5050", "mode": "x"}, "reader.service.mode: "),
+])
+def test_config_errors_name_the_key_and_the_fix(make_job, service, message):
+    with pytest.raises(ConfigError) as e:
+        make_job("seed_dense.yaml", reader={"service": service})
+    assert str(e.value).startswith(message), str(e.value)
+
+
+def test_a_bad_processing_mode_lists_the_modes(make_job):
+    with pytest.raises(ConfigError, match="distributed_epoch.*parallel_epochs"):
+        make_job("seed_dense.yaml", reader={"service": {"dispatcher": "grpc://h:1", "processing_mode": "x"}})
+
+
+def _start(*args):
+    """A `tfstream data-service` server (TensorFlow's import takes seconds: started together)."""
+    return subprocess.Popen([sys.executable, "-m", "tfstream.cli", "data-service", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _listening(proc) -> str:
+    """The address a server's first line says it listens on."""
+    line = proc.stdout.readline()
+    match = re.search(r"listening on (grpc://\S+:\d+)", line)
+    assert match, (line, proc.stderr.read() if proc.poll() is not None else "")
+    return match[1]
+
+
+@pytest.mark.slow
+def test_the_cli_servers_serve_a_read(id_dataset):
+    job, manifest, _ = id_dataset
+    with socket.socket() as s:  # a free port, so that the workers start with the dispatcher
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    target = f"grpc://127.0.0.1:{port}"
+    procs = [_start("dispatcher", "--port", str(port), "--host", "127.0.0.1")]
+    try:
+        procs += [_start("worker", "--dispatcher", target, "--port", "0", "--host", "127.0.0.1") for _ in range(2)]
+        assert _listening(procs[0]) == target
+        assert all(_listening(p).startswith("grpc://127.0.0.1:") for p in procs[1:])
+        want = _train_ids(manifest)
+        assert _ids(read(manifest, "train", _options(job, target, "parallel_epochs"))) == \
+            collections.Counter({i: 2 for i in want})
+        for proc in procs[::-1]:
+            proc.send_signal(signal.SIGTERM)
+        assert [proc.wait(timeout=30) for proc in procs] == [0, 0, 0]  # SIGTERM stops them cleanly
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
