@@ -104,6 +104,10 @@ class ReadOptions(Section):
             within("reader.num_buckets", self.num_buckets, 1, 1000, "each bucket holds a partial batch; lower it")
             check(self.max_tokens_per_batch is not None,
                   "reader.num_buckets: buckets are made only with max_tokens_per_batch; set it, or remove num_buckets")
+        check(self.service is None or self.cache == "none",
+              f"reader.cache: {show(self.cache)} cannot be used with reader.service: each worker would cache only "
+              f"the shards it read in the first epoch (a file cache would then be read back in place of the shards "
+              f"the service gives it); set reader.cache to none, or remove reader.service")
         return self
 
     @classmethod

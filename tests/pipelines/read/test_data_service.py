@@ -94,6 +94,37 @@ def test_each_record_twice_per_epoch_with_two_workers_in_parallel_epochs(id_data
         assert _ids(ds) == collections.Counter({i: 2 for i in want})
 
 
+@pytest.mark.slow
+def test_sequence_batches_are_padded_on_the_workers_and_counted_here(service, tmp_path):
+    """Bucketed, padded batches come as the workers made them (one partial batch per
+    worker at most); the padding counter, this process's variables, counts them all."""
+    from benchmarks.long_signals import job, sines, splits
+    from tfstream.pipelines.config import config_from_dict
+    from tfstream.pipelines.read.stages import PaddingCounter
+    from tfstream.pipelines.write.arrays import write_arrays
+
+    seqs, y = sines(120, seed=1, classes=3, steps=(5, 60))
+    config = config_from_dict(job("seqs", 1, 3, {"type": "lstm"}))
+    split = splits(len(seqs), seed=1)
+    manifest = write_arrays(config, {"X": np.concatenate(seqs), "lengths": np.array([len(s) for s in seqs]), "y": y,
+                                     "split": split}, str(tmp_path / "ds"))
+    n = int((split == "train").sum())
+    local, remote = PaddingCounter(), PaddingCounter()
+    options = config.reader.with_overrides(cache="none")  # a cache is refused with a service
+    plain = [(f["signal_length"].numpy(), f["signal"].shape[1])
+             for f, _ in read(manifest, "train", options, padding_counter=local)]
+    ds = read(manifest, "train", options.with_overrides(service={"dispatcher": service}), padding_counter=remote)
+    assert int(ds.cardinality()) == tf.data.UNKNOWN_CARDINALITY  # batches per worker: not known here
+    for _ in range(2):
+        remote.reset()
+        batches = [(f["signal_length"].numpy(), f["signal"].shape[1]) for f, _ in ds]
+        assert sum(len(lengths) for lengths, _ in batches) == n  # each sequence once
+        assert all(steps >= lengths.max() for lengths, steps in batches)
+        assert int(remote.real.numpy()) == int(sum(lengths.sum() for lengths, _ in batches)) == \
+            int(sum(lengths.sum() for lengths, _ in plain))
+        assert int(remote.padded.numpy()) == sum(len(lengths) * steps for lengths, steps in batches)
+
+
 class _Seen(keras.layers.Layer):
     """Counts the ids of the records a model is fed (a non-trainable variable)."""
 
@@ -180,6 +211,12 @@ def test_config_errors_name_the_key_and_the_fix(make_job, service, message):
     with pytest.raises(ConfigError) as e:
         make_job("seed_dense.yaml", reader={"service": service})
     assert str(e.value).startswith(message), str(e.value)
+
+
+def test_a_cache_is_refused_with_a_service(make_job):
+    with pytest.raises(ConfigError, match=r"^reader.cache: 'memory' cannot be used with reader.service: each worker "
+                                          r"would cache only the shards it read .* set reader.cache to none"):
+        make_job("seed_dense.yaml", reader={"cache": "memory", "service": {"dispatcher": "grpc://h:1"}})
 
 
 def test_a_bad_processing_mode_lists_the_modes(make_job):
