@@ -21,11 +21,13 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from typing import Any, Optional, Sequence, Union
 
 import tensorflow as tf
 
-from tfstream.pipelines.config import ReadOptions
+from tfstream.pipelines.config import ConfigError, ReadOptions
 from tfstream.pipelines.manifest import Manifest, load_manifest
 from tfstream.pipelines.read.bucketing import DEFAULT_NUM_BUCKETS, bucket_by_length, bucket_plan
 from tfstream.pipelines.read.memory import memory_cache_warning, parallel_shards, shuffle_buffer_held
@@ -100,14 +102,18 @@ def read(
     and `memory.shuffle_buffer_held`); ``max_tokens_per_batch`` buckets sequences by length (`bucketing.bucket_plan`,
     on this split's statistics, by the first sequence feature; ignored with a warning
     for a dataset without sequences) into ``num_buckets`` buckets (8 when not set);
-    ``memory_budget_mb`` caps tf.data's autotuner (``options.autotune.ram_budget``).
+    ``memory_budget_mb`` caps tf.data's autotuner (``options.autotune.ram_budget``);
+    ``service`` runs everything up to the parsing and padding on a tf.data service's
+    workers (`stages.distribute_to_service`; order nondeterministic; ``drop_remainder``
+    applies to the batches made again here, or, for sequences, to each worker's).
 
     Returns:
         A `tf.data.Dataset` of ``(features, label)``; features is a dict keyed by feature
         name, with a ``<name>_length`` entry per sequence feature; the label is a class
         index, or a regression target as the reference model learns it (transformed and
         standardized; ``raw_labels`` for the stored values). Its cardinality is the
-        number of batches, known from the manifest (so Keras knows the steps).
+        number of batches, known from the manifest (so Keras knows the steps); through
+        a service, only where it is exact (see `_from_service`).
 
     Raises:
         ManifestError: no manifest, an unknown split, a shard missing or resized; in a
@@ -157,6 +163,10 @@ def read(
     worker_drop = drop_remainder and not rebatch_here
 
     files = list_shards(manifest, split, shuffle=shuffle, seed=options.seed)
+    if not local and any("://" not in p and not os.path.isabs(p) for p in manifest.shard_paths(split, check=False)):
+        _log.warning("reader.service: the shards of %r are named by a relative path (%s): each worker opens them "
+                     "relative to its own working directory; give the dataset as an absolute path or a URL that "
+                     "every worker can read", manifest.name, manifest.root)
     if shuffle:
         # Blocks, not records, from here to the batches: see `stages`. Settings larger
         # than the split are held to it (same order; TensorFlow sizes threads and
@@ -234,6 +244,7 @@ def _from_service(options: ReadOptions, n: int, *, rebatch: bool, drop_remainder
     b = options.batch_size
 
     def stage(ds):
+        _check_dispatcher(service.dispatcher)
         ds = ds.apply(distribute_to_service(dispatcher=service.dispatcher, processing_mode=service.processing_mode,
                                             job_name=service.job_name))
         if not rebatch:
@@ -244,3 +255,15 @@ def _from_service(options: ReadOptions, n: int, *, rebatch: bool, drop_remainder
         return ds
 
     return stage
+
+
+def _check_dispatcher(address: str, timeout: float = 10.0) -> None:
+    """Refuse a dispatcher that does not answer: TensorFlow would wait for it, silently,
+    as long as it takes."""
+    host, port = address.split("://", 1)[1].rsplit(":", 1)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(f"reader.service.dispatcher: no tf.data service dispatcher answers at {address} ({e}); "
+                          f"start one there (`tfstream data-service dispatcher --port {port}`) and its workers, or "
+                          f"correct the address") from None

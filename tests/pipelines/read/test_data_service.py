@@ -71,12 +71,13 @@ def _options(job, target, mode, **service):
 
 
 @pytest.mark.slow
-def test_each_record_once_per_epoch_in_distributed_epoch(id_dataset, service):
+@pytest.mark.parametrize("seed", [3, None])
+def test_each_record_once_per_epoch_in_distributed_epoch(id_dataset, service, seed):
     job, manifest, _ = id_dataset
     want = _train_ids(manifest)
     n = sum(want.values())
     assert set(want.values()) == {1} and 400 < n < N
-    ds = read(manifest, "train", _options(job, service, "distributed_epoch"))
+    ds = read(manifest, "train", _options(job, service, "distributed_epoch").with_overrides(seed=seed))
     assert int(ds.cardinality()) == -(-n // BATCH)  # rebatched here: the split's batch count, for Keras
     for _ in range(2):
         batches = [int(label.shape[0]) for _, label in ds]
@@ -261,3 +262,24 @@ def test_the_cli_servers_serve_a_read(id_dataset):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.mark.slow
+def test_a_relative_dataset_path_is_named_in_a_warning(id_dataset, service, monkeypatch, caplog):
+    """The workers open the shards by the paths the trainer gives them."""
+    job, _, out = id_dataset
+    monkeypatch.chdir(os.path.dirname(out))
+    read(os.path.basename(out), "train", _options(job, service, "distributed_epoch"))  # not iterated
+    assert "each worker opens them relative to its own working directory; give the dataset as an absolute path" \
+        in caplog.text
+
+
+def test_a_dispatcher_that_does_not_answer_is_refused(id_dataset):
+    job, manifest, _ = id_dataset
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    with pytest.raises(ConfigError, match=rf"^reader.service.dispatcher: no tf.data service dispatcher answers at "
+                                          rf"grpc://127.0.0.1:{port} .*start one there \(`tfstream data-service "
+                                          rf"dispatcher --port {port}`\)"):
+        read(manifest, "train", _options(job, f"grpc://127.0.0.1:{port}", "distributed_epoch"))
