@@ -283,3 +283,15 @@ def test_a_dispatcher_that_does_not_answer_is_refused(id_dataset):
                                           rf"grpc://127.0.0.1:{port} .*start one there \(`tfstream data-service "
                                           rf"dispatcher --port {port}`\)"):
         read(manifest, "train", _options(job, f"grpc://127.0.0.1:{port}", "distributed_epoch"))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["worker", "--dispatcher", "localhost:5050", "--port", "0"],
+     "tfstream data-service: error: --dispatcher: expected grpc://HOST:PORT"),
+    (["dispatcher", "--port", "70000"], "tfstream data-service: error: --port: expected 0..65535 (0: a free port)"),
+])
+def test_the_cli_refuses_a_bad_address_or_port(argv, message, capsys):
+    from tfstream.cli import main
+
+    assert main(["data-service", *argv]) == 2
+    assert capsys.readouterr().err.startswith(message)
