@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 
 import keras
 import numpy as np
@@ -25,18 +24,33 @@ N = 600  # records written; the train split holds about 80 % of them
 BATCH = 32
 
 
+# A dispatcher and two workers, by TensorFlow's API, in a process of their own: a worker's
+# stop waits, seconds to minutes, for the jobs its readers left open (Keras keeps its last
+# epoch's iterator), so the servers are killed at the end rather than stopped.
+_SERVERS = """
+import sys
+import tensorflow as tf
+svc = tf.data.experimental.service
+dispatcher = svc.DispatchServer(svc.DispatcherConfig(port=0))
+workers = [svc.WorkerServer(svc.WorkerConfig(dispatcher_address=dispatcher._address,
+                                             worker_address="127.0.0.1:%port%")) for _ in range(2)]
+print(dispatcher.target, flush=True)
+sys.stdin.read()
+"""
+
+
 @pytest.fixture(scope="module")
 def service():
-    """A dispatcher and two workers in this process, on loopback."""
-    svc = tf.data.experimental.service
-    dispatcher = svc.DispatchServer(svc.DispatcherConfig(port=0, job_gc_check_interval_ms=200, job_gc_timeout_ms=200))
-    address = dispatcher.target.split("://")[1]
-    workers = [svc.WorkerServer(svc.WorkerConfig(dispatcher_address=address, worker_address="127.0.0.1:%port%"))
-               for _ in range(2)]
-    yield dispatcher.target
-    # A worker's stop waits, seconds to a minute, for the jobs its readers left (Keras
-    # keeps its last epoch's iterator): stopped on the side, the test session goes on.
-    threading.Thread(target=lambda: [server.stop() for server in (*workers, dispatcher)], daemon=True).start()
+    """A dispatcher and two workers on loopback; their address."""
+    proc = subprocess.Popen([sys.executable, "-c", _SERVERS], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    try:
+        target = proc.stdout.readline().strip()
+        assert target.startswith("grpc://"), proc.poll()
+        yield target
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(scope="module")
