@@ -120,7 +120,8 @@ def _datasets(config: JobConfig, manifest: Manifest, scaling: LabelScaling):
     """The training, validation and evaluation datasets, and the training set's
     `PaddingCounter` (None without sequence features).
 
-    Only the training split is bucketed and cached (`ReadOptions.for_evaluation`). The
+    Only the training split is bucketed, cached and read through ``reader.service``
+    when one is set (`ReadOptions.for_evaluation`: the others are read here, in order). The
     training and validation labels are scaled as the model learns them (``scaling``);
     the evaluation's are read as stored (`evaluation.evaluate` scores in their units).
     """
