@@ -12,6 +12,7 @@ One module per benchmark, each with ``run(scale, workdir) -> dict``:
     B6 b6_preprocess    preprocess rows/s (DirectRunner, DaskRunner) ÷ a single-process Python loop
     B7 b7_first_batch   time to the first batch, TensorFlow's import excluded
     B8 b8_preprocess_scaling  peak RSS and rows/s of `tfstream preprocess` on N and 10·N rows
+    B9 b9_data_service  fit step time with the input on a tf.data service worker ÷ synthetic
     B10 b10_write_arrays  write_arrays rows/s ÷ a hand-written TFRecordWriter loop
 
 ``smoke`` runs every benchmark on tiny data in seconds (the test suite does); ``full``

@@ -24,6 +24,7 @@ BENCHMARKS = {
     "B6": "b6_preprocess",
     "B7": "b7_first_batch",
     "B8": "b8_preprocess_scaling",
+    "B9": "b9_data_service",
     "B10": "b10_write_arrays",
 }
 

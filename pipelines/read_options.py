@@ -18,6 +18,7 @@ from typing import Annotated, Any, Mapping, Optional, Union
 from pydantic import BeforeValidator, Field, StrictStr, model_validator
 
 from tfstream.pipelines.config_errors import check, show
+from tfstream.pipelines.config_service import ServiceOptions
 from tfstream.pipelines.config_types import (MAX_CYCLE_LENGTH, MAX_MEMORY_MB, MAX_PREFETCH, MAX_SHUFFLE_BUFFER, Int,
                                              Section, replace, validate, within)
 
@@ -47,6 +48,9 @@ class ReadOptions(Section):
         memory_budget_mb: bounds the input pipeline: `tfstream train` estimates its
             memory from the manifest, refuses to start when it does not fit (naming the
             setting to lower), and caps tf.data's autotuner with it. None: no budget.
+        service: read the training split through a tf.data service (`ServiceOptions`):
+            reading, shuffling, parsing and padding run on its workers. None: in this
+            process. Only the training split: `for_evaluation` drops it.
     """
 
     _key_path = "reader"
@@ -70,6 +74,10 @@ class ReadOptions(Section):
         None, description="MiB (16..16,777,216) the input pipeline may use: training refuses to start when the "
                           "estimate does not fit, and tf.data's autotuner is capped (default: no budget; training "
                           "still refuses a pipeline that may not fit in the machine's memory).")
+    service: Optional[ServiceOptions] = Field(
+        None, description="Read the training split through a tf.data service (keys below): reading, shuffling, "
+                          "parsing and padding run on its workers, the trainer gets batches (default: null, in this "
+                          "process). The validation and eval splits are always read here, in their stored order.")
 
     @model_validator(mode="after")
     def _rules(self) -> ReadOptions:
@@ -98,6 +106,10 @@ class ReadOptions(Section):
             within("reader.num_buckets", self.num_buckets, 1, 1000, "each bucket holds a partial batch; lower it")
             check(self.max_tokens_per_batch is not None,
                   "reader.num_buckets: buckets are made only with max_tokens_per_batch; set it, or remove num_buckets")
+        check(self.service is None or self.cache == "none",
+              f"reader.cache: {show(self.cache)} cannot be used with reader.service: each worker would cache only "
+              f"the shards it read in the first epoch (a file cache would then be read back in place of the shards "
+              f"the service gives it); set reader.cache to none, or remove reader.service")
         return self
 
     @classmethod
@@ -108,7 +120,7 @@ class ReadOptions(Section):
 
         Example:
             >>> ReadOptions.resolve({"batch_size": 32}, seed=0)
-            ReadOptions(batch_size=32, shuffle_buffer=10000, cycle_length=4, cache='none', prefetch=-1, seed=0, max_tokens_per_batch=None, num_buckets=None, memory_budget_mb=None)
+            ReadOptions(batch_size=32, shuffle_buffer=10000, cycle_length=4, cache='none', prefetch=-1, seed=0, max_tokens_per_batch=None, num_buckets=None, memory_budget_mb=None, service=None)
         """
         if options is None:
             options = cls()
@@ -151,14 +163,15 @@ class ReadOptions(Section):
         return replace(self, **overrides)
 
     def for_evaluation(self) -> ReadOptions:
-        """The options for a validation or eval split: these without the cache and the
-        bucketing. Evaluation metrics do not depend on the batching, unbucketed reads
-        keep the stored order, and a split read once per epoch gains little from a cache
-        that costs memory or disk. (`tfstream train` reads its validation and eval splits
-        so.)
+        """The options for a validation or eval split: these without the cache, the
+        bucketing and the service. Evaluation metrics do not depend on the batching,
+        unbucketed reads keep the stored order, and a split read once per epoch gains
+        little from a cache that costs memory or disk. A tf.data service would lose the
+        order (``distributed_epoch``) or count records several times
+        (``parallel_epochs``). (`tfstream train` reads its validation and eval splits so.)
 
         Example:
             >>> ReadOptions(cache="memory", max_tokens_per_batch=512, num_buckets=4).for_evaluation().cache
             'none'
         """
-        return replace(self, cache="none", max_tokens_per_batch=None, num_buckets=None)
+        return replace(self, cache="none", max_tokens_per_batch=None, num_buckets=None, service=None)

@@ -13,6 +13,8 @@
     tfstream config     schema | check CONFIG
     tfstream doctor     SCRIPT.py | FILE.md | --config C [--dataset DIR]  [--json]
     tfstream bench      [--scale smoke|full] [--only B1,B3] [--workdir DIR] [--out DIR]
+    tfstream data-service dispatcher --port P [--work-dir D] [--host H]
+    tfstream data-service worker --dispatcher grpc://HOST:PORT --port P [--host H]
 
 Beam options after ``--`` (or any option the command does not know) go to Beam's
 `PipelineOptions` unchanged, e.g. ``-- --runner=DataflowRunner --project=P --region=R
@@ -125,6 +127,9 @@ def _parser() -> argparse.ArgumentParser:
     from tfstream.cli_retrain import add_parsers
 
     add_parsers(sub)
+    from tfstream.cli_data_service import add_parsers as add_data_service
+
+    add_data_service(sub)
 
     p = sub.add_parser("inspect", help="print a dataset's manifest as tables")
     p.add_argument("dataset", help="dataset directory")
@@ -378,7 +383,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command in ("preprocess", "run"):
             _check_sources_early(config)  # before TensorFlow or Beam is imported
             beam_args = _beam_args(args, unknown, beam_args)
-        if not args.verbose and args.command in ("train", "run", "retrain"):
+        if not args.verbose and args.command in ("train", "run", "retrain", "data-service"):
             import_tensorflow_quietly()  # (preprocessing alone does not import TensorFlow)
         if args.command in ("train", "run", "retrain"):
             from tfstream.training.strategy import check_strategy
@@ -421,6 +426,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from tfstream.cli_retrain import run_models
 
             return run_models(args)
+        elif args.command == "data-service":
+            from tfstream.cli_data_service import run_data_service
+
+            return run_data_service(args)
         elif args.command == "verify":
             return _verify(args.dataset, args.split, args.json)
         elif args.command == "gc":
@@ -486,6 +495,8 @@ _INTERRUPTED = {
            "the same command again",
     "train": "training resumes after its last finished epoch: run the same command again (--restart starts afresh)",
     "retrain": "the champion is replaced only by a complete, checked model; run the same command again to resume",
+    "data-service": "the server stopped; the trainers reading through it fail until one serves the same address "
+                    "again (a dispatcher started with the same --work-dir resumes its jobs)",
 }
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 

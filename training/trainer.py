@@ -134,7 +134,8 @@ def _datasets(config: JobConfig, manifest: Manifest, scaling: LabelScaling, proc
     With ``process`` (multi_worker), the training split is this process's part, in
     batches of its share of ``reader.batch_size`` (`multi_worker`).
 
-    Only the training split is bucketed and cached (`ReadOptions.for_evaluation`). The
+    Only the training split is bucketed, cached and read through ``reader.service``
+    when one is set (`ReadOptions.for_evaluation`: the others are read here, in order). The
     training and validation labels are scaled as the model learns them (``scaling``);
     the evaluation's are read as stored (`evaluation.evaluate` scores in their units).
     """

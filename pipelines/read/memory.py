@@ -23,6 +23,12 @@ shards (`parallel_shards`), the shuffle buffer at most the split's records
 (`shuffle_buffer_held`), a batch at most the split, so the plan and TensorFlow never
 disagree on what a setting larger than the split costs.
 
+With ``reader.service`` (the training split read by tf.data service workers) this
+process holds only the batches it receives: one being batched again (see
+`reader.read`) and the prefetched ones; what the workers hold (their read buffers,
+shuffle buffer, cache and batches in work, the figures above) is on their machines and
+is not counted.
+
 What is not counted: TensorFlow itself, the model and its optimizer state, Keras'
 own buffers; the estimate is for the input pipeline only.
 
@@ -272,6 +278,10 @@ def estimate_input_memory(manifest: Manifest, split: str, options: Optional[Read
     # at worst every record held is the largest, yet they are never more than the split's bytes
     worst_held = SHUFFLE_COPIES * (min(held * max_record, manifest.split(split).record_bytes)
                                    + held * ELEMENT_OVERHEAD_BYTES)
+    if options.service is not None and shuffle:  # the rest is on the service's workers
+        parts = [MemoryPart("batches received", "reader.batch_size", int(2 * parsed_mean), int(2 * parsed_worst)),
+                 MemoryPart("prefetch", "reader.prefetch", int(depth * parsed_mean), int(depth * parsed_worst))]
+        return MemoryEstimate(tuple(parts), budget_mb * MiB if budget_mb else None)
     parts = [
         MemoryPart("read buffers", "reader.cycle_length", cycles * READ_BUFFER_BYTES, cycles * READ_BUFFER_BYTES,
                    (READ_BUFFER_BYTES, READ_BUFFER_BYTES)),

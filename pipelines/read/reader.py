@@ -21,11 +21,13 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from typing import Any, Optional, Sequence, Union
 
 import tensorflow as tf
 
-from tfstream.pipelines.config import ReadOptions
+from tfstream.pipelines.config import ConfigError, ReadOptions
 from tfstream.pipelines.manifest import Manifest, load_manifest
 from tfstream.pipelines.read.bucketing import DEFAULT_NUM_BUCKETS, bucket_by_length, bucket_plan
 from tfstream.pipelines.read.lookups import categorical_ids as lookup_categoricals
@@ -36,6 +38,7 @@ from tfstream.pipelines.read.stages import (
     PaddingCounter,
     cache_records,
     count_padding,
+    distribute_to_service,
     interleave_blocks,
     list_shards,
     parse_and_pad,
@@ -109,14 +112,18 @@ def read(
     and `memory.shuffle_buffer_held`); ``max_tokens_per_batch`` buckets sequences by length (`bucketing.bucket_plan`,
     on this split's statistics, by the first sequence feature; ignored with a warning
     for a dataset without sequences) into ``num_buckets`` buckets (8 when not set);
-    ``memory_budget_mb`` caps tf.data's autotuner (``options.autotune.ram_budget``).
+    ``memory_budget_mb`` caps tf.data's autotuner (``options.autotune.ram_budget``);
+    ``service`` runs everything up to the parsing and padding on a tf.data service's
+    workers (`stages.distribute_to_service`; order nondeterministic; ``drop_remainder``
+    applies to the batches made again here, or, for sequences, to each worker's).
 
     Returns:
         A `tf.data.Dataset` of ``(features, label)``; features is a dict keyed by feature
         name, with a ``<name>_length`` entry per sequence feature; the label is a class
         index, or a regression target as the reference model learns it (transformed and
         standardized; ``raw_labels`` for the stored values). Its cardinality is the
-        number of batches, known from the manifest (so Keras knows the steps).
+        number of batches, known from the manifest (so Keras knows the steps); through
+        a service, only where it is exact (see `_from_service`).
 
     Raises:
         ManifestError: no manifest, an unknown split, a shard missing or resized; in a
@@ -134,6 +141,9 @@ def read(
     batch_size = options.batch_size
     part = None
     if process is not None:
+        if options.service is not None:
+            raise ConfigError("reader.service: not with train.strategy: multi_worker (each process reads its own "
+                              "part of the split here); remove reader.service, or train with another strategy")
         if options.max_tokens_per_batch is not None:
             raise ValueError("read(process=...) reads batches of batch_size records, the same shape on every "
                              "process; unset max_tokens_per_batch")
@@ -167,11 +177,23 @@ def read(
     # Unshuffled reads keep the stored order (predictions line up with records); seeded
     # reads are reproducible; otherwise tf.data may reorder for speed.
     deterministic = True if (options.seed is not None or not shuffle) else None
+    service = options.service
+    # Through a service, each worker batches what it reads: the batch counts below hold
+    # for the whole split only, so they are asserted here, in-process, or after the
+    # service (`_from_service`). Unpadded batches are batched again here, whole: the
+    # workers' partial batches are not dropped there.
+    local = service is None
+    rebatch_here = not local and not schema.sequence_features
+    worker_drop = drop_remainder and not rebatch_here
 
     # By record, every process lists every shard in the stored order: `Dataset.shard`
     # then deals the same records on every process.
     files = list_shards(manifest, split, shuffle=shuffle and not (part and part.by_record), seed=options.seed,
                         paths=part.paths if part else None)
+    if not local and any("://" not in p and not os.path.isabs(p) for p in manifest.shard_paths(split, check=False)):
+        _log.warning("reader.service: the shards of %r are named by a relative path (%s): each worker opens them "
+                     "relative to its own working directory; give the dataset as an absolute path or a URL that "
+                     "every worker can read", manifest.name, manifest.root)
     if shuffle:
         # Blocks, not records, from here to the batches: see `stages`. Settings larger
         # than the split are held to it (same order; TensorFlow sizes threads and
@@ -197,43 +219,91 @@ def read(
             ds = ds.shard(process.count, process.index)
         # The manifest knows the record count: declaring it fails loudly if the shards
         # do not hold what the manifest says (and gives Keras a step count, below).
-        ds = ds.apply(tf.data.experimental.assert_cardinality(part.held if part else n))
+        if local:
+            ds = ds.apply(tf.data.experimental.assert_cardinality(part.held if part else n))
         if part is not None:
             ds = ds.take(n)
         ds = ds.apply(cache_records(cache=cache))
     if repeat:
         ds = ds.repeat()
     if plan is not None:
-        ds = ds.apply(bucket_by_length(plan=plan, length_key=bucket_key, drop_remainder=drop_remainder))
-        if not repeat and sum(plan.counts) == n:
+        ds = ds.apply(bucket_by_length(plan=plan, length_key=bucket_key, drop_remainder=worker_drop))
+        if local and not repeat and sum(plan.counts) == n:
             # Each bucket holds the same sequences every epoch, so the batch count is
             # known: Keras gets its step count (without it, Keras 3 warns that the
             # input "ran out of data" after the first epoch).
             ds = ds.apply(tf.data.experimental.assert_cardinality(plan.num_batches(drop_remainder)))
     elif shuffle:
-        ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
-        if not repeat:
+        ds = ds.rebatch(batch_size, drop_remainder=worker_drop)
+        if local and not repeat:
             # Blocks hide the record count (each shard's is checked in `interleave_blocks`);
             # the batch count tells Keras the steps.
             ds = ds.apply(tf.data.experimental.assert_cardinality(
                 n // batch_size if drop_remainder else -(-n // batch_size)))
     else:
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        ds = ds.batch(batch_size, drop_remainder=worker_drop)
     if raw_labels:
         label_scaling = None
     elif label_scaling is None:
         label_scaling = manifest.label_scaling()
     ds = ds.apply(parse_and_pad(schema, boundaries=plan.boundaries if plan is not None else None,
                                 label_scaling=label_scaling, deterministic=deterministic))
-    if categorical_ids is not None:
-        ds = ds.apply(lookup_categoricals(schema, manifest.split(categorical_ids).features,
-                                          deterministic=deterministic))
-    if padding_counter is not None:
-        ds = ds.apply(count_padding(padding_counter, schema))
-    ds = ds.apply(prefetch(buffer_size=options.prefetch))
     tf_options = tf.data.Options()
     if not deterministic:
         tf_options.deterministic = False
     if options.memory_budget_mb is not None:
         tf_options.autotune.ram_budget = int(options.memory_budget_mb) << 20
+    if not local:
+        # The options travel with the pipeline to the workers (their autotuner's budget).
+        ds = ds.with_options(tf_options).apply(_from_service(
+            options, n, rebatch=rebatch_here, drop_remainder=drop_remainder, repeat=repeat))
+    if categorical_ids is not None:  # here, after the service: the lookup tables are this process's
+        ds = ds.apply(lookup_categoricals(schema, manifest.split(categorical_ids).features,
+                                          deterministic=deterministic))
+    if padding_counter is not None:  # its variables are this process's: after the service
+        ds = ds.apply(count_padding(padding_counter, schema))
+    ds = ds.apply(prefetch(buffer_size=options.prefetch))
     return ds.with_options(tf_options)
+
+
+def _from_service(options: ReadOptions, n: int, *, rebatch: bool, drop_remainder: bool, repeat: bool):
+    """The batches of ``options.service``'s workers, received here.
+
+    Each worker batches the shards it reads, so the batch count depends on how the
+    shards fell to the workers (each worker's last batch is partial); Keras 3 counts
+    the batches of the first epoch and stops later epochs there. Batches without
+    sequences (one shape, whatever the padding) are therefore batched again here
+    (``rebatch``: vectorized, no per-record cost): ``distributed_epoch`` then yields the
+    split's batch count every epoch, asserted for Keras when the job is this reader's
+    own (a shared ``job_name`` splits the records among its readers, in proportions
+    unknown here); ``parallel_epochs`` yields (workers x the split's records), the
+    same each epoch while the workers stay. Padded sequence batches (each its own
+    length) are kept as the workers made them: up to one partial batch per worker.
+    """
+    service = options.service
+    b = options.batch_size
+
+    def stage(ds):
+        _check_dispatcher(service.dispatcher)
+        ds = ds.apply(distribute_to_service(dispatcher=service.dispatcher, processing_mode=service.processing_mode,
+                                            job_name=service.job_name))
+        if not rebatch:
+            return ds
+        ds = ds.rebatch(b, drop_remainder=drop_remainder)
+        if not repeat and service.processing_mode == "distributed_epoch" and service.job_name is None:
+            ds = ds.apply(tf.data.experimental.assert_cardinality(n // b if drop_remainder else -(-n // b)))
+        return ds
+
+    return stage
+
+
+def _check_dispatcher(address: str, timeout: float = 10.0) -> None:
+    """Refuse a dispatcher that does not answer: TensorFlow would wait for it, silently,
+    as long as it takes."""
+    host, port = address.split("://", 1)[1].rsplit(":", 1)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(f"reader.service.dispatcher: no tf.data service dispatcher answers at {address} ({e}); "
+                          f"start one there (`tfstream data-service dispatcher --port {port}`) and its workers, or "
+                          f"correct the address") from None

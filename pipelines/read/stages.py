@@ -11,6 +11,9 @@ fastest (benchmarks/reader_variants.py):
         list_shards → read_shards → [cache_records] → batch → parse_and_pad → prefetch
     bucketed (``max_tokens_per_batch``): as above up to the batching, then
         bucket_by_length → parse_and_pad (to the bucket's boundary) → ...
+    through a tf.data service (``reader.service``): everything up to parse_and_pad
+        runs on the service's workers, then distribute_to_service → [rebatch]
+        → [count_padding] → prefetch in this process
 
 Records are moved and shuffled while they are still serialized strings (cheap to hold
 and move), in blocks rather than one by one: per-element overhead, not parsing,
@@ -319,6 +322,32 @@ def _densify_fn(schema: Schema, boundaries: Optional[tuple[int, ...]]):
         return features, label
 
     return densify
+
+
+def distribute_to_service(*, dispatcher: str, processing_mode: str = "distributed_epoch",
+                          job_name: Optional[str] = None) -> Stage:
+    """Run the pipeline so far on the workers of a tf.data service and receive its
+    elements here (`tf.data.experimental.service.distribute`).
+
+    The pipeline is serialized to the dispatcher, and each worker runs it: with
+    ``distributed_epoch`` on the splits of its first source (for `read`, the shard
+    paths of `list_shards`: each worker reads whole shards, each shard is read once per
+    epoch); with ``parallel_epochs`` on all of it (each worker yields the whole
+    dataset). Stateful per-process work, such as `count_padding`'s variables, must come
+    after this stage. The result's cardinality is unknown, and its order
+    nondeterministic.
+
+    Args:
+        dispatcher: ``grpc://HOST:PORT``.
+        processing_mode: ``distributed_epoch`` or ``parallel_epochs``.
+        job_name: consumers with the same name share one job (None: a job of its own).
+    """
+
+    def stage(ds: tf.data.Dataset) -> tf.data.Dataset:
+        return ds.apply(tf.data.experimental.service.distribute(
+            processing_mode=processing_mode, service=dispatcher, job_name=job_name))
+
+    return stage
 
 
 def prefetch(*, buffer_size: int = AUTOTUNE) -> Stage:

@@ -16,6 +16,7 @@ def test_readme_holds_the_current_config_reference():
 
 def test_one_row_per_key_of_every_section():
     from tfstream.pipelines import config
+    from tfstream.pipelines.config_service import ServiceOptions
 
     table = reference_markdown()
     rows = [row.strip("| ").split(" | ") for row in table.splitlines()[2:]]
@@ -25,13 +26,16 @@ def test_one_row_per_key_of_every_section():
                 "model": config.ModelConfig, "split": config.SplitConfig, "split.carve": config.CarveConfig,
                 "output": config.OutputConfig,
                 "reader": config.ReadOptions, "train": config.TrainConfig, "validation.drift": config.DriftConfig,
-                "retrain": config.RetrainConfig, "source.sequence": config.SequenceTableConfig}
+                "retrain": config.RetrainConfig, "source.sequence": config.SequenceTableConfig,
+                "reader.service": ServiceOptions}
     for section, model in sections.items():
-        fields = [k for k, f in model.model_fields.items() if k not in ("carve", "sequence")]  # a section: own rows
+        fields = [k for k, f in model.model_fields.items() if k not in ("carve", "sequence", "service")]  # a section: own rows
         assert [k for s, k in keys if s == section] == fields, section
     assert [k for s, k in keys if s == "validation"] == ["max_bad_fraction"]
-    # `split.carve` and `source.sequence` are sections (counted as fields of theirs), `validation` one key
-    assert keys[0] == ("(top level)", "name") and len(keys) == sum(len(m.model_fields) for m in sections.values())
+    # `split.carve` and `source.sequence` are sections (counted as fields of theirs), `validation` one key;
+    # `reader.service` too is a section, a field of `reader` without a row of its own
+    assert keys[0] == ("(top level)", "name") and \
+        len(keys) == sum(len(m.model_fields) for m in sections.values()) - 1
     assert all(row[4] for row in rows), "every key has a description"
     assert "| `reader` | `batch_size` | integer | `256` | Records per batch" in table
     assert '| `features[]` | `on_nan` | `error`, `drop`, `impute` | `"error"` |' in table
