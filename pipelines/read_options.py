@@ -55,8 +55,8 @@ class ReadOptions(Section):
 
     _key_path = "reader"
     batch_size: Int = Field(256, description="Records per batch (1..1000000); with bucketing, the most per batch; "
-                                             "under train.strategy: mirrored, the global batch, split across the "
-                                             "devices.")
+                                             "under train.strategy mirrored or multi_worker, the global batch, "
+                                             "split across the devices or processes.")
     shuffle_buffer: Int = Field(10000, description="Records held for shuffling the training split (0..100,000,000; "
                                                    "more than the split holds shuffles the whole split).")
     cycle_length: Int = Field(4, description="Shards read in parallel, a thread each (1..1024; more than the split "

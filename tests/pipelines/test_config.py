@@ -205,7 +205,7 @@ def test_min_improvement(make_job):
     ({"model": {"type": "cnn"}}, r"model.type: expected dense or lstm; got 'cnn'"),
     ({"model": {"type": 5}}, r"model.type: expected a string, got 5"),
     ({"reader": {"zzzzzz": 1}}, r"reader.zzzzzz: unknown key; valid keys: batch_size, shuffle_buffer, cycle_length, "
-                                r"cache, prefetch, seed, max_tokens_per_batch, num_buckets, memory_budget_mb"),
+                                r"cache, prefetch, seed, max_tokens_per_batch, num_buckets, memory_budget_mb, service"),
     ({"split": {"fractions": {1: 1.0}}}, r"split.fractions: split name '1' must be lower-case letters, digits and _"),
     # one error, the first in reading order: a section's unknown keys, then its keys in order, then its rules
     ({"reader": {"batch_size": 0, "seed": "x"}}, r"reader.seed: expected an integer, got 'x'"),
@@ -322,7 +322,9 @@ def test_json_schema_describes_every_key():
             assert prop.get("description"), f"{model.get('title')}.{key} has no description"
     assert schema["$defs"]["FeatureConfig"]["properties"]["on_nan"]["enum"] == ["error", "drop", "impute"]
     assert schema["$defs"]["ReadOptions"]["properties"]["batch_size"] == {
-        "default": 256, "description": "Records per batch (1..1000000); with bucketing, the most per batch.",
+        "default": 256, "description": "Records per batch (1..1000000); with bucketing, the most per batch; under "
+                                       "train.strategy mirrored or multi_worker, the global batch, split across the "
+                                       "devices or processes.",
         "title": "Batch Size", "type": "integer"}
 
 
