@@ -450,6 +450,9 @@ class JobConfig(_Section):
             object.__setattr__(self, "split", self.split.model_copy(update={"fractions": plan.fractions}))
         self._check_split_names(plan)
         self._check_retrain()
+        _check(self.train.strategy != "multi_worker" or self.reader.service is None,
+               "reader.service: not with train.strategy: multi_worker (each process reads its own part of the "
+               "training split itself); remove reader.service, or train with strategy default or mirrored")
         has_seq = any(f.type == "sequence" for f in self.features)
         if self.model is not None and self.model.type == "lstm":
             _check(has_seq, "model.type: an lstm model needs a feature of type sequence")

@@ -74,7 +74,8 @@ def export_saved(model_file: str, path: str, label_scaling=None,
     request = {"model_file": os.path.abspath(model_file), "path": os.path.abspath(path),
                "label_scaling": None if label_scaling is None else label_scaling.to_json(),
                "lookups": dict(lookups or {})}
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    # The export needs no GPU (the trained model runs on the parent's backend, which may hold them).
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run([sys.executable, "-m", __name__], input=json.dumps(request), env=env, text=True,
                           capture_output=True)
     if done.returncode != 0:

@@ -262,3 +262,15 @@ def local_model(model, manifest, config):
     local.optimizer.build(local.trainable_variables)  # as the trained one's (its checkpoints hold them)
     local.set_weights(weights)
     return local
+
+
+def finished(process: "ProcessShard") -> None:
+    """Wait until every process gets here: the others wait for process 0, which alone
+    evaluates, saves and exports after training. A process that ends before then would
+    wait in JAX's shutdown barrier, which gives up after 5 minutes, and would exit 0
+    whatever process 0's fate; here, a process 0 that fails fails the others too (JAX's
+    heartbeat)."""
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(f"tfstream: the {process.count} processes are done")
+

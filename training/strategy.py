@@ -33,6 +33,7 @@ import dataclasses
 import functools
 import logging
 import os
+import re
 from typing import Iterator, Optional
 
 _log = logging.getLogger(__name__)
@@ -75,6 +76,30 @@ def split_cpu_devices() -> Optional[int]:
     return n
 
 
+TESTED_KERAS = "3.15"  # mirrored and multi_worker were built and tested on Keras 3.15.1
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:2])
+
+
+def _tensorflow_off_the_gpus() -> None:
+    """On a Keras backend other than TensorFlow, the reader's TensorFlow (tf.data) has no
+    use for the GPUs, and by default it would reserve most of their memory, which the
+    backend (JAX preallocates too) then lacks. Hidden before TensorFlow's first op; a
+    process whose TensorFlow has already started its devices keeps them (logged)."""
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        return
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:
+        _log.warning("TensorFlow has already started its GPU devices: it shares the GPUs with the %s backend; "
+                     "hide them from it before it runs anything: tf.config.set_visible_devices([], 'GPU')",
+                     os.environ.get("KERAS_BACKEND", "other"))
+
+
 def check_strategy(name: str) -> None:
     """Refuse a strategy this process cannot run (before the run writes anything).
 
@@ -82,13 +107,19 @@ def check_strategy(name: str) -> None:
         TrainError: ``mirrored`` on a Keras backend other than TensorFlow, or a bad
             ``TFSTREAM_CPU_DEVICES``.
     """
-    if name != "mirrored":
-        return
     import keras
 
     from tfstream.training.trainer import TrainError  # (the trainer imports this module)
 
     backend = keras.backend.backend()
+    if backend != "tensorflow":
+        _tensorflow_off_the_gpus()
+    if name != "default" and _version(keras.__version__) < _version(TESTED_KERAS):
+        raise TrainError(f"train.strategy: {name} needs Keras {TESTED_KERAS} or later (it relies on how that "
+                         f"release distributes fit), but Keras {keras.__version__} is installed; run "
+                         f"`pip install 'keras>={TESTED_KERAS}'`, or set train.strategy: default")
+    if name != "mirrored":
+        return
     if backend != "tensorflow":
         raise TrainError(
             f"train.strategy: mirrored is tf.distribute.MirroredStrategy, which needs the TensorFlow backend, but "

@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -154,6 +155,27 @@ def _datasets(config: JobConfig, manifest: Manifest, scaling: LabelScaling, proc
 
     val_ds = plain(t.validation_split, label_scaling=scaling) if t.validation_split else None
     return train_ds, val_ds, plain(t.eval_split, raw_labels=True), counter
+
+
+@contextlib.contextmanager
+def _service_errors(service):
+    """An epoch through ``reader.service`` that does not hold the split's batches (a
+    worker lost or restarted mid-epoch: tf.data's service then does not promise each
+    record once) is a `TrainError` that says so, not a shard to look for."""
+    if service is None:
+        yield
+        return
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.FailedPreconditionError as e:
+        if "expected to contain" not in str(e):
+            raise
+        raise TrainError(f"reader.service: an epoch from the tf.data service at {service.dispatcher} did not hold the "
+                         f"training split's batches (a worker lost or restarted during the epoch?); run the same "
+                         f"command again (training resumes after its last finished epoch), and keep the workers up "
+                         f"for the run") from e
 
 
 def _read_history(path: str) -> dict[str, list[float]]:
@@ -392,7 +414,10 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
         ]
 
         start = time.perf_counter()
-        with shard_errors_named(manifest, (t.train_split, t.validation_split)):  # names a corrupt shard's file
+        # A shard that breaks a read is named by its file; through a service (its workers
+        # read the training split), a lost worker's epoch is named instead.
+        checked = (t.validation_split,) if config.reader.service else (t.train_split, t.validation_split)
+        with _service_errors(config.reader.service), shard_errors_named(manifest, checked):
             history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=[*own, *callbacks],
                                 shuffle=False, verbose=verbose)
         fit_seconds = time.perf_counter() - start
@@ -407,6 +432,7 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
     if process is not None:  # process 0 goes on alone, with a model of its own; the others are done
         model = multi_worker.local_model(model, manifest, config)
         if process.index:
+            multi_worker.finished(process)  # until process 0 has written the model, its metrics and export
             return {"process_index": process.index, "num_processes": process.count, "epochs_run": epochs_now}
     if os.path.exists(best):
         model.load_weights(best)  # the best epoch on the validation split, not the last
@@ -442,7 +468,9 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
         "input_memory_mib": {"expected": round(memory.expected / MiB, 1), "worst": round(memory.worst / MiB, 1),
                              "budget": config.reader.memory_budget_mb},
         "fit_seconds": round(fit_seconds, 2),
-        "train_examples_per_second": round(manifest.num_examples(t.train_split) * epochs_now / fit_seconds, 1)
+        # (Records fed: multi_worker leaves a few out; parallel_epochs feeds each several times, not counted.)
+        "train_examples_per_second": round((processes["records_per_epoch"] if processes else
+                                            manifest.num_examples(t.train_split)) * epochs_now / fit_seconds, 1)
         if fit_seconds and epochs_now else None,
         "strategy": distribution.record(),  # train.strategy and its replica count
         "eval": scores,
@@ -458,4 +486,6 @@ def _train(config: JobConfig, manifest: Manifest, dataset_dir: str, model_dir: s
         path = os.path.join(checkpoints, name)
         if os.path.exists(path):
             os.remove(path)
+    if process is not None:
+        multi_worker.finished(process)  # the other processes wait for this one
     return metrics

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from tfstream.pipelines.config import ConfigError, ReadOptions
 from tfstream.pipelines.manifest import Manifest, load_manifest
-from tfstream.pipelines.read.bucketing import DEFAULT_NUM_BUCKETS, bucket_by_length, bucket_plan
+from tfstream.pipelines.read.bucketing import DEFAULT_NUM_BUCKETS, BucketPlan, bucket_by_length, bucket_plan
 from tfstream.pipelines.read.lookups import categorical_ids as lookup_categoricals
 from tfstream.pipelines.read.memory import memory_cache_warning, parallel_shards, shuffle_buffer_held
 from tfstream.pipelines.read.processes import ProcessShard, take_records
@@ -180,11 +180,11 @@ def read(
     service = options.service
     # Through a service, each worker batches what it reads: the batch counts below hold
     # for the whole split only, so they are asserted here, in-process, or after the
-    # service (`_from_service`). Unpadded batches are batched again here, whole: the
-    # workers' partial batches are not dropped there.
+    # service, where the batches are made again (`_from_service`): the workers' partial
+    # batches are not dropped there.
     local = service is None
     rebatch_here = not local and not schema.sequence_features
-    worker_drop = drop_remainder and not rebatch_here
+    worker_drop = drop_remainder and local  # the batches are made again after the service
 
     # By record, every process lists every shard in the stored order: `Dataset.shard`
     # then deals the same records on every process.
@@ -256,7 +256,8 @@ def read(
     if not local:
         # The options travel with the pipeline to the workers (their autotuner's budget).
         ds = ds.with_options(tf_options).apply(_from_service(
-            options, n, rebatch=rebatch_here, drop_remainder=drop_remainder, repeat=repeat))
+            options, n, rebatch=rebatch_here, drop_remainder=drop_remainder, repeat=repeat, plan=plan,
+            length_key=bucket_key))
     if categorical_ids is not None:  # here, after the service: the lookup tables are this process's
         ds = ds.apply(lookup_categoricals(schema, manifest.split(categorical_ids).features,
                                           deterministic=deterministic))
@@ -266,32 +267,50 @@ def read(
     return ds.with_options(tf_options)
 
 
-def _from_service(options: ReadOptions, n: int, *, rebatch: bool, drop_remainder: bool, repeat: bool):
-    """The batches of ``options.service``'s workers, received here.
+def _from_service(options: ReadOptions, n: int, *, rebatch: bool, drop_remainder: bool, repeat: bool,
+                  plan: Optional[BucketPlan] = None, length_key: Optional[str] = None):
+    """The batches of ``options.service``'s workers, received here, batched again.
 
     Each worker batches the shards it reads, so the batch count depends on how the
-    shards fell to the workers (each worker's last batch is partial); Keras 3 counts
-    the batches of the first epoch and stops later epochs there. Batches without
-    sequences (one shape, whatever the padding) are therefore batched again here
-    (``rebatch``: vectorized, no per-record cost): ``distributed_epoch`` then yields the
-    split's batch count every epoch, asserted for Keras when the job is this reader's
-    own (a shared ``job_name`` splits the records among its readers, in proportions
-    unknown here); ``parallel_epochs`` yields (workers x the split's records), the
-    same each epoch while the workers stay. Padded sequence batches (each its own
-    length) are kept as the workers made them: up to one partial batch per worker.
+    shards fell to the workers (each worker's last batch, per bucket, is partial), and
+    changes from epoch to epoch. Keras 3 takes the batch count of a dataset that does
+    not declare one from its first epoch, and stops later epochs there: a later epoch
+    with more batches would lose its last ones without a word. So the batches are made
+    again here, as the reader makes them in-process: tabular batches with ``rebatch``
+    (vectorized, no per-record cost); padded sequence batches split into their records
+    and batched again by the same bucket plan (``plan``, or ``batch_size`` records
+    padded to the longest, without one). ``distributed_epoch`` then yields exactly the
+    split's batch count every epoch, declared to Keras when the job is this reader's own.
+
+    With a shared ``job_name`` (its readers share the records, in proportions unknown
+    here) or in ``parallel_epochs`` (workers x the split's records, unknown here), no
+    count is declared: Keras takes the first epoch's, logged as a warning.
     """
     service = options.service
     b = options.batch_size
+    exact = not repeat and service.processing_mode == "distributed_epoch" and service.job_name is None
 
     def stage(ds):
         _check_dispatcher(service.dispatcher)
         ds = ds.apply(distribute_to_service(dispatcher=service.dispatcher, processing_mode=service.processing_mode,
                                             job_name=service.job_name))
-        if not rebatch:
-            return ds
-        ds = ds.rebatch(b, drop_remainder=drop_remainder)
-        if not repeat and service.processing_mode == "distributed_epoch" and service.job_name is None:
-            ds = ds.apply(tf.data.experimental.assert_cardinality(n // b if drop_remainder else -(-n // b)))
+        if rebatch:
+            ds = ds.rebatch(b, drop_remainder=drop_remainder)
+            batches = n // b if drop_remainder else -(-n // b)
+        elif plan is not None:
+            ds = ds.unbatch().apply(bucket_by_length(plan=plan, length_key=length_key, drop_remainder=drop_remainder))
+            batches = plan.num_batches(drop_remainder) if sum(plan.counts) == n else None
+        else:
+            ds = ds.unbatch().padded_batch(b, drop_remainder=drop_remainder)
+            batches = n // b if drop_remainder else -(-n // b)
+        if exact and batches is not None:
+            ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+        elif not repeat:
+            _log.warning("reader.service: %s, so the trainer cannot know an epoch's batch count; Keras takes the "
+                         "first epoch's, and a later epoch that holds more batches stops there. Keep the workers "
+                         "and the readers of the job the same for the whole run",
+                         "the job is shared (job_name)" if service.job_name is not None
+                         else "parallel_epochs gives workers x the split's records")
         return ds
 
     return stage

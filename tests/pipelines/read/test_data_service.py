@@ -110,9 +110,11 @@ def test_each_record_twice_per_epoch_with_two_workers_in_parallel_epochs(id_data
 
 
 @pytest.mark.slow
-def test_sequence_batches_are_padded_on_the_workers_and_counted_here(service, tmp_path):
-    """Bucketed, padded batches come as the workers made them (one partial batch per
-    worker at most); the padding counter, this process's variables, counts them all."""
+def test_sequence_batches_are_padded_on_the_workers_and_batched_again_here(service, tmp_path):
+    """Bucketed, padded batches are made on the workers, then split and batched again
+    here by the same plan: every epoch has the in-process read's batches (sizes and
+    padded lengths), its count is declared to Keras, and the padding counter, this
+    process's variables, counts what the model is fed."""
     from benchmarks.long_signals import job, sines, splits
     from tfstream.pipelines.config import config_from_dict
     from tfstream.pipelines.read.stages import PaddingCounter
@@ -125,19 +127,22 @@ def test_sequence_batches_are_padded_on_the_workers_and_counted_here(service, tm
                                      "split": split}, str(tmp_path / "ds"))
     n = int((split == "train").sum())
     local, remote = PaddingCounter(), PaddingCounter()
-    options = config.reader.with_overrides(cache="none")  # a cache is refused with a service
+    options = config.reader.with_overrides(cache="none", max_tokens_per_batch=300, num_buckets=3, batch_size=16)
     plain = [(f["signal_length"].numpy(), f["signal"].shape[1])
              for f, _ in read(manifest, "train", options, padding_counter=local)]
     ds = read(manifest, "train", options.with_overrides(service={"dispatcher": service}), padding_counter=remote)
-    assert int(ds.cardinality()) == tf.data.UNKNOWN_CARDINALITY  # batches per worker: not known here
+    assert int(ds.cardinality()) == len(plain) > 3  # the plan's batch count, declared for Keras
+    shapes = sorted((len(lengths), steps) for lengths, steps in plain)
     for _ in range(2):
         remote.reset()
         batches = [(f["signal_length"].numpy(), f["signal"].shape[1]) for f, _ in ds]
+        assert sorted((len(lengths), steps) for lengths, steps in batches) == shapes
         assert sum(len(lengths) for lengths, _ in batches) == n  # each sequence once
         assert all(steps >= lengths.max() for lengths, steps in batches)
         assert int(remote.real.numpy()) == int(sum(lengths.sum() for lengths, _ in batches)) == \
             int(sum(lengths.sum() for lengths, _ in plain))
-        assert int(remote.padded.numpy()) == sum(len(lengths) * steps for lengths, steps in batches)
+        assert int(remote.padded.numpy()) == sum(len(lengths) * steps for lengths, steps in batches) == \
+            int(local.padded.numpy())
 
 
 class _Seen(keras.layers.Layer):
@@ -309,3 +314,10 @@ def test_the_cli_refuses_a_bad_address_or_port(argv, message, capsys):
 
     assert main(["data-service", *argv]) == 2
     assert capsys.readouterr().err.startswith(message)
+
+
+def test_multi_worker_with_a_service_is_refused_on_load(make_job):
+    with pytest.raises(ConfigError, match=r"^reader.service: not with train.strategy: multi_worker .*remove "
+                                          r"reader.service"):
+        make_job("seed_dense.yaml", reader={"service": {"dispatcher": "grpc://127.0.0.1:5050"}},
+                 train={"strategy": "multi_worker"})
