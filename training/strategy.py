@@ -90,7 +90,7 @@ def _tensorflow_off_the_gpus() -> None:
     process whose TensorFlow has already started its devices keeps them (logged)."""
     import tensorflow as tf
 
-    if not tf.config.list_physical_devices("GPU"):
+    if not tf.config.get_visible_devices("GPU"):  # none, or hidden already (the CLI, then train(), call this)
         return
     try:
         tf.config.set_visible_devices([], "GPU")
